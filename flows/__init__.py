@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration over the selfinstruct library, with no logic of their own."""

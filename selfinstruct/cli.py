@@ -1,0 +1,186 @@
+"""The ``selfinstruct`` command: parses arguments and calls the library, nothing more.
+
+Heavy imports (the pipeline, Prefect, datasets) happen inside the command that needs them, so
+``--help`` and the dataset commands start instantly. Every user-facing failure ends as one
+line ``selfinstruct: error: …`` with exit code 2 (bad input) or 1 (a failure at run time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from selfinstruct import __version__
+from selfinstruct._errors import InputError
+
+GENERATE_FLAGS = (
+    "seeds", "dataset", "num_instructions", "data_dir", "recipe", "language", "base_url",
+    "model", "api", "concurrency", "requests_per_round", "seed", "similarity_threshold",
+    "max_rounds", "stall_rounds", "timeout", "max_retries", "prompts_dir", "license",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit code 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"selfinstruct: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_generate(sub: Any) -> None:
+    p = sub.add_parser(
+        "generate", help="generate a new dataset version from seed tasks",
+        description="Generate instructions Self-Instruct style (or Alpaca style), then instances,"
+                    " and write a new immutable version under DATA_DIR/DATASET/. With no "
+                    "--base-url (and no OPENAI_BASE_URL) the embedded demo model is used. The "
+                    "last line on stdout is the version folder's path.",
+    )
+    p.add_argument("--seeds", type=Path, help="seed task file (JSONL, Self-Instruct or Alpaca "
+                   "rows), e.g. seeds/en_general.jsonl")
+    p.add_argument("--num-instructions", type=int, help="instructions to accept")
+    p.add_argument("--dataset", help="dataset name (folder under --data-dir)")
+    p.add_argument("--data-dir", type=Path, help="where datasets live (default: data)")
+    p.add_argument("--recipe", choices=["self-instruct", "alpaca"],
+                   help="self-instruct (default): bootstrap, classify, instances; alpaca: "
+                        "one request gives 20 instruction/input/output items")
+    p.add_argument("--language", choices=["en", "ja"],
+                   help="data language (default: detected from the seeds)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. "
+                   "https://api.openai.com/v1 (default: $OPENAI_BASE_URL, else the embedded "
+                   "model)")
+    p.add_argument("--api-key", help="API key (prefer $OPENAI_API_KEY: flags show in `ps`)")
+    p.add_argument("--model", help="model name on the endpoint (required with --base-url)")
+    p.add_argument("--api", choices=["chat", "completions"],
+                   help="chat (default for endpoints) or completions (default for the "
+                        "embedded model)")
+    p.add_argument("--concurrency", type=int, help="requests in flight (default 8; 1 for "
+                   "the embedded model)")
+    p.add_argument("--requests-per-round", type=int,
+                   help="bootstrap requests per round (default: --concurrency)")
+    p.add_argument("--seed", type=int, help="random seed (default: random, recorded)")
+    p.add_argument("--similarity-threshold", type=float,
+                   help="ROUGE-L above which a new instruction is a near-duplicate "
+                        "(default: 0.7 for en, the measured default for ja)")
+    p.add_argument("--max-rounds", type=int, help="stop after this many bootstrap rounds")
+    p.add_argument("--stall-rounds", type=int,
+                   help="stop when this many rounds in a row accept nothing (default 30)")
+    p.add_argument("--timeout", type=float, help="seconds per request (default 120)")
+    p.add_argument("--max-retries", type=int, help="retries per request (default 5)")
+    p.add_argument("--prompts-dir", type=Path, help="folder with <lang>/*.j2 templates "
+                   "(default: the bundled prompts/)")
+    p.add_argument("--license", help="license written to the dataset card (default "
+                   "apache-2.0)")
+    p.add_argument("--config", type=Path, help="TOML file with any of these settings "
+                   "(keys like num_instructions); flags override it")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the newest unfinished run of --dataset from its journal")
+    p.add_argument("--run-dir", type=Path, help="continue this run folder (implies --resume)")
+    p.add_argument("--prefect", action="store_true",
+                   help="run through the Prefect flow generate_dataset")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.set_defaults(func=_cmd_generate)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from selfinstruct.config import build_config
+    from selfinstruct.run import resume_config
+
+    flags = {name: getattr(args, name) for name in GENERATE_FLAGS}
+    run_dir = args.run_dir
+    if args.resume or run_dir is not None:
+        config, run_dir = resume_config(args.data_dir or Path("data"), args.dataset, run_dir,
+                                        flags)
+    else:
+        config = build_config(flags, args.config)
+    api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
+    if args.prefect:
+        return _generate_with_prefect(config, api_key, run_dir)
+    from selfinstruct.pipeline import run
+    from selfinstruct.progress import ProgressDisplay, print_summary
+    from selfinstruct.run import open_run
+
+    with open_run(config, api_key=api_key, run_dir=run_dir) as gen:
+        if gen.journal.cached_answers:
+            print(f"selfinstruct: resuming {gen.journal.run_dir} "
+                  f"({gen.journal.cached_answers} answers in the journal)", file=sys.stderr)
+        with ProgressDisplay(enabled=not args.no_progress) as display:
+            gen.on_progress = display.update
+            path = run(gen)
+        print_summary(gen)
+    print(path)
+    return 0
+
+
+def _generate_with_prefect(config: Any, api_key: str | None, run_dir: Path | None) -> int:
+    if api_key:
+        # Flow parameters are stored by Prefect: the key goes through the environment instead.
+        os.environ["OPENAI_API_KEY"] = api_key
+    from flows.generate import generate_dataset
+
+    path = generate_dataset(config=config.to_public(),
+                            run_dir=str(run_dir) if run_dir else None)
+    print(path)
+    return 0
+
+
+def _add_serve_local(sub: Any) -> None:
+    p = sub.add_parser("serve-local", help="run the embedded model's OpenAI-compatible server",
+                       description="Serve SmolLM2-135M-Instruct with llama.cpp on 127.0.0.1 "
+                                   "until interrupted (Ctrl-C).")
+    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    p.add_argument("--n-threads", type=int, default=1, help="CPU threads (default 1)")
+    p.set_defaults(func=_cmd_serve_local)
+
+
+def _cmd_serve_local(args: argparse.Namespace) -> int:
+    from selfinstruct.local_model import DEMO_WARNING, MODEL_ALIAS, LocalModelServer
+
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port: must be from 1 to 65535 (got {args.port})")
+    if args.n_threads < 1:
+        raise InputError(f"--n-threads: must be at least 1 (got {args.n_threads})")
+    with LocalModelServer(port=args.port, n_threads=args.n_threads) as server:
+        print(f"selfinstruct: warning: {DEMO_WARNING}", file=sys.stderr)
+        print(f"serving {MODEL_ALIAS} at {server.base_url} (Ctrl-C to stop); use: "
+              f"--base-url {server.base_url} --model {MODEL_ALIAS} --api completions",
+              file=sys.stderr)
+        try:
+            return server.wait()
+        except KeyboardInterrupt:
+            return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from selfinstruct import cli_dataset
+
+    parser = _Parser(prog="selfinstruct",
+                     description="Turn seed tasks into an instruction-tuning dataset.")
+    parser.add_argument("--version", action="version", version=f"selfinstruct {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_generate(sub)
+    _add_serve_local(sub)
+    cli_dataset.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"selfinstruct: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("selfinstruct: interrupted; accepted work is in the run journal — continue with "
+              "the same command plus --resume", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"selfinstruct: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

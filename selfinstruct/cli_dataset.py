@@ -1,0 +1,175 @@
+"""The dataset commands of the CLI: validate, versions, diff, export, release.
+
+`register(subparsers)` adds them to the main parser; each handler takes the parsed args and
+returns an exit code: 0 success, 1 a failed validation, 2 bad input. Errors are one line on
+stderr, `selfinstruct: error: <file[:line]: what>`, never a traceback. Every PATH accepts a
+version folder or `data/<name>/latest`. Nothing here imports `datasets` or `huggingface_hub`
+at module level (publishing imports the client when it runs), so `--help`, `validate` and
+`versions` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from selfinstruct._errors import InputError
+from selfinstruct.dataset import (
+    InvalidDatasetError,
+    diff,
+    read_manifest,
+    resolve_version,
+    validate,
+    versions,
+)
+from selfinstruct.export import FORMATS, export_version
+from selfinstruct.hub import publish
+from selfinstruct.release import build_release
+
+_PATH_HELP = "a version folder such as data/<name>/v0003, or data/<name>/latest"
+
+
+def _error(message: str) -> None:
+    print(f"selfinstruct: error: {message}", file=sys.stderr)
+
+
+def _handler(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn InputError into its one-line message and exit code (2, or 1 for invalid data)."""
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except InputError as exc:
+            _error(str(exc))
+            return exc.exit_code
+
+    return wrapper
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the dataset subcommands to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "validate",
+        help="check a version's files against its manifest",
+        description="Re-check sha256, size and row count of every file, JSON and schema of every "
+        "row, and the manifest's counts. Exit 1 if anything is off.",
+    )
+    p.add_argument("path", metavar="PATH", help=_PATH_HELP)
+    p.set_defaults(func=_validate)
+
+    p = subparsers.add_parser("versions", help="list the versions of a dataset")
+    p.add_argument("name", metavar="NAME", help="dataset name (a folder under --data-dir)")
+    p.add_argument("--data-dir", default="data", type=Path, help="default: %(default)s")
+    p.set_defaults(func=_versions)
+
+    p = subparsers.add_parser("diff", help="instructions added and removed between two versions")
+    p.add_argument("a", metavar="A", help=_PATH_HELP)
+    p.add_argument("b", metavar="B", help=_PATH_HELP)
+    p.set_defaults(func=_diff)
+
+    p = subparsers.add_parser(
+        "export",
+        help="export train rows for fine-tuning tools (JSONL)",
+        description="Write one JSON record per line in the chosen shape; to stdout unless "
+        "--output is given.",
+    )
+    p.add_argument("path", metavar="PATH", help=_PATH_HELP)
+    p.add_argument("--format", required=True, choices=sorted(FORMATS))
+    p.add_argument("--output", type=Path, metavar="FILE", help="default: stdout")
+    p.set_defaults(func=_export)
+
+    p = subparsers.add_parser(
+        "release",
+        help="build a reproducible .tar.gz of a version (and publish it)",
+        description="Validate, then write <name>-<version>.tar.gz with SHA256SUMS. With "
+        "--push-to-hub, also upload the version to a Hugging Face dataset repo and "
+        "tag it (token from HF_TOKEN).",
+    )
+    p.add_argument("path", metavar="PATH", help=_PATH_HELP)
+    p.add_argument("--output-dir", type=Path, default=Path("dist"), help="default: %(default)s")
+    p.add_argument("--push-to-hub", metavar="ORG/NAME", help="publish to this dataset repo")
+    p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    p.set_defaults(func=_release)
+
+
+@_handler
+def _validate(args: argparse.Namespace) -> int:
+    folder = resolve_version(args.path)
+    problems = validate(folder)
+    for problem in problems:
+        _error(problem)
+    if problems:
+        return InvalidDatasetError.exit_code
+    counts = read_manifest(folder)["counts"]
+    print(f"{folder}: ok ({counts['train']} train rows, {counts['rejected']} rejected rows)")
+    return 0
+
+
+@_handler
+def _versions(args: argparse.Namespace) -> int:
+    dataset_dir = args.data_dir / args.name
+    if not dataset_dir.is_dir():
+        raise InputError(f"{dataset_dir}: no such dataset folder")
+    summaries = versions(dataset_dir)
+    if not summaries:
+        print(f"{dataset_dir}: no versions yet")
+        return 0
+    rows = [("VERSION", "CREATED", "TRAIN", "REJECTED", "PARENT")]
+    rows += [
+        (
+            s.name,
+            s.created_at or "?",
+            str(s.train_rows if s.train_rows is not None else "?"),
+            str(s.rejected_rows if s.rejected_rows is not None else "?"),
+            s.parent or "-",
+        )
+        for s in summaries
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print(line.rstrip() + ("  (latest)" if index == len(rows) - 1 else ""))
+    return 0
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+@_handler
+def _diff(args: argparse.Namespace) -> int:
+    result = diff(args.a, args.b)
+    print(f"a: {result.a} ({result.a_rows} rows, {result.a_instructions} instructions)")
+    print(f"b: {result.b} ({result.b_rows} rows, {result.b_instructions} instructions)")
+    print(f"{len(result.added)} added, {len(result.removed)} removed")
+    for text in result.added:
+        print(f"+ {_one_line(text)}")
+    for text in result.removed:
+        print(f"- {_one_line(text)}")
+    return 0
+
+
+@_handler
+def _export(args: argparse.Namespace) -> int:
+    count = export_version(args.path, args.format, args.output)
+    if args.output is not None:
+        print(f"wrote {count} {args.format} records to {args.output}", file=sys.stderr)
+    return 0
+
+
+@_handler
+def _release(args: argparse.Namespace) -> int:
+    if args.private and not args.push_to_hub:
+        raise InputError("--private only applies with --push-to-hub ORG/NAME")
+    artifact = build_release(args.path, args.output_dir)
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    print(f"release: {artifact} (sha256 {digest})")
+    if args.push_to_hub:
+        result = publish(args.path, args.push_to_hub, private=args.private)
+        print(f"published: {result['commit_url']} (tag {result['tag']})")
+    return 0

@@ -1,0 +1,220 @@
+"""One typed configuration for a generation run, from a TOML file, the environment and flags.
+
+Precedence: command-line flags > ``--config`` TOML file > environment (``OPENAI_BASE_URL``) >
+defaults. Everything is validated before any model starts or any file is written, and every
+problem is one line naming where the bad value came from (``--num-instructions`` or
+``run.toml: field 'num_instructions'``).
+
+The API key is deliberately not part of `GenerateConfig`: the config is written to run
+journals and manifests, and a secret must never reach them. The key travels separately from
+the environment (or ``--api-key``) straight into the HTTP client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from selfinstruct._errors import InputError
+
+RECIPES = ("self-instruct", "alpaca")
+APIS = ("chat", "completions")
+LANGUAGES = ("en", "ja")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass
+class GenerateConfig:
+    """Everything that decides what a run generates (and nothing secret)."""
+
+    seeds: Path
+    dataset: str
+    num_instructions: int
+    data_dir: Path = Path("data")
+    recipe: str = "self-instruct"
+    language: str | None = None  # None: detected from the seed texts
+    base_url: str | None = None  # None: the embedded local model
+    model: str | None = None
+    api: str | None = None  # None: completions for the embedded model, chat otherwise
+    concurrency: int | None = None  # None: 1 for the embedded model, 8 otherwise
+    requests_per_round: int | None = None  # None: equal to concurrency
+    seed: int | None = None  # None: drawn at random and recorded, so a resume is identical
+    similarity_threshold: float | None = None  # None: the language's default
+    seed_examples: int = 6  # Self-Instruct: 6 human + 2 machine instructions per prompt
+    machine_examples: int = 2
+    alpaca_examples: int = 3
+    alpaca_tasks: int = 20
+    classify_examples: int = 12
+    instance_examples: int = 3
+    max_instances: int = 5
+    max_rounds: int = 10_000
+    stall_rounds: int = 30  # stop when this many rounds in a row accept nothing
+    timeout: float | None = None  # None: 120 s, 600 s for the slow embedded model
+    max_retries: int = 5
+    retry_base_delay: float = 1.0
+    prompts_dir: Path | None = None
+    license: str = "apache-2.0"
+    max_tokens: dict[str, int] = field(default_factory=dict)  # per-stage overrides
+
+    @property
+    def embedded(self) -> bool:
+        return self.base_url is None
+
+    def to_public(self) -> dict[str, Any]:
+        """The config as stored in journals and manifests (paths as strings)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        out["base_url"] = _strip_credentials(self.base_url)
+        return out
+
+    @classmethod
+    def from_public(cls, data: dict[str, Any]) -> GenerateConfig:
+        """Rebuild a config stored by `to_public` (for ``--resume``)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        for key in ("seeds", "data_dir", "prompts_dir"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = Path(kwargs[key])
+        return cls(**kwargs)
+
+
+def _strip_credentials(url: str | None) -> str | None:
+    """Drop ``user:password@`` from a URL before it is stored anywhere."""
+    if url is None:
+        return None
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url, flags=re.IGNORECASE)
+
+
+# name: (type, check, message) — the checks every source of a value goes through.
+_RULES: dict[str, tuple[type, Any, str]] = {
+    "num_instructions": (int, lambda v: 0 < v <= 10_000_000, "must be a positive integer"),
+    "concurrency": (int, lambda v: 0 < v <= 1024, "must be an integer from 1 to 1024"),
+    "requests_per_round": (int, lambda v: 0 < v <= 4096, "must be a positive integer"),
+    "seed": (int, lambda v: 0 <= v < 2**63, "must be a non-negative integer"),
+    "similarity_threshold": (float, lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "seed_examples": (int, lambda v: 0 <= v <= 64, "must be an integer from 0 to 64"),
+    "machine_examples": (int, lambda v: 0 <= v <= 64, "must be an integer from 0 to 64"),
+    "alpaca_examples": (int, lambda v: 1 <= v <= 64, "must be an integer from 1 to 64"),
+    "alpaca_tasks": (int, lambda v: 2 <= v <= 100, "must be an integer from 2 to 100"),
+    "classify_examples": (int, lambda v: 0 <= v <= 200, "must be an integer from 0 to 200"),
+    "instance_examples": (int, lambda v: 0 <= v <= 50, "must be an integer from 0 to 50"),
+    "max_instances": (int, lambda v: 1 <= v <= 100, "must be an integer from 1 to 100"),
+    "max_rounds": (int, lambda v: v > 0, "must be a positive integer"),
+    "stall_rounds": (int, lambda v: v > 0, "must be a positive integer"),
+    "timeout": (float, lambda v: 0 < v <= 86_400, "must be a positive number of seconds"),
+    "max_retries": (int, lambda v: 0 <= v <= 100, "must be an integer from 0 to 100"),
+    "retry_base_delay": (float, lambda v: 0 <= v <= 600, "must be between 0 and 600 seconds"),
+    "recipe": (str, lambda v: v in RECIPES, f"must be one of {', '.join(RECIPES)}"),
+    "api": (str, lambda v: v in APIS, f"must be one of {', '.join(APIS)}"),
+    "language": (str, lambda v: v in LANGUAGES, f"must be one of {', '.join(LANGUAGES)}"),
+    "dataset": (str, lambda v: bool(_NAME.match(v)),
+                "must be 1-100 characters of letters, digits, '.', '_' or '-'"),
+    "model": (str, lambda v: bool(v.strip()), "must not be empty"),
+    "base_url": (str, lambda v: bool(re.match(r"^https?://[^\s/]+", v)),
+                 "must be an http(s) URL such as http://127.0.0.1:8000/v1"),
+    "license": (str, lambda v: bool(v.strip()), "must not be empty"),
+    "seeds": (Path, lambda v: True, ""),
+    "data_dir": (Path, lambda v: True, ""),
+    "prompts_dir": (Path, lambda v: True, ""),
+    "max_tokens": (dict, lambda v: all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                                       for n in v.values()),
+                   "must map stage names to positive integers"),
+}
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    kind, check, message = _RULES[name]
+    if isinstance(value, bool) or (kind in (int, float) and isinstance(value, str)):
+        # TOML and argparse both give real types; a string number here is a typo upstream.
+        raise InputError(f"{where}: {message} (got {value!r})")
+    try:
+        if kind is float and isinstance(value, int | float):
+            value = float(value)
+        elif kind is Path and isinstance(value, str | Path):
+            value = Path(value)
+        elif not isinstance(value, kind):
+            raise TypeError
+    except TypeError:
+        raise InputError(f"{where}: {message or 'wrong type'} (got {value!r})") from None
+    if not check(value):
+        raise InputError(f"{where}: {message} (got {value!r})")
+    return value
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML config; keys are the long flag names with '_' (``num_instructions``)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read config file: {exc.strerror}") from None
+    for key in data:
+        if key not in _RULES:
+            raise InputError(f"{path}: field '{key}': unknown setting")
+    return data
+
+
+def build_config(
+    flags: dict[str, Any], config_file: Path | None = None, environ: dict[str, str] | None = None
+) -> GenerateConfig:
+    """Merge flags, an optional TOML file and the environment into a validated config."""
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if environ.get("OPENAI_BASE_URL"):
+        values["base_url"] = environ["OPENAI_BASE_URL"]
+        sources["base_url"] = "OPENAI_BASE_URL"
+    if config_file is not None:
+        for key, value in load_config_file(config_file).items():
+            values[key] = value
+            sources[key] = f"{config_file}: field '{key}'"
+    for key, value in flags.items():
+        if value is not None:
+            values[key] = value
+            sources[key] = flag_name(key)
+    for key in ("seeds", "dataset", "num_instructions"):
+        if key not in values:
+            raise InputError(f"{flag_name(key)} is required")
+    checked = {key: _coerce(key, value, sources[key]) for key, value in values.items()}
+    return GenerateConfig(**checked)
+
+
+def resolve_defaults(config: GenerateConfig, detected_language: str) -> GenerateConfig:
+    """Fill the values that depend on the endpoint and the seeds, so they can be recorded."""
+    from selfinstruct.local_model import MODEL_ALIAS
+    from selfinstruct.similarity import default_threshold
+
+    if not config.embedded and config.model is None:
+        raise InputError("--model is required with --base-url (the endpoint's model name)")
+    language = config.language or detected_language
+    if config.machine_examples + config.seed_examples == 0:
+        raise InputError("--seed-examples and --machine-examples cannot both be 0")
+    concurrency = config.concurrency or (1 if config.embedded else 8)
+    return dataclasses.replace(
+        config,
+        language=language,
+        model=config.model or MODEL_ALIAS,
+        api=config.api or ("completions" if config.embedded else "chat"),
+        concurrency=concurrency,
+        requests_per_round=config.requests_per_round or concurrency,
+        seed=config.seed if config.seed is not None else random.SystemRandom().randrange(2**31),
+        similarity_threshold=config.similarity_threshold or default_threshold(language),
+        timeout=config.timeout or (600.0 if config.embedded else 120.0),
+    )

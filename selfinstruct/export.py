@@ -1,0 +1,98 @@
+"""Exports of a version's train rows in the shapes fine-tuning tools read.
+
+Every format is JSONL (one record per line, UTF-8, non-ASCII unescaped): it streams, appends
+and diffs well, and the tools that take Alpaca data (axolotl, LLaMA-Factory, TRL via
+`datasets`) accept JSONL as readily as one big JSON array.
+
+- alpaca:      {"instruction", "input", "output"}
+- sharegpt:    {"conversations": [{"from": "human", ...}, {"from": "gpt", ...}]}
+- openai-chat: {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}
+- jsonl:       the train row without provenance (id, task_id, is_classification kept)
+
+Chat formats have no separate input field: the user turn is the instruction, followed by a
+blank line and the input when there is one (the Alpaca prompt's order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TextIO
+
+from selfinstruct.dataset import TRAIN_FILE, iter_rows, require_valid
+
+
+def user_turn(row: dict) -> str:
+    """Instruction, then the input after a blank line when the task has one."""
+    return f"{row['instruction']}\n\n{row['input']}" if row["input"] else row["instruction"]
+
+
+def _alpaca(row: dict) -> dict:
+    return {"instruction": row["instruction"], "input": row["input"], "output": row["output"]}
+
+
+def _sharegpt(row: dict) -> dict:
+    return {
+        "conversations": [
+            {"from": "human", "value": user_turn(row)},
+            {"from": "gpt", "value": row["output"]},
+        ]
+    }
+
+
+def _openai_chat(row: dict) -> dict:
+    return {
+        "messages": [
+            {"role": "user", "content": user_turn(row)},
+            {"role": "assistant", "content": row["output"]},
+        ]
+    }
+
+
+def _plain(row: dict) -> dict:
+    return {key: value for key, value in row.items() if key != "provenance"}
+
+
+FORMATS: dict[str, Callable[[dict], dict]] = {
+    "alpaca": _alpaca,
+    "sharegpt": _sharegpt,
+    "openai-chat": _openai_chat,
+    "jsonl": _plain,
+}
+
+
+def write_export(rows: Iterable[dict], fmt: str, out: TextIO) -> int:
+    """Write `rows` converted to `fmt` as JSONL to `out`; return the number of records."""
+    convert = FORMATS[fmt]
+    count = 0
+    for row in rows:
+        out.write(json.dumps(convert(row), ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def export_version(path: str | Path, fmt: str, output: str | Path | None = None) -> int:
+    """Export a (validated) version to `output`, or to stdout when `output` is None.
+
+    A file is written next to its final name and renamed, so a failed export never leaves a
+    truncated file that a training run could pick up.
+    """
+    folder = require_valid(path)
+    rows = iter_rows(folder / TRAIN_FILE)
+    if output is None:
+        return write_export(rows, fmt, sys.stdout)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="\n") as handle:
+            count = write_export(rows, fmt, handle)
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,152 @@
+"""The append-only run journal: the resume point of a run.
+
+A run lives in ``data/<dataset>/.runs/<run-id>/``: ``run.json`` (the resolved, secret-free
+config, written once) and ``journal.jsonl`` (one event per line, appended, flushed and
+fsynced before the answer it records is used).
+
+Resume works by *replay*: every model answer is journaled under the content address of its
+request (model + API + rendered prompt + parameters + sample index). A resumed run executes
+the same deterministic program from the start; each request whose answer is in the journal
+is answered from it instead of the network, so no paid call is made twice, and the novelty
+pool, counters and accepted rows come out exactly as before the crash. Contrast Alpaca, which
+rewrites its whole state file each round and loses it when killed mid-write.
+
+Only successful answers are reused. A request that failed after all retries is journaled for
+the record but sent again on resume, since the outage may be over.
+
+A process killed mid-append leaves a partial last line; opening the journal cuts it off, so
+the next append starts on a clean line. An exclusive lock stops two processes from writing
+the same run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from selfinstruct._errors import InputError
+from selfinstruct.llm import Completion
+
+RUNS_DIR = ".runs"
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique across processes."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def runs_root(data_dir: Path, dataset: str) -> Path:
+    return data_dir / dataset / RUNS_DIR
+
+
+class Journal:
+    """Open (or create) a run's journal; use as a context manager to hold its lock."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / "journal.jsonl"
+        self._answers: dict[str, Completion] = {}
+        self.finished_version: str | None = None
+        self._file: Any = None
+        self._lock_file: Any = None
+
+    def __enter__(self) -> Journal:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.run_dir / ".lock", "w")  # noqa: SIM115 (held until exit)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise InputError(f"{self.run_dir}: another selfinstruct process is using this run") \
+                from None
+        self._replay()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+
+    def _replay(self) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, "rb+") as handle:
+            data = handle.read()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                handle.truncate(end)  # a torn last line from a killed writer
+        for line in data[:end].decode("utf-8").splitlines():
+            event = json.loads(line)
+            if event["type"] == "answer" and not event["completion"].get("error"):
+                self._answers[event["key"]] = Completion.from_json(event["completion"])
+            elif event["type"] == "finished":
+                self.finished_version = event["version"]
+
+    @property
+    def cached_answers(self) -> int:
+        return len(self._answers)
+
+    def answer(self, key: str) -> Completion | None:
+        """The journaled answer for a request key, if a successful one exists."""
+        return self._answers.get(key)
+
+    def record_answer(self, key: str, stage: str, completion: Completion) -> None:
+        """Make an answer durable before the pipeline uses it."""
+        if not completion.error:
+            self._answers[key] = completion
+        self._append({"type": "answer", "key": key, "stage": stage,
+                      "completion": completion.to_json()})
+
+    def record_finished(self, version: str) -> None:
+        self.finished_version = version
+        self._append({"type": "finished", "version": version, "at": time.time()})
+
+    def _append(self, event: dict[str, Any]) -> None:
+        self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+
+def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """Write ``run.json`` once, atomically; a resumed run reads it back."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, run_dir / "run.json")
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not a selfinstruct run folder (no run.json)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: invalid JSON: {exc.msg}") from None
+
+
+def latest_unfinished_run(data_dir: Path, dataset: str) -> Path | None:
+    """The newest run of `dataset` that has not written its version yet."""
+    root = runs_root(data_dir, dataset)
+    if not root.is_dir():
+        return None
+    for run_dir in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
+        journal = run_dir / "journal.jsonl"
+        if (run_dir / "run.json").exists() and not _has_finished(journal):
+            return run_dir
+    return None
+
+
+def _has_finished(journal: Path) -> bool:
+    if not journal.exists():
+        return False
+    with open(journal, "rb") as handle:
+        return any(b'"type": "finished"' in line for line in handle)

@@ -1,0 +1,326 @@
+"""The OpenAI-compatible client: bounded concurrency, retries, a shared cool-down, usage.
+
+Every LLM call of the project goes through `LLMClient.run_batch`, which sends a batch of
+`Request`s concurrently (at most `concurrency` in flight) on one event loop living in a
+background thread, and returns their `Completion`s in request order. Returning in order, not
+in arrival order, is what keeps a run deterministic for a given ``--seed`` however the
+endpoint's latency varies.
+
+Retries are our own (the SDK's are switched off) because a 429 must slow down *all* requests:
+after a 429 every request waits until the shared cool-down has passed, instead of each one
+hammering the endpoint on its own schedule. Delays honour ``Retry-After`` and otherwise grow
+exponentially with full jitter. A request that still fails is returned with `error` set; the
+caller records it as a rejected candidate rather than crashing the run.
+
+The API key is handed to the SDK and never kept in any object that is logged or serialised:
+`LLMClient.describe()` is the only view of the client meant for manifests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+STAGES = ("bootstrap", "classify", "instances", "alpaca")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt to send; `nonce` tells apart identical prompts that must be sampled anew."""
+
+    stage: str
+    prompt: str
+    params: dict[str, Any]
+    nonce: str
+
+    def key(self, model: str, api: str) -> str:
+        """Content address of the request: what the journal caches answers under."""
+        blob = json.dumps(
+            [model, api, self.prompt, self.params, self.nonce], sort_keys=True, ensure_ascii=False
+        )
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Completion:
+    """A model answer, or the reason there is none (`error`)."""
+
+    text: str
+    finish_reason: str | None
+    request_id: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    attempts: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "request_id": self.request_id,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "error": self.error,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Completion:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class StageUsage:
+    requests: int = 0
+    cached: int = 0
+    failed: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Usage:
+    """Requests and tokens per stage; `cached` counts answers replayed from the journal."""
+
+    stages: dict[str, StageUsage] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def stage(self, name: str) -> StageUsage:
+        return self.stages.setdefault(name, StageUsage())
+
+    def record(self, stage: str, completion: Completion, *, cached: bool) -> None:
+        usage = self.stage(stage)
+        usage.prompt_tokens += completion.prompt_tokens
+        usage.completion_tokens += completion.completion_tokens
+        if cached:
+            usage.cached += 1
+            return
+        usage.requests += 1
+        usage.retries += completion.attempts - 1
+        if completion.error:
+            usage.failed += 1
+            kind = completion.error.split(":", 1)[0]
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    @property
+    def total_requests(self) -> int:
+        return sum(s.requests for s in self.stages.values())
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(s.prompt_tokens + s.completion_tokens for s in self.stages.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stages": {name: vars(s).copy() for name, s in self.stages.items()},
+            "errors": dict(self.errors),
+        }
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Full-jitter exponential backoff: spreads retries of many requests apart."""
+        return rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+class _Transient(Exception):
+    """A failure worth retrying, with the server's requested delay if it gave one."""
+
+    def __init__(self, kind: str, retry_after: float | None = None) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class LLMClient:
+    """Send batches of requests to one model on one OpenAI-compatible endpoint."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        api: str,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        retry: RetryPolicy | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.base_url = base_url
+        self.model = model
+        self.api = api
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._rng = random.Random(seed)  # jitter only; never affects which data is kept
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="selfinstruct-llm")
+        self._thread.start()
+        self._cooldown_until = 0.0
+        self._client = asyncio.run_coroutine_threadsafe(
+            self._make_client(api_key), self._loop
+        ).result()
+
+    async def _make_client(self, api_key: str | None) -> openai.AsyncOpenAI:
+        # Created on the loop thread so its connection pool belongs to that loop.
+        self._semaphore = asyncio.Semaphore(self.concurrency)
+        return openai.AsyncOpenAI(
+            base_url=self.base_url,
+            # Local servers ignore the key, but the SDK insists on one.
+            api_key=api_key or "not-needed",
+            timeout=self.timeout,
+            max_retries=0,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest may record about the endpoint: never the key."""
+        return {"base_url": self.base_url, "model": self.model, "api": self.api,
+                "concurrency": self.concurrency}
+
+    def run_batch(
+        self,
+        requests: list[Request],
+        on_result: Callable[[int, Completion], None] | None = None,
+    ) -> list[Completion]:
+        """Send `requests` concurrently; return answers in request order.
+
+        `on_result(i, completion)` is called as each answer arrives (from the client's thread),
+        which is where the journal makes it durable before it counts.
+        """
+
+        async def one(i: int, request: Request) -> Completion:
+            completion = await self._send_with_retries(request)
+            if on_result is not None:
+                on_result(i, completion)
+            return completion
+
+        async def gather() -> list[Completion]:
+            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+
+        return asyncio.run_coroutine_threadsafe(gather(), self._loop).result()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def _send_with_retries(self, request: Request) -> Completion:
+        last_error = "unknown"
+        for attempt in range(self.retry.max_retries + 1):
+            wait = self._cooldown_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                async with self._semaphore:
+                    completion = await self._send(request)
+                completion.attempts = attempt + 1
+                return completion
+            except _Transient as exc:
+                last_error = exc.kind
+                delay = exc.retry_after
+                if delay is None:
+                    delay = self.retry.backoff(attempt, self._rng)
+                if exc.kind.startswith("rate_limited"):
+                    # One cool-down for everyone: the endpoint said it is overloaded.
+                    self._cooldown_until = max(self._cooldown_until, time.monotonic() + delay)
+                if attempt < self.retry.max_retries:
+                    await asyncio.sleep(delay)
+            except openai.APIStatusError as exc:
+                # 4xx other than 429: retrying the same request cannot help.
+                return Completion("", None, error=f"http_{exc.status_code}: {_short(exc)}",
+                                  attempts=attempt + 1)
+        return Completion("", None, error=f"{last_error}: gave up after "
+                          f"{self.retry.max_retries + 1} attempts",
+                          attempts=self.retry.max_retries + 1)
+
+    async def _send(self, request: Request) -> Completion:
+        params = dict(request.params)
+        try:
+            if self.api == "chat":
+                response = await self._client.chat.completions.create(
+                    model=self.model,
+                    messages=[{"role": "user", "content": request.prompt}],
+                    **params,
+                )
+            else:
+                response = await self._client.completions.create(
+                    model=self.model, prompt=request.prompt, **params
+                )
+        except openai.RateLimitError as exc:
+            raise _Transient("rate_limited", _retry_after(exc)) from None
+        except openai.InternalServerError as exc:
+            raise _Transient(f"http_{exc.status_code}", _retry_after(exc)) from None
+        except openai.APITimeoutError:
+            raise _Transient("timeout") from None
+        except openai.APIConnectionError:
+            raise _Transient("connection_error") from None
+        except openai.APIResponseValidationError:
+            raise _Transient("invalid_response") from None
+        except (json.JSONDecodeError, ValueError):
+            raise _Transient("invalid_response") from None
+        choices = getattr(response, "choices", None)
+        if not choices:
+            raise _Transient("empty_choices")
+        choice = choices[0]
+        text = choice.message.content if self.api == "chat" else choice.text
+        if not isinstance(text, str):
+            raise _Transient("invalid_response")
+        usage = getattr(response, "usage", None)
+        return Completion(
+            text=text,
+            finish_reason=choice.finish_reason,
+            request_id=getattr(response, "_request_id", None) or getattr(response, "id", None),
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        )
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    return parse_retry_after(exc.response.headers.get("retry-after"))
+
+
+def _short(exc: Exception) -> str:
+    """A one-line error summary; SDK messages never include request headers or the key."""
+    return " ".join(str(exc).split())[:200]

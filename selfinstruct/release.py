@@ -1,0 +1,89 @@
+"""Release artifacts: one reproducible `<name>-<version>.tar.gz` per dataset version.
+
+The archive holds `<name>-<version>/` with the version's files and a `SHA256SUMS` file
+(`sha256sum -c SHA256SUMS` works inside the extracted folder). It is byte-for-byte
+deterministic: members sorted by name, owner 0/0 with empty user and group names, fixed modes,
+every mtime (and the gzip header's) set to the manifest's `created_at`, no file name in the gzip
+header. Rebuilding a release therefore proves it was made from the same version, and a
+checksum published once stays valid.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from selfinstruct._errors import InputError, located
+from selfinstruct.dataset import MANIFEST_FILE, read_manifest, require_valid
+
+SUMS_FILE = "SHA256SUMS"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _member(
+    name: str, size: int, mtime: int, mode: int, kind: bytes = tarfile.REGTYPE
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = mtime
+    info.mode = mode
+    info.type = kind
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def build_release(version_path: str | Path, output_dir: str | Path) -> Path:
+    """Validate a version and write its deterministic archive into `output_dir`; return the path."""
+    folder = require_valid(version_path)
+    manifest = read_manifest(folder)
+    try:
+        mtime = int(datetime.fromisoformat(manifest["created_at"]).timestamp())
+    except (KeyError, TypeError, ValueError):
+        raise InputError(
+            located(folder / MANIFEST_FILE, "missing or not ISO 8601", field="created_at")
+        ) from None
+    prefix = f"{manifest['name']}-{manifest['version']}"
+    files = sorted(entry for entry in folder.iterdir() if entry.is_file())
+    sums = "".join(f"{_sha256(entry)}  {entry.name}\n" for entry in files).encode("utf-8")
+    members: list[tuple[str, Path | None]] = [(entry.name, entry) for entry in files]
+    members = sorted([*members, (SUMS_FILE, None)], key=lambda member: member[0])
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    target = output_dir / f"{prefix}.tar.gz"
+    tmp = output_dir / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with (
+            open(tmp, "xb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime) as compressed,
+            tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            tar.addfile(_member(prefix, 0, mtime, 0o755, tarfile.DIRTYPE))
+            for name, entry in members:
+                if entry is None:
+                    tar.addfile(
+                        _member(f"{prefix}/{name}", len(sums), mtime, 0o644), io.BytesIO(sums)
+                    )
+                    continue
+                with open(entry, "rb") as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    tar.addfile(_member(f"{prefix}/{name}", size, mtime, 0o644), handle)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,1841 @@
+"""A deterministic OpenAI-compatible HTTP server for tests and benchmarks.
+
+Why this exists: the project's tests must exercise the real ``openai`` client over real HTTP
+(retries, timeouts, connection pooling, error mapping), never mocks. A real model is slow and
+random; this server is fast, a pure function of the request, and speaks exactly the prompt
+formats in ``prompts/{en,ja}/*.j2`` so every pipeline stage (bootstrap, classification,
+instances, Alpaca) gets answers shaped like a real model's, including deliberately bad items
+that the filters must drop. It also injects faults (429, 5xx, resets, hangs, broken bodies)
+deterministically, and counts everything so tests can assert "no request was sent twice".
+
+Only the standard library is used, so the server starts in milliseconds in any venv.
+
+Public API:
+
+* :func:`start_server` -> :class:`RunningServer` (``.base_url``, ``.port``, ``.stats()``,
+  ``.reset()``, ``.requests()``, ``.close()``; a context manager).
+* ``python -m tests.servers.openai_server --port 0 [...]`` prints ``READY <base_url>``.
+* HTTP: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
+  ``GET /_stats``, ``POST /_reset``.
+
+Determinism: an answer is a pure function of (endpoint kind, prompt text or messages, model,
+temperature, top_p, seed, choice index); ``stop`` and ``max_tokens`` then cut that same text,
+as they would cut a real model's output sampled with a fixed seed. So a shorter ``max_tokens``
+yields a prefix of the longer answer.
+
+Token rule (for ``max_tokens`` and ``usage``): every CJK character (kana, kanji, CJK and
+full-width punctuation) is one token; every other maximal run of non-space characters is one
+token. ``count_tokens("Hello world")`` is 2, ``count_tokens("日本語です")`` is 5.
+
+Fault semantics: see :class:`FaultPlan`. In short, the decision for one attempt is a pure
+function of (``fault_seed``, request fingerprint, how many times that fingerprint was seen
+before); only the first ``max_faults_per_request`` (default 2) sends of a fingerprint can be
+faulted, so a client that retries the identical request at least that many times succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import ipaddress
+import json
+import random
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "BOOTSTRAP_HEADERS",
+    "DEFAULT_FAULT_KINDS",
+    "FAULT_KINDS",
+    "MODEL_IDS",
+    "FaultPlan",
+    "RunningServer",
+    "ServerOptions",
+    "apply_stop_and_max_tokens",
+    "count_tokens",
+    "detect_prompt",
+    "generate_answer",
+    "main",
+    "start_server",
+]
+
+MODEL_IDS: tuple[str, ...] = ("test-model",)
+
+# --------------------------------------------------------------------------------------------
+# Tokens, stop sequences, max_tokens
+# --------------------------------------------------------------------------------------------
+
+_CJK = (
+    "\u3000-\u303f"  # CJK symbols and punctuation (、。「」)
+    "\u3040-\u309f"  # hiragana
+    "\u30a0-\u30ff"  # katakana
+    "\u3400-\u4dbf"  # CJK extension A
+    "\u4e00-\u9fff"  # CJK unified ideographs
+    "\uf900-\ufaff"  # CJK compatibility ideographs
+    "\uff00-\uffef"  # half-width and full-width forms (？！：)
+)
+_TOKEN_RE = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+
+
+def count_tokens(text: str) -> int:
+    """Count tokens with the documented cheap rule (one per CJK char, one per other word).
+
+    A real tokenizer is not needed: tests only need a stable, monotone measure so that
+    ``max_tokens`` truncation and ``usage`` are predictable in both English and Japanese.
+    """
+    return sum(1 for _ in _TOKEN_RE.finditer(text))
+
+
+def _truncate_tokens(text: str, max_tokens: int) -> str:
+    """Return the prefix of ``text`` holding exactly ``max_tokens`` tokens (original spacing)."""
+    if max_tokens <= 0:
+        return ""
+    end = 0
+    for i, match in enumerate(_TOKEN_RE.finditer(text)):
+        if i == max_tokens:
+            return text[:end]
+        end = match.end()
+    return text
+
+
+def apply_stop_and_max_tokens(
+    text: str, stop: Sequence[str] | None, max_tokens: int | None
+) -> tuple[str, str]:
+    """Cut ``text`` like the OpenAI API: at the first stop string (excluded), then at max_tokens.
+
+    Returns ``(text, finish_reason)``; the reason is ``"length"`` only when ``max_tokens``
+    removed something, which is what the pipeline's "drop truncated answers" filter keys on.
+    """
+    cut = len(text)
+    for s in stop or ():
+        if s:
+            pos = text.find(s)
+            if pos != -1 and pos < cut:
+                cut = pos
+    text = text[:cut]
+    if max_tokens is not None and count_tokens(text) > max_tokens:
+        return _truncate_tokens(text, max_tokens), "length"
+    return text, "stop"
+
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary: English
+# --------------------------------------------------------------------------------------------
+# Every good instruction avoids the Self-Instruct/Alpaca blacklist even as a substring
+# (image, graph, picture, file, map, draw, plot, go to, video, audio, music, flowchart,
+# diagram): "paragraph", "photography", "profile" or "drawback" would be dropped by a
+# substring filter, so they do not appear. Generation frames also avoid the classification
+# keywords, so that the classify answer is Yes exactly for the classification frames.
+
+EN_TOPICS: tuple[str, ...] = (
+    "the water cycle", "compound interest", "remote work", "the French Revolution",
+    "sourdough baking", "electric cars", "sleep hygiene", "volcanoes", "black holes",
+    "public libraries", "honeybees", "urban gardening", "the Roman Empire", "climate change",
+    "renewable energy", "personal budgeting", "job interviews", "time management",
+    "machine learning", "the human immune system", "coral reefs", "the stock market",
+    "recycling programs", "chess openings", "marathon training", "vegetarian cooking",
+    "ancient Egypt", "the printing press", "solar panels", "first aid", "public speaking",
+    "online privacy", "cryptocurrency", "the Olympic Games", "houseplants", "minimalism",
+    "the Silk Road", "photosynthesis", "inflation", "electric bicycles", "meditation",
+    "the Industrial Revolution", "tea ceremonies", "space tourism", "plastic pollution",
+    "volunteering", "board games", "the Great Barrier Reef", "composting",
+    "wildfire prevention", "negotiation skills", "bird migration", "vaccines", "fast fashion",
+    "the Renaissance", "desert ecosystems", "microplastics", "earthquakes", "freelancing",
+    "the Moon landing", "origami", "antibiotics", "mountain hiking", "quantum computing",
+    "urban traffic", "the Cold War", "coffee farming", "language learning", "team sports",
+    "artificial sweeteners", "central banks", "carbon taxes", "dog training",
+    "the Amazon rainforest", "digital literacy", "social media addiction",
+    "community gardens", "ocean tides", "the Apollo program", "wind turbines",
+    "home insurance", "credit scores", "food waste", "the Byzantine Empire",
+    "vertical farming", "citizen science", "noise pollution", "the Mars rovers",
+    "rainwater harvesting", "circadian rhythms", "grocery shopping on a budget",
+    "retirement savings", "cybersecurity", "the Great Depression", "electric grids",
+    "pottery", "camping safety", "nuclear fusion", "medieval castles", "shared housing",
+    "microfinance", "bicycle commuting", "the periodic table", "glaciers", "cloud computing",
+    "online dating", "wine tasting", "the Ottoman Empire", "aging populations",
+    "handwriting", "fermentation", "open-source software", "the Arctic", "street food",
+    "patent law", "earthquake-resistant buildings", "beekeeping", "local elections",
+    "the Panama Canal", "sign language", "hybrid work schedules", "e-books",
+    "kindergarten education", "balcony gardening", "tsunamis", "supply chains",
+    "the Wright brothers", "hydroponics", "fossil fuels", "the Northern Lights",
+    "independent bookstores", "dinosaurs", "tropical storms", "cooking with kids",
+    "fire safety at home", "moving to a new city", "sustainable tourism",
+    "rare earth metals", "ride-sharing apps", "homeschooling", "sports injuries",
+    "the gig economy", "desalination", "mushroom foraging", "the Mongol Empire",
+    "biodiversity loss", "electric scooters", "public transport", "tax returns",
+    "food allergies", "smart homes", "3D printing", "virtual reality", "knitting",
+    "chocolate making", "the Hubble Space Telescope", "jazz improvisation",
+    "ancient Greek theater", "lighthouses", "sea turtles", "standardized testing",
+)
+
+EN_AUDIENCES: tuple[str, ...] = (
+    "for a ten-year-old", "for a busy executive", "for first-year university students",
+    "for retirees", "for a non-native English speaker", "for a skeptical reader",
+    "for new parents", "for small business owners", "for a group of high school students",
+    "for a curious grandparent", "for software engineers", "for nurses on night shifts",
+    "for a local newspaper", "for tourists visiting for the first time",
+    "for a job candidate", "for volunteers at a food bank", "for members of a book club",
+    "for an elementary school teacher", "for a city council member", "for a farmer",
+    "for someone who has never heard of it", "for a podcast audience",
+    "for a company newsletter", "for a museum visitor", "for a science fair judge",
+    "for a sports coach", "for college applicants", "for hospital administrators",
+    "for amateur chefs", "for a startup founder", "for people with slow internet access",
+    "for a high school debate team", "for a travel blog", "for an online course",
+    "for a neighborhood association", "for exchange students", "for librarians",
+    "for factory workers", "for a radio show host", "for a room full of lawyers",
+)
+
+EN_CONSTRAINTS: tuple[str, ...] = (
+    "in under 50 words", "using only simple words", "in three bullet points",
+    "without using technical jargon", "in a humorous tone", "with one concrete example",
+    "in the style of a sports commentator", "as a numbered list", "in exactly two sentences",
+    "using an analogy from cooking", "in a friendly and encouraging voice",
+    "while staying strictly neutral", "in fewer than one hundred words",
+    "with a catchy title", "ending with a question for the reader",
+    "from the point of view of a historian", "in the form of a short dialogue",
+    "with at least one surprising statistic", "in plain language",
+    "with a clear call to action", "in the second person", "using a metaphor about the ocean",
+    "addressing two common objections", "in a single tweet-length message", "step by step",
+    "with a short summary at the end", "in a formal register",
+    "without mentioning any brand names", "in rhyming couplets",
+    "from the perspective of a child", "with a list of key terms",
+    "in the voice of a pirate", "using examples from everyday life",
+    "in no more than five lines", "in an optimistic tone",
+    "comparing it to something familiar", "with three follow-up questions",
+    "in a calm, reassuring tone", "as if writing for a encyclopedia", "in a playful way",
+)
+
+EN_FORMATS: tuple[str, ...] = (
+    "short poem", "haiku", "limerick", "news article", "blog post introduction",
+    "motivational speech", "product review", "short story", "cover letter", "diary entry",
+    "fable", "FAQ section", "radio advertisement", "job advertisement", "press release",
+    "movie synopsis", "menu description", "travel guide entry", "wedding toast",
+    "letter to the editor", "sonnet", "eulogy", "bedtime story", "recipe introduction",
+    "horoscope", "thank-you note", "LinkedIn post", "podcast episode outline", "op-ed",
+    "children's rhyme", "museum plaque", "product slogan", "stand-up comedy routine",
+    "campaign speech", "apology email", "book blurb", "tour itinerary", "lab report abstract",
+)
+
+EN_NUMBERS: tuple[str, ...] = ("two", "three", "four", "five", "six", "seven", "ten")
+EN_LANGUAGES: tuple[str, ...] = (
+    "Spanish", "French", "German", "Japanese", "Italian", "Portuguese", "Korean", "Dutch",
+)
+
+# Imperative frames. {aud} and {cons} are optional slots filled with " for ..." / " in ..."
+# or nothing, which varies length (6-30 words) and breaks long shared word runs.
+EN_IMPERATIVE_FRAMES: tuple[str, ...] = (
+    "Explain {topic}{aud}{cons}.",
+    "Write a {fmt} about {topic}{aud}.",
+    "Summarize the main arguments for and against {topic}{cons}.",
+    "Give {n} practical tips on {topic}{aud}.",
+    "Compose a {fmt} that celebrates {topic}{cons}.",
+    "Suggest {n} creative names for a podcast about {topic}.",
+    "Rewrite the following sentence about {topic} so that it sounds more formal.",
+    "Create a short quiz with {n} questions about {topic}{aud}.",
+    "Describe how {topic} has changed over the last fifty years{cons}.",
+    "List the advantages and disadvantages of {topic}{cons}.",
+    "Propose a weekend schedule that involves {topic} on a tight budget.",
+    "Write a persuasive letter to the mayor about {topic}{cons}.",
+    "Compare {topic} with {topic2} in terms of cost, risk and benefit.",
+    "Draft an email to a colleague asking for feedback on a report about {topic}.",
+    "Generate {n} interview questions for an expert on {topic}.",
+    "Find the logical flaw in the following argument about {topic}.",
+    "Outline a lesson on {topic}{aud}.",
+    "Provide a beginner's guide to getting started with {topic}{cons}.",
+    "Write a dialogue between two friends who disagree about {topic}.",
+    "Invent a riddle whose answer is connected to {topic}.",
+    "Estimate how much a beginner should budget for {topic} and justify the estimate.",
+    "Tell me a fun fact about {topic} that most people do not know.",
+    "Define the key terms a newcomer to {topic} should learn first{cons}.",
+    "Recommend {n} books for someone curious about {topic}.",
+    "Write a product description for a gadget that helps with {topic}.",
+    "Turn the following notes about {topic} into a coherent summary.",
+    "Extract all the dates mentioned in the following text about {topic}.",
+    "Design a simple experiment to test a popular claim about {topic}.",
+    "Write a short social media post announcing a community event about {topic}.",
+    "Brainstorm {n} startup ideas related to {topic}.",
+    "Create a checklist for {topic}{aud}.",
+    "Offer advice to a student who wants to specialize in {topic}{cons}.",
+    "Write the opening line of a mystery novel in which {topic} plays a central role.",
+    "Rank the following factors by their impact on {topic} and explain your ranking.",
+    "Paraphrase the given statement about {topic}{cons}.",
+    "Correct any grammar mistakes in the following text about {topic}.",
+    "Translate the following sentence about {topic} into {lang}.",
+    "Predict {n} ways {topic} might change by the year 2050.",
+    "Argue for more public funding of {topic}{cons}.",
+    "Debunk a common myth about {topic}{aud}.",
+    "Summarize the following article about {topic}{cons}.",
+    "Develop a thirty-day challenge built around {topic}.",
+    "Create a motivational slogan for a campaign about {topic}.",
+    "Answer the following question about {topic}{aud}.",
+    "Point out the weaknesses in this proposal about {topic}.",
+    "Name {n} famous people associated with {topic} and say why they matter.",
+    "Suggest a catchy headline for an essay on {topic}.",
+    "Teach me the basics of {topic}{cons}.",
+)
+
+EN_QUESTION_FRAMES: tuple[str, ...] = (
+    "What are the most common misconceptions about {topic}?",
+    "How would you explain {topic}{aud}?",
+    "Why do some people find {topic} difficult to understand?",
+    "What questions should a journalist ask when investigating {topic}?",
+    "How can a small town benefit from {topic}?",
+    "What would happen if {topic} disappeared tomorrow?",
+    "Which skills are most useful for someone working on {topic}?",
+    "What ethical concerns does {topic} raise{aud}?",
+    "How does {topic} affect the daily life of ordinary families?",
+    "Where should a beginner start when learning about {topic}?",
+    "What lessons can businesses learn from {topic}?",
+    "How might {topic} look different in a hundred years?",
+    "When did {topic} first become widely discussed, and why?",
+    "What is the strongest argument in favor of {topic}?",
+    "Can you describe a typical day for someone who works with {topic}?",
+    "In what ways are {topic} and {topic2} connected?",
+)
+
+# Classification frames: each names its labels so that output-first instances can reuse them.
+EN_CLASSIFICATION_FRAMES: tuple[str, ...] = (
+    "Classify the following review of {topic} as positive, negative, or neutral.",
+    "Decide whether the following statement about {topic} is true or false.",
+    "Identify whether the given sentence about {topic} is a fact or an opinion.",
+    "Determine whether the following email about {topic} is spam or not spam.",
+    "Categorize the following news headline about {topic} into politics, business, science,"
+    " sports, or culture.",
+    "Analyze the sentiment of this customer comment about {topic}.",
+    "Given a question about {topic}, tell whether it can be answered with yes or no.",
+    "Label the following message about {topic} as formal or informal.",
+    "Which category does the following expense related to {topic} belong to: housing, food,"
+    " transport, or leisure?",
+    "Detect whether the following text about {topic} was written for children or for adults.",
+    "Classify the following comment about {topic} as helpful or unhelpful.",
+    "Is the following claim about {topic} supported by evidence? Answer yes or no.",
+)
+
+EN_WRAPPERS: tuple[str, ...] = ("Please {x}.", "Could you {x}?", "I need you to {x}.")
+
+EN_BLACKLISTED: tuple[str, ...] = (
+    "Draw a picture of {topic}.",
+    "Plot a graph of {topic} over the last decade.",
+    "Create an image that represents {topic}.",
+    "Make a map of places connected to {topic}.",
+    "Record a video that explains {topic}.",
+    "Compose music inspired by {topic}.",
+    "Go to the library and find a book on {topic}.",
+)
+EN_TOO_SHORT: tuple[str, ...] = (
+    "Do it now.", "Summarize this.", "Explain.", "Tell me more.", "Try again.",
+)
+EN_PROGRAMS: tuple[str, ...] = (
+    "Write a program that tracks {topic}.",
+    "Write a program that answers questions about {topic}.",
+    "Write a program that ranks articles about {topic}.",
+)
+EN_FILLERS: tuple[str, ...] = (
+    "brief", "simple", "clear", "new", "good", "quick", "modern", "useful", "detailed", "fresh",
+)
+
+EN_INPUTS: tuple[str, ...] = (
+    "I have been reading about {topic} and I am not sure where to start.",
+    "Our team wants to learn more about {topic} before the next meeting.",
+    "{Topic} is often misunderstood, but it affects daily life in many ways.",
+    "Notes: {topic}; key benefit: saves time; key risk: higher cost.",
+    "What is the single most important thing to know about {topic}?",
+    "A friend says {topic} is a waste of time. How should I respond?",
+    "The report on {topic} was delayed because the data arrived late.",
+    "Last year our town held its first meeting about {topic}, and forty people came.",
+)
+EN_OUTPUTS: tuple[str, ...] = (
+    "A good starting point for {topic} is to learn the basic terms and try one small example.",
+    "{Topic} matters because it changes how people plan, spend and decide.",
+    "In short, {topic} works best when the goals are clear and progress is measured.",
+    "Three points stand out about {topic}: it has a long history, it keeps evolving, and it"
+    " rewards practice.",
+    "Most experts agree that {topic} benefits from patience, curiosity and honest feedback.",
+    "One common mistake with {topic} is trying to do everything at once.",
+    "Think of {topic} like a garden: small, regular care brings the best results.",
+    "People who enjoy {topic} usually begin with a simple goal and build on it week by week.",
+)
+
+# Label sets: (trigger substrings, labels, input template per label).
+EN_LABEL_SETS: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...] = (
+    (("positive, negative", "sentiment"), (
+        ("Positive", "I absolutely loved {topic}; it was worth every minute."),
+        ("Negative", "Honestly, {topic} was a huge disappointment for me."),
+        ("Neutral", "I tried {topic} once and it was fine, nothing special."),
+    )),
+    (("true or false",), (
+        ("True", "{Topic} has been discussed by researchers for many years."),
+        ("False", "{Topic} was invented last Tuesday by a single person."),
+    )),
+    (("fact or an opinion", "fact or opinion"), (
+        ("Fact", "{Topic} is mentioned in many school textbooks."),
+        ("Opinion", "{Topic} is the most boring subject anyone could study."),
+    )),
+    (("spam",), (
+        ("Spam", "CONGRATULATIONS! Click here to win a free course on {topic} now!!!"),
+        ("Not spam", "Hi Sam, could we move our meeting about {topic} to Thursday?"),
+    )),
+    (("formal or informal",), (
+        ("Formal", "We would be grateful for your comments on the attached summary of {topic}."),
+        ("Informal", "hey, wanna chat about {topic} later? lol"),
+    )),
+    (("politics, business",), (
+        ("Politics", "Parliament debates new rules on {topic}"),
+        ("Business", "Investors pour money into start-ups focused on {topic}"),
+        ("Science", "New study sheds light on {topic}"),
+        ("Sports", "Local team raises funds with a charity match about {topic}"),
+        ("Culture", "Museum opens an exhibition celebrating {topic}"),
+    )),
+    (("housing, food",), (
+        ("Housing", "Monthly rent for a flat near a centre for {topic}"),
+        ("Food", "Groceries for a dinner party about {topic}"),
+        ("Transport", "Train ticket to a conference on {topic}"),
+        ("Leisure", "Weekend workshop on {topic}"),
+    )),
+    (("children or", "for adults"), (
+        ("Children", "Did you know? {Topic} can be super fun, just like a game!"),
+        ("Adults", "A detailed review of {topic} and its long-term financial implications."),
+    )),
+    (("helpful or unhelpful",), (
+        ("Helpful", "If you are new to {topic}, start with the free guide on the city website."),
+        ("Unhelpful", "Whatever, {topic} is dumb."),
+    )),
+    (("yes or no",), (
+        ("Yes", "Is {topic} taught in most schools?"),
+        ("No", "Why do people enjoy {topic} so much?"),
+    )),
+)
+
+EN_CLASSIFICATION_KEYWORDS: tuple[str, ...] = (
+    "classify", "classification", "categorize", "categorise", "identify whether", "is it",
+    "which category", "sentiment", "true or false", "yes or no", "fact or an opinion",
+    "fact or opinion", "spam", "decide whether", "determine whether", "detect whether",
+    "label the", "label each",
+)
+_EN_CLASSIFICATION_RE = re.compile(
+    r"\b(?:" + "|".join(re.escape(k) for k in EN_CLASSIFICATION_KEYWORDS) + r")\b",
+    re.IGNORECASE,
+)
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary: Japanese
+# --------------------------------------------------------------------------------------------
+# Japanese instructions are compared with CHARACTER-level ROUGE-L at thresholds as low as
+# ~0.5, so sentences are assembled from independent slots (audience opener, constraint,
+# action phrase with its own kanji verb noun, one of many endings) rather than a few long
+# frames. Kanji-heavy slots share few characters with each other; kana endings vary.
+# Good items avoid the characters of likely blacklists (画, 図, 描, 絵, 写真, 映像, 音声,
+# 音楽, 地図, ファイル, グラフ) and the classification keywords (分類, 判定, どちら, 判断,
+# 感情, ジャンル, 見分け).
+
+JA_TOPICS: tuple[str, ...] = (
+    "発酵食品", "地方の公共交通", "江戸時代の町人文化", "睡眠不足", "在宅勤務",
+    "再生可能エネルギー", "量子コンピューター", "円安", "少子高齢化", "家計簿", "就職面接",
+    "時間管理", "機械学習", "免疫の仕組み", "珊瑚礁", "株式投資", "資源回収",
+    "将棋の序盤戦術", "マラソン練習", "精進料理", "古代エジプト", "活版印刷", "太陽光発電",
+    "応急手当", "人前での発表", "個人情報保護", "暗号資産", "五輪大会", "観葉植物", "断捨離",
+    "シルクロード", "光合成", "物価上昇", "電動自転車", "瞑想", "産業革命", "茶道",
+    "宇宙旅行", "海洋プラスチック", "ボランティア活動", "ボードゲーム", "堆肥作り",
+    "山火事対策", "交渉術", "渡り鳥", "予防接種", "ファストファッション", "鎌倉幕府",
+    "砂漠の生態系", "地震への備え", "副業", "月面着陸", "折り紙", "抗生物質", "登山",
+    "都市の渋滞", "冷戦", "珈琲栽培", "外国語学習", "団体競技", "人工甘味料", "中央銀行",
+    "炭素税", "犬のしつけ", "熱帯雨林", "情報リテラシー", "SNS依存", "市民農園",
+    "潮の満ち引き", "風力発電", "火災保険", "信用情報", "食品ロス", "垂直農法", "騒音問題",
+    "火星探査", "雨水利用", "体内時計", "節約術", "老後資金", "情報セキュリティ", "世界恐慌",
+    "送電網", "陶芸", "キャンプの安全", "核融合", "中世の城", "シェアハウス", "自転車通勤",
+    "周期表", "氷河", "クラウド", "婚活", "日本酒の醸造", "高齢者介護", "書道", "味噌作り",
+    "オープンソース", "北極圏", "屋台料理", "特許制度", "耐震建築", "養蜂", "選挙制度",
+    "運河", "手話", "電子書籍", "幼児教育", "ベランダ菜園", "津波避難", "物流網",
+    "水耕栽培", "化石燃料", "オーロラ", "恐竜", "台風", "親子料理", "防犯対策", "引っ越し",
+    "持続可能な観光", "希少金属", "配車サービス", "通信制高校", "スポーツ障害",
+    "海水淡水化", "きのこ採り", "生物多様性", "電動キックボード", "確定申告",
+    "食物アレルギー", "家電の省エネ", "仮想現実", "編み物", "和菓子作り", "宇宙望遠鏡",
+    "温泉地の歴史", "伝統工芸", "落語", "歌舞伎", "俳句の季語", "城下町", "方言",
+    "漢字検定", "防災訓練", "地産地消", "空き家問題", "過疎化", "年金制度", "働き方改革",
+    "育児休業", "地方創生", "観光公害", "災害ボランティア", "医療費", "健康診断",
+    "腸内環境", "花粉症", "熱中症予防",
+)
+
+JA_AUDIENCES: tuple[str, ...] = (
+    "小学生", "中学生", "高校生", "大学一年生", "新入社員", "管理職", "高齢者",
+    "外国人観光客", "留学生", "子育て中の親", "農家", "看護師", "教師", "保護者", "経営者",
+    "研究者", "投資初心者", "料理好き", "登山愛好家", "受験生", "若手技術者", "自治体職員",
+    "消防士", "薬剤師", "小売店店長", "漁師", "弁護士", "医師", "大工", "司書", "記者",
+    "営業担当者", "経理担当者", "介護職員", "保育士", "大学教授", "町内会長", "定年退職者",
+    "転職希望者", "商店街の店主",
+)
+JA_AUDIENCE_OPENERS: tuple[str, ...] = (
+    "{a}向けに、", "{a}にも伝わるように、", "{a}の立場で、", "{a}を相手に想定して、",
+    "{a}が納得できるよう、", "{a}に語りかける形で、",
+)
+JA_CONSTRAINTS: tuple[str, ...] = (
+    "百字以内で", "三つの要点に絞って", "箇条書きで", "敬語を用いて", "具体例を添えて",
+    "専門用語を使わずに", "比喩を交えて", "数字を示しながら", "冗談を一つ入れて", "対話形式で",
+    "一段落で", "結論から先に", "賛否両論を踏まえて", "最新の動向に触れつつ",
+    "歴史的背景も含めて", "初心者目線で", "柔らかい口調で", "二百字程度で", "簡潔に",
+    "丁寧に", "論理的に", "三段階に分けて", "質問形式で", "関西弁で", "新聞記事風に",
+    "物語仕立てで", "五つの見出しを付けて", "一文で", "反論も想定しつつ", "身近な例えを使って",
+    "子供向けの言葉で", "統計を一つ引用して", "時系列に沿って", "感嘆符を使わずに",
+    "体言止めで", "季節感を出して", "落ち着いた文体で", "箇条書き五項目で", "明るい調子で",
+    "短歌の形式で",
+)
+# Action phrases end with a suru-noun so that any ending below conjugates correctly.
+JA_ACTIONS: tuple[str, ...] = (
+    "{t}の長所と短所を比較", "{t}に関するよくある誤解を三つ挙げて訂正",
+    "{t}を題材にした短編小説の冒頭を執筆", "{t}の基本的な仕組みを要約",
+    "{t}について面接で聞かれそうな質問を五個列挙", "{t}を始める人へ最初の一歩を提案",
+    "{t}が地域社会に及ぼす影響を分析", "{t}の歴史的な経緯を年代順に整理",
+    "{t}にまつわる豆知識を紹介", "{t}をめぐる賛成派と反対派の主張を対比",
+    "{t}に役立つ習慣を三つ推薦", "{t}の今後十年を予測", "{t}に関する新商品の宣伝文句を考案",
+    "{t}について討論会の議題を立案", "{t}に詳しい専門家への取材依頼文を作成",
+    "{t}の失敗談から得られる教訓を考察", "{t}を題材に川柳を三句創作",
+    "{t}に関連する用語集を編集", "{t}をテーマに小論文の構成案を準備",
+    "{t}の入門講座の時間割を設計", "{t}について友人同士の会話劇を脚色",
+    "{t}に対する世論の変化を解説", "{t}を学ぶ一週間の日程を立案", "{t}の魅力を一言で表現",
+    "{t}で起こりがちなトラブルと対処法を説明", "{t}の費用を見積もる手順を説明",
+    "{t}に関するクイズを四問出題", "{t}をテーマとする記者会見の想定問答を用意",
+    "{t}の良さを伝える推薦文を代筆", "次の{t}に関する文章を読み、要点を抽出",
+    "以下の{t}についての文を、より丁寧な表現に修正", "与えられた{t}の説明文を英語に翻訳",
+    "次の{t}に関する意見文の論理的な弱点を指摘", "{t}に関する次の記事を三行に圧縮",
+    "以下のメモをもとに{t}の報告書を清書", "{t}の専門家に送る感謝の手紙を執筆",
+    "{t}を教える授業の導入部分を構想", "{t}が抱える課題を三つ特定し、改善策を提示",
+    "{t}の成功事例と失敗事例を一つずつ紹介", "{t}に関する架空のニュース記事を執筆",
+    "{t}の観点から理想の街づくりを提言", "{t}に興味がない人を説得する演説を起草",
+    "{t}と{t2}の共通点と相違点を整理", "{t}について寄せられた苦情への返信文を作成",
+    "{t}の注意点を標語にして発表", "{t}の将来性を五段階で評価し、理由を記述",
+    "{t}を巡る誤情報を見抜く方法を伝授", "{t}に関する用語を三つ選び、語源を調査",
+)
+JA_ENDINGS: tuple[str, ...] = (
+    "してください。", "しなさい。", "せよ。", "してほしい。", "してもらえますか？", "して。",
+    "すること。", "していただけますか？", "してみてください。", "しましょう。",
+    "してくれませんか？", "するようお願いします。",
+)
+JA_QUESTION_FRAMES: tuple[str, ...] = (
+    "{t}はなぜ{a}にとって大切なのでしょうか？",
+    "{t}を始めるなら、最初に何を準備すべきですか？",
+    "{t}で失敗しやすいポイントはどこですか？",
+    "十年後の{t}はどう変わっていると予想しますか？",
+    "{t}の魅力とは何だと思いますか？",
+    "{a}が{t}について最も知りたいことは何でしょう？",
+    "{t}の歴史で最も重要な転換点はいつですか？",
+    "{t}にかかる費用を抑えるコツはありますか？",
+    "{t}と{t2}の共通点は何ですか？",
+    "{t}に関する誤った常識を一つ挙げるとしたら？",
+    "もし{t}が突然なくなったら、社会はどう変わるでしょうか？",
+    "{t}を誰かに勧めるとき、何と言えば伝わりますか？",
+    "{t}の分野で活躍するには、どんな能力が必要ですか？",
+    "地方の小さな町は{t}からどのような恩恵を受けられますか？",
+    "{t}が家計に与える影響はどれくらいですか？",
+    "{t}について子供に聞かれたら、どう答えますか？",
+    "{t}に倫理的な問題はありますか？",
+    "{t}を一言で表すなら何ですか？",
+    "{t}の最大の課題は何だと考えますか？",
+    "{t}を巡る議論で見落とされがちな視点とは？",
+)
+JA_CLASSIFICATION_FRAMES: tuple[str, ...] = (
+    "次の{t}に関するレビューを「肯定的」「否定的」「中立」のいずれかに分類してください。",
+    "以下の{t}についての文が事実か意見かを判定してください。",
+    "次の{t}に関する記述が正しいか誤りかを判断しなさい。",
+    "{t}に関する次のメールが迷惑メールかどうか判定せよ。",
+    "{t}に関連する次のニュース見出しを「政治」「経済」「科学」「スポーツ」「文化」のジャンル"
+    "に分類してください。",
+    "{t}についての次の文が丁寧な文体とくだけた文体のどちらに当たるか答えてください。",
+    "{t}についての次の顧客の声に込められた感情を「満足」「不満」に分類してください。",
+    "次の{t}に関する質問が「はい」か「いいえ」で答えられるかを判定してください。",
+    "{t}に関する次の支出を「住居」「食費」「交通」「娯楽」のどれに分類するか答えよ。",
+    "次の{t}についての文章が子供向けか大人向けかを見分けてください。",
+)
+JA_BLACKLISTED: tuple[str, ...] = (
+    "{t}の画像を作成してください。", "{t}の推移をグラフに描いてください。",
+    "{t}に関する地図を作ってください。", "{t}を紹介する動画を撮影して。",
+    "{t}をテーマに音楽を作曲してください。", "{t}のイラストを描いて。",
+)
+JA_TOO_SHORT: tuple[str, ...] = ("やって。", "説明して。", "書いて。", "要約。", "答えて。")
+JA_PROGRAMS: tuple[str, ...] = (
+    "{t}を管理するプログラムを書いてください。", "{t}の情報を集めるプログラムを書いて。",
+)
+JA_NEAR_DUP_CHARS = "新旧大小高低長短多少早遅強弱軽重明暗"
+
+JA_INPUTS: tuple[str, ...] = (
+    "{t}について調べ始めたのですが、何から手を付ければよいか分かりません。",
+    "来週の会議までに{t}の基礎を押さえておきたいです。",
+    "友人に「{t}なんて時間の無駄だ」と言われました。",
+    "メモ: {t}／利点: 時間の節約／課題: 初期費用",
+    "{t}で一番大切なことは何ですか？",
+    "{t}に関する報告書の提出が、資料の遅れで延期になった。",
+    "昨年、町で初めて{t}についての集まりが開かれ、四十人が参加した。",
+)
+JA_OUTPUTS: tuple[str, ...] = (
+    "{t}を始めるには、まず基本用語を覚え、小さな例で試してみるのが近道です。",
+    "{t}は、人々の計画や支出の仕方を変える点で重要です。",
+    "要するに、{t}は目標を明確にし、進み具合を測ると上手くいきます。",
+    "{t}のポイントは三つです。歴史が長いこと、変化し続けること、練習が報われることです。",
+    "多くの専門家は、{t}には忍耐と好奇心が欠かせないと考えています。",
+    "{t}でよくある失敗は、一度に全部をやろうとすることです。",
+    "{t}は庭の手入れに似ています。小さな世話を続けることが一番の成果につながります。",
+)
+JA_LABEL_SETS: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...] = (
+    (("肯定的",), (
+        ("肯定的", "{t}は期待以上で、本当に満足しました。"),
+        ("否定的", "{t}にはがっかりしました。二度と選びません。"),
+        ("中立", "{t}を一度試しましたが、可もなく不可もなくでした。"),
+    )),
+    (("事実か意見",), (
+        ("事実", "{t}は多くの教科書で取り上げられている。"),
+        ("意見", "{t}ほど退屈な話題はないと思う。"),
+    )),
+    (("正しいか誤り",), (
+        ("正しい", "{t}については長年にわたり研究が行われてきた。"),
+        ("誤り", "{t}は先週火曜日に一人の人物が発明した。"),
+    )),
+    (("迷惑メール",), (
+        ("迷惑メール", "【当選】今すぐクリックで{t}講座が無料！"),
+        ("通常メール", "田中さん、{t}の打ち合わせを木曜日に変更できますか。"),
+    )),
+    (("政治",), (
+        ("政治", "国会で{t}をめぐる新法案を審議"),
+        ("経済", "{t}関連の新興企業に投資が集中"),
+        ("科学", "{t}の謎に迫る新たな研究成果"),
+        ("スポーツ", "地元チームが{t}支援の慈善試合を開催"),
+        ("文化", "{t}をテーマにした展覧会が開幕"),
+    )),
+    (("丁寧",), (
+        ("丁寧", "{t}に関する資料をお送りいたしますので、ご確認ください。"),
+        ("くだけた", "{t}の話、あとでしよーぜ。"),
+    )),
+    (("満足",), (
+        ("満足", "{t}の説明がとても分かりやすく、助かりました。"),
+        ("不満", "{t}の対応が遅く、正直がっかりです。"),
+    )),
+    (("住居",), (
+        ("住居", "{t}の会場近くのアパートの家賃"),
+        ("食費", "{t}の集まりで出す料理の食材"),
+        ("交通", "{t}の講演会へ向かう新幹線の切符"),
+        ("娯楽", "{t}の週末体験教室の参加費"),
+    )),
+    (("子供向けか大人向け",), (
+        ("子供向け", "{t}って、まるでゲームみたいに楽しいんだよ！"),
+        ("大人向け", "{t}が長期的な資産形成に与える影響を詳しく検討する。"),
+    )),
+    (("はい",), (
+        ("はい", "{t}は学校で教えられていますか？"),
+        ("いいえ", "なぜ{t}はこれほど人気なのですか？"),
+    )),
+)
+JA_CLASSIFICATION_KEYWORDS: tuple[str, ...] = (
+    "分類", "判定", "どちら", "判断", "感情", "ジャンル", "見分け", "識別",
+)
+
+JUNK_SYLLABLES: tuple[str, ...] = (
+    "zor", "blap", "quix", "vel", "trum", "snib", "ork", "plim", "dax", "wug", "frel", "nop",
+)
+
+GENERIC_ANSWERS_EN: tuple[str, ...] = (
+    "This is a deterministic answer from the test server.",
+    "The test server received your message and has nothing more to add.",
+    "Here is a short, predictable reply for testing purposes.",
+)
+GENERIC_ANSWERS_JA: tuple[str, ...] = (
+    "これはテストサーバーからの決まった応答です。",
+    "テストサーバーがメッセージを受け取りました。",
+)
+
+# --------------------------------------------------------------------------------------------
+# Prompt detection
+# --------------------------------------------------------------------------------------------
+
+BOOTSTRAP_HEADERS: dict[str, str] = {
+    "en": "Come up with a series of tasks:",
+    "ja": "さまざまなタスクを考えてください:",
+}
+_HEADERS: tuple[tuple[str, str, str], ...] = (
+    ("bootstrap", "en", "Come up with a series of tasks:"),
+    ("bootstrap", "ja", "さまざまなタスクを考えてください:"),
+    ("classify", "en", "Can the following task be regarded as a classification task"),
+    ("classify", "ja", "次のタスクは、出力が有限個のラベルのどれかになる分類タスクとみなせますか"),
+    ("instances_input_first", "en", "Come up with examples for the following tasks."),
+    ("instances_input_first", "ja", "次のタスクの例を考えてください。"),
+    ("instances_output_first", "en", "Given the classification task definition and the class"),
+    ("instances_output_first", "ja", "分類タスクの定義とクラスラベルが与えられます。"),
+    ("alpaca", "en", "You are asked to come up with a set of"),
+    ("alpaca", "ja", "言語モデルに与える多様なタスク指示を"),
+)
+_LABELS: dict[str, dict[str, str]] = {
+    "en": {"task": "Task", "example": "Example", "input": "Input", "output": "Output",
+           "class_label": "Class label", "instruction": "Instruction"},
+    "ja": {"task": "タスク", "example": "例", "input": "入力", "output": "出力",
+           "class_label": "クラスラベル", "instruction": "指示"},
+}
+
+
+def detect_prompt(text: str) -> tuple[str, str]:
+    """Return ``(kind, lang)`` from the template's fixed first line; ``("generic", lang)`` else.
+
+    Recognising the first line (not keywords anywhere) mirrors how the templates are built and
+    keeps a user message that merely quotes a template from being misread.
+    """
+    head = text.lstrip()
+    for kind, lang, header in _HEADERS:
+        if head.startswith(header):
+            return kind, lang
+    return "generic", ("ja" if re.search(rf"[{_CJK}]", text[:200]) else "en")
+
+
+def _last_task(text: str, lang: str) -> str:
+    """The instruction of the last ``Task:`` line: the one the model is asked about."""
+    label = _LABELS[lang]["task"]
+    matches = re.findall(rf"^{re.escape(label)}:[ \t]*(.*)$", text, flags=re.MULTILINE)
+    return matches[-1].strip() if matches else ""
+
+
+def _bootstrap_items(text: str) -> tuple[list[str], int]:
+    """In-context instructions of a bootstrap prompt and the number the model must continue."""
+    items = [m.group(2).strip() for m in re.finditer(r"^(\d+)\.[ \t]+(\S.*)$", text, re.M)]
+    tail = re.findall(r"^(\d+)\.[ \t]*$", text, flags=re.MULTILINE)
+    start = int(tail[-1]) if tail else len(items) + 1
+    return items, start
+
+
+def _alpaca_items(text: str, lang: str) -> tuple[list[str], int, int]:
+    """In-context instructions, the next item number, and the requested total of an Alpaca prompt."""
+    word = _LABELS[lang]["instruction"]
+    found = re.findall(rf"^(\d+)\.[ \t]*{re.escape(word)}:[ \t]*(.*)$", text, flags=re.MULTILINE)
+    items = [instr.strip() for _, instr in found if instr.strip()]
+    start = int(found[-1][0]) if found and not found[-1][1].strip() else len(items) + 1
+    total_re = r"set of (\d+)" if lang == "en" else r"指示を(\d+)個"
+    total = re.search(total_re, text)
+    return items, start, int(total.group(1)) if total else 20
+
+
+# --------------------------------------------------------------------------------------------
+# Instruction generation
+# --------------------------------------------------------------------------------------------
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _en_good_instruction(rng: random.Random) -> str:
+    """A plausible, grammatical English instruction assembled from independent slots."""
+    topic = rng.choice(EN_TOPICS)
+    topic2 = rng.choice([t for t in EN_TOPICS[:60] if t != topic])
+    roll = rng.random()
+    if roll < 0.15:
+        frame = rng.choice(EN_CLASSIFICATION_FRAMES)
+        imperative = False
+    elif roll < 0.35:
+        frame = rng.choice(EN_QUESTION_FRAMES)
+        imperative = False
+    else:
+        frame = rng.choice(EN_IMPERATIVE_FRAMES)
+        imperative = True
+    aud = " " + rng.choice(EN_AUDIENCES) if rng.random() < 0.5 else ""
+    cons = " " + rng.choice(EN_CONSTRAINTS) if rng.random() < 0.55 else ""
+    text = frame.format(
+        topic=topic, topic2=topic2, aud=aud, cons=cons, fmt=rng.choice(EN_FORMATS),
+        n=rng.choice(EN_NUMBERS), lang=rng.choice(EN_LANGUAGES),
+    )
+    text = text.replace(" a encyclopedia", " an encyclopedia")
+    text = re.sub(r"\ba ([aeiouAEIOU])", r"an \1", text) if " a FAQ" not in text else text
+    if imperative and rng.random() < 0.1:
+        body = text[0].lower() + text[1:-1]
+        text = rng.choice(EN_WRAPPERS).format(x=body)
+    return text
+
+
+def _ja_good_instruction(rng: random.Random) -> str:
+    """A plausible Japanese instruction whose characters vary a lot from slot to slot."""
+    topic = rng.choice(JA_TOPICS)
+    topic2 = rng.choice([t for t in JA_TOPICS if t != topic])
+    aud = rng.choice(JA_AUDIENCES)
+    roll = rng.random()
+    if roll < 0.15:
+        return rng.choice(JA_CLASSIFICATION_FRAMES).format(t=topic)
+    if roll < 0.35:
+        return rng.choice(JA_QUESTION_FRAMES).format(t=topic, t2=topic2, a=aud)
+    parts: list[str] = []
+    if rng.random() < 0.45:
+        parts.append(rng.choice(JA_AUDIENCE_OPENERS).format(a=aud))
+    if rng.random() < 0.5:
+        parts.append(rng.choice(JA_CONSTRAINTS) + "、")
+    parts.append(rng.choice(JA_ACTIONS).format(t=topic, t2=topic2))
+    parts.append(rng.choice(JA_ENDINGS))
+    return "".join(parts)
+
+
+def _near_duplicate(original: str, lang: str, rng: random.Random) -> str:
+    """Change one word (en) or two characters (ja): ROUGE-L stays far above any threshold."""
+    if lang == "ja":
+        if len(original) < 4:
+            return original + "ね"
+        pos = rng.randrange(0, len(original) - 2)
+        repl = rng.choice(JA_NEAR_DUP_CHARS) + rng.choice(JA_NEAR_DUP_CHARS)
+        return original[:pos] + repl + original[pos + 2 :]
+    words = original.split()
+    if len(words) < 2:
+        return original + " " + rng.choice(EN_FILLERS)
+    i = rng.randrange(1, len(words))
+    tail = re.sub(r"^[A-Za-z0-9'\-]+", "", words[i])
+    words[i] = rng.choice(EN_FILLERS) + tail
+    return " ".join(words)
+
+
+# Cumulative thresholds for the deliberately bad items (see generate_instruction).
+_BAD_ITEM_RATES: tuple[tuple[str, float], ...] = (
+    ("copy", 0.08),
+    ("near_duplicate", 0.05),
+    ("blacklisted", 0.04),
+    ("too_short", 0.03),
+    ("program", 0.02),
+    ("punctuation", 0.02),
+)
+
+
+def generate_instruction(
+    lang: str, rng: random.Random, in_context: Sequence[str]
+) -> tuple[str, str]:
+    """Return ``(instruction, category)``; category is ``"good"`` or the bad-item kind.
+
+    About 24 % of items are deliberately bad, in the proportions of ``_BAD_ITEM_RATES``, so
+    that exact dedup, ROUGE-L near-duplicate rejection, the keyword blacklist, the length
+    filter, the "Write a program" filter and the punctuation filter all see real traffic.
+    """
+    roll = rng.random()
+    acc = 0.0
+    category = "good"
+    for name, rate in _BAD_ITEM_RATES:
+        acc += rate
+        if roll < acc:
+            category = name
+            break
+    if category in ("copy", "near_duplicate") and not in_context:
+        category = "good"
+    topic = rng.choice(EN_TOPICS if lang == "en" else JA_TOPICS)
+    if category == "copy":
+        return rng.choice(list(in_context)), category
+    if category == "near_duplicate":
+        return _near_duplicate(rng.choice(list(in_context)), lang, rng), category
+    if category == "blacklisted":
+        frames = EN_BLACKLISTED if lang == "en" else JA_BLACKLISTED
+        return rng.choice(frames).format(topic=topic, t=topic), category
+    if category == "too_short":
+        return rng.choice(EN_TOO_SHORT if lang == "en" else JA_TOO_SHORT), category
+    if category == "program":
+        frames = EN_PROGRAMS if lang == "en" else JA_PROGRAMS
+        return rng.choice(frames).format(topic=topic, t=topic), category
+    good = _en_good_instruction(rng) if lang == "en" else _ja_good_instruction(rng)
+    if category == "punctuation":
+        return (f"- {good}" if rng.random() < 0.5 else f'"{good}"'), category
+    return good, "good"
+
+
+# --------------------------------------------------------------------------------------------
+# Instances and labels
+# --------------------------------------------------------------------------------------------
+
+
+def _find_topic(instruction: str, lang: str) -> str:
+    """Best guess of what an instruction is about, so instance text stays on topic."""
+    if lang == "ja":
+        hits = [t for t in JA_TOPICS if t in instruction]
+        if hits:
+            return max(hits, key=len)
+        m = re.search(r"([^、。「」\s]{2,12}?)(?:について|に関する|に関して|の)", instruction)
+        return m.group(1) if m else (instruction[:8] or "このテーマ")
+    low = instruction.lower()
+    hits = [t for t in EN_TOPICS if t.lower() in low]
+    if hits:
+        return max(hits, key=len)
+    m = re.search(r"\b(?:about|on|of|for|with)\s+((?:[A-Za-z0-9'\-]+\s?){1,4})", instruction)
+    if m:
+        return m.group(1).strip()
+    words = re.findall(r"[A-Za-z0-9'\-]+", instruction)
+    return " ".join(words[-3:]).lower() if words else "this subject"
+
+
+def _needs_input(instruction: str, lang: str) -> bool:
+    if lang == "ja":
+        return any(k in instruction for k in ("次の", "以下の", "与えられた"))
+    return re.search(r"\b(following|given|this|these)\b", instruction, re.I) is not None
+
+
+def _fill(template: str, topic: str) -> str:
+    return template.format(topic=topic, Topic=_cap(topic), t=topic)
+
+
+def _instance_pairs(
+    instruction: str, lang: str, rng: random.Random
+) -> list[tuple[str, str, str]]:
+    """1-4 ``(input, output, category)`` triples for an input-first instance answer.
+
+    Injects the instance-filter cases at low, deterministic rates: input identical to output
+    (~3 %), empty output (~3 %), output ending with ":" (~2 %).
+    """
+    topic = _find_topic(instruction, lang)
+    inputs = EN_INPUTS if lang == "en" else JA_INPUTS
+    outputs = EN_OUTPUTS if lang == "en" else JA_OUTPUTS
+    count = rng.choices((1, 2, 3, 4), weights=(15, 35, 30, 20))[0]
+    no_input = not _needs_input(instruction, lang) and rng.random() < 0.3
+    in_texts = rng.sample(inputs, count)
+    pairs: list[tuple[str, str, str]] = []
+    for i in range(count):
+        inp = "" if no_input else _fill(in_texts[i], topic)
+        out_templates = rng.sample(outputs, rng.choice((1, 1, 2)))
+        sep = " " if lang == "en" else ""
+        out = sep.join(_fill(t, topic) for t in out_templates)
+        roll = rng.random()
+        category = "good"
+        if roll < 0.03:
+            inp = inp or _fill(in_texts[i], topic)
+            out, category = inp, "input_equals_output"
+        elif roll < 0.06:
+            out, category = "", "empty_output"
+        elif roll < 0.08:
+            lead = "Here is the answer" if lang == "en" else "答えは次のとおりです"
+            out, category = f"{lead}:", "ends_with_colon"
+        pairs.append((inp, out, category))
+    return pairs
+
+
+def _label_set(instruction: str, lang: str, rng: random.Random) -> list[tuple[str, str]]:
+    """Labels named or implied by a classification instruction, each with an input template."""
+    table = EN_LABEL_SETS if lang == "en" else JA_LABEL_SETS
+    if lang == "ja":
+        quoted = re.findall(r"「([^「」]{1,12})」", instruction)
+        for triggers, labels in table:
+            if any(t in instruction for t in triggers):
+                return list(labels)
+        if len(quoted) >= 2:
+            return [(q, f"{{t}}について、「{q}」に当てはまる短い文。") for q in quoted]
+        return list(table[0][1][:2])
+    low = instruction.lower()
+    for triggers, labels in table:
+        if any(t in low for t in triggers):
+            return list(labels)
+    m = re.search(r"\b(?:as|into)\s+([A-Za-z\- ]+?)(?:,\s*|\s+)or\s+([A-Za-z\- ]+?)[.?]", low)
+    if m:
+        return [
+            (_cap(m.group(1).strip()), f"A short text about {{topic}} that is clearly {lab}.")
+            for lab in (m.group(1).strip(), m.group(2).strip())
+        ]
+    return list(table[0][1][:2])
+
+
+def _label_pairs(instruction: str, lang: str, rng: random.Random) -> list[tuple[str, str]]:
+    """2-3 ``(label, input)`` pairs for an output-first (classification) answer."""
+    topic = _find_topic(instruction, lang)
+    labels = _label_set(instruction, lang, rng)
+    if len(labels) > 3:
+        chosen = rng.sample(labels, rng.choice((2, 3)))
+    elif len(labels) == 3:
+        chosen = labels if rng.random() < 0.7 else rng.sample(labels, 2)
+    else:
+        chosen = list(labels)
+        if rng.random() < 0.3:
+            chosen.append(rng.choice(labels))
+    out: list[tuple[str, str]] = []
+    for i, (label, template) in enumerate(chosen):
+        text = _fill(template, topic)
+        if i >= len(labels):  # a repeated label gets a different input
+            text = text + (" Really." if lang == "en" else "本当に。")
+        out.append((label, text))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Answers per prompt kind
+# --------------------------------------------------------------------------------------------
+
+
+def _bootstrap_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
+    in_context, start = _bootstrap_items(text)
+    end = max(start, rng.choice((15, 16, 16)))
+    items = [generate_instruction(lang, rng, in_context)[0] for _ in range(start, end + 1)]
+    if not chat:
+        lines = [f" {items[0]}"] + [f"{start + i}. {it}" for i, it in enumerate(items) if i]
+        if rng.random() < 0.03 and len(lines) > 2:
+            cut = rng.randrange(1, len(lines) - 1)
+            note = "These tasks cover many skills." if lang == "en" else "以上です。"
+            lines.insert(cut, f"\n{note}")
+        return "\n".join(lines)
+    style = rng.random()
+    first = 1 if 0.14 <= style < 0.2 else start
+    if 0.07 <= style < 0.14:
+        lines = [f"**{first + i}.** {it}" for i, it in enumerate(items)]
+    else:
+        lines = [f"{first + i}. {it}" for i, it in enumerate(items)]
+    if style < 0.07:
+        preamble = "Here are more tasks:" if lang == "en" else "追加のタスクです:"
+        return preamble + "\n\n" + "\n".join(lines)
+    return "\n".join(lines)
+
+
+def _classify_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
+    task = _last_task(text, lang)
+    if lang == "ja":
+        yes = any(k in task for k in JA_CLASSIFICATION_KEYWORDS)
+        word = "はい" if yes else "いいえ"
+        variants = ("はい。", "はい、分類タスクです。") if yes else (
+            "いいえ。", "いいえ、分類タスクではありません。")
+    else:
+        yes = _EN_CLASSIFICATION_RE.search(task) is not None
+        word = "Yes" if yes else "No"
+        variants = ("Yes.", "Yes, it is a classification task.") if yes else (
+            "No.", "No, it is not a classification task.")
+    if not chat:
+        return f" {word}"
+    return rng.choice(variants) if rng.random() < 0.15 else word
+
+
+def _instances_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
+    lab = _LABELS[lang]
+    pairs = _instance_pairs(_last_task(text, lang), lang, rng)
+    blocks = []
+    for i, (inp, out, _) in enumerate(pairs, start=1):
+        lines = [f"{lab['example']} {i}"]
+        if inp:
+            lines.append(f"{lab['input']}: {inp}")
+        lines.append(f"{lab['output']}:" + (f" {out}" if out else ""))
+        blocks.append("\n".join(lines))
+    body = "\n\n".join(blocks)
+    return body if chat else "\n" + body
+
+
+def _output_first_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
+    lab = _LABELS[lang]
+    pairs = _label_pairs(_last_task(text, lang), lang, rng)
+    body = "\n".join(f"{lab['class_label']}: {label}\n{lab['input']}: {inp}" for label, inp in pairs)
+    return body if chat else "\n" + body
+
+
+def _alpaca_item(lang: str, rng: random.Random, in_context: Sequence[str]) -> tuple[str, str, str]:
+    instruction, _ = generate_instruction(lang, rng, in_context)
+    topic = _find_topic(instruction, lang)
+    is_cls = (
+        _EN_CLASSIFICATION_RE.search(instruction) is not None
+        if lang == "en"
+        else any(k in instruction for k in JA_CLASSIFICATION_KEYWORDS)
+    )
+    inputs = EN_INPUTS if lang == "en" else JA_INPUTS
+    outputs = EN_OUTPUTS if lang == "en" else JA_OUTPUTS
+    if is_cls:
+        label, inp = rng.choice(_label_set(instruction, lang, rng))
+        return instruction, _fill(inp, topic), label
+    needs = _needs_input(instruction, lang) or rng.random() < 0.35
+    inp = _fill(rng.choice(inputs), topic) if needs else "<noinput>"
+    return instruction, inp, _fill(rng.choice(outputs), topic)
+
+
+def _alpaca_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
+    lab = _LABELS[lang]
+    in_context, start, total = _alpaca_items(text, lang)
+    end = max(start, total)
+    chunks: list[str] = []
+    for k in range(start, end + 1):
+        instr, inp, out = _alpaca_item(lang, rng, in_context)
+        rest = f"\n{k}. {lab['input']}:\n{inp}\n{k}. {lab['output']}:\n{out}"
+        if k == start and not chat:
+            chunks.append(f" {instr}{rest}")
+        else:
+            chunks.append(f"###\n{k}. {lab['instruction']}: {instr}{rest}")
+    return "\n".join(chunks)
+
+
+def _generic_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
+    return rng.choice(GENERIC_ANSWERS_EN if lang == "en" else GENERIC_ANSWERS_JA)
+
+
+_ANSWERERS: dict[str, Callable[[str, str, random.Random, bool], str]] = {
+    "bootstrap": _bootstrap_answer,
+    "classify": _classify_answer,
+    "instances_input_first": _instances_answer,
+    "instances_output_first": _output_first_answer,
+    "alpaca": _alpaca_answer,
+    "generic": _generic_answer,
+}
+
+
+def _rng_for(material: Any) -> random.Random:
+    digest = hashlib.sha256(_canonical_json(material).encode("utf-8")).digest()
+    return random.Random(int.from_bytes(digest[:16], "big"))
+
+
+def generate_answer(
+    prompt: str,
+    *,
+    chat: bool,
+    model: str = "test-model",
+    temperature: float | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    choice_index: int = 0,
+    hash_material: Any = None,
+) -> str:
+    """The full (uncut) answer for one choice: a pure function of its arguments.
+
+    ``hash_material`` is what identifies the prompt for seeding (the chat ``messages`` list,
+    or the prompt string); it defaults to ``prompt``. Stop and max_tokens are applied later.
+    """
+    kind, lang = detect_prompt(prompt)
+    rng = _rng_for(
+        {
+            "endpoint": "chat" if chat else "completions",
+            "prompt": prompt if hash_material is None else hash_material,
+            "model": model,
+            "temperature": None if temperature is None else float(temperature),
+            "top_p": None if top_p is None else float(top_p),
+            "seed": seed,
+            "choice": choice_index,
+        }
+    )
+    return _ANSWERERS[kind](prompt, lang, rng, chat)
+
+
+def _junk_text(rng: random.Random, words: int = 24) -> str:
+    return " ".join(
+        "".join(rng.choice(JUNK_SYLLABLES) for _ in range(rng.randint(1, 3))) for _ in range(words)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Faults and counters
+# --------------------------------------------------------------------------------------------
+
+FAULT_KINDS: tuple[str, ...] = (
+    "429", "429_retry_after", "500", "502", "503", "reset", "hang", "empty_choices", "length",
+    "truncated_body", "non_json", "garbage",
+)
+DEFAULT_FAULT_KINDS: tuple[str, ...] = ("429", "500", "502", "503")
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Deterministic fault selection.
+
+    For the attempt of a request whose fingerprint (sha256 of the canonical JSON body) was
+    already seen ``seen`` times since the last reset: if ``seen >= max_faults_per_request``
+    the attempt is never faulted; otherwise ``h = sha256(f"{seed}:{fingerprint}:{seen}")``,
+    the attempt is faulted when ``h[0:8] / 2**64 < rate``, and the kind is
+    ``kinds[h[8:16] % len(kinds)]``. So a client retrying the identical request
+    ``max_faults_per_request`` times is guaranteed to get an answer, and two runs with the
+    same seed see exactly the same faults in the same places regardless of thread timing.
+    """
+
+    rate: float = 0.0
+    kinds: tuple[str, ...] = DEFAULT_FAULT_KINDS
+    seed: int = 0
+    max_faults_per_request: int = 2
+
+    def decide(self, fingerprint: str, seen: int) -> str | None:
+        if self.rate <= 0 or not self.kinds or seen >= self.max_faults_per_request:
+            return None
+        digest = hashlib.sha256(f"{self.seed}:{fingerprint}:{seen}".encode()).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 >= self.rate:
+            return None
+        return self.kinds[int.from_bytes(digest[8:16], "big") % len(self.kinds)]
+
+
+@dataclass
+class _Counters:
+    """Thread-safe request accounting; every mutation and snapshot holds one lock."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests_total: int = 0
+    requests_by_endpoint: Counter[str] = field(default_factory=Counter)
+    fingerprints: Counter[str] = field(default_factory=Counter)
+    successes_total: int = 0
+    successes_by_endpoint: Counter[str] = field(default_factory=Counter)
+    success_fingerprints: Counter[str] = field(default_factory=Counter)
+    faults_total: int = 0
+    faults_by_kind: Counter[str] = field(default_factory=Counter)
+    errors_by_status: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
+
+    def begin(self, path: str) -> None:
+        with self.lock:
+            self.requests_total += 1
+            self.requests_by_endpoint[path] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def end(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def see(self, fingerprint: str) -> int:
+        """Record one attempt of ``fingerprint``; return how many times it was seen before."""
+        with self.lock:
+            seen = self.fingerprints[fingerprint]
+            self.fingerprints[fingerprint] = seen + 1
+            return seen
+
+    def outcome(
+        self,
+        path: str,
+        fingerprint: str | None,
+        body: Any,
+        *,
+        fault: str | None = None,
+        status: int = 200,
+        usage: tuple[int, int] = (0, 0),
+    ) -> None:
+        with self.lock:
+            if fault is not None:
+                self.faults_total += 1
+                self.faults_by_kind[fault] += 1
+                result = f"fault:{fault}"
+            elif status == 200:
+                self.successes_total += 1
+                self.successes_by_endpoint[path] += 1
+                if fingerprint is not None:
+                    self.success_fingerprints[fingerprint] += 1
+                self.prompt_tokens += usage[0]
+                self.completion_tokens += usage[1]
+                result = "ok"
+            else:
+                self.errors_by_status[str(status)] += 1
+                result = f"error:{status}"
+            self.log.append(
+                {"path": path, "fingerprint": fingerprint, "body": body, "outcome": result}
+            )
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests_total": self.requests_total,
+                "requests_by_endpoint": dict(self.requests_by_endpoint),
+                "fingerprints": dict(self.fingerprints),
+                "max_fingerprint_count": max(self.fingerprints.values(), default=0),
+                "successes_total": self.successes_total,
+                "successes_by_endpoint": dict(self.successes_by_endpoint),
+                "success_fingerprints": dict(self.success_fingerprints),
+                "max_success_count": max(self.success_fingerprints.values(), default=0),
+                "faults_total": self.faults_total,
+                "faults_by_kind": dict(self.faults_by_kind),
+                "errors_by_status": dict(self.errors_by_status),
+                "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+            }
+
+    def requests(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.log)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests_total = self.successes_total = self.faults_total = 0
+            self.prompt_tokens = self.completion_tokens = 0
+            self.max_in_flight = self.in_flight
+            for counter in (
+                self.requests_by_endpoint, self.fingerprints, self.successes_by_endpoint,
+                self.success_fingerprints, self.faults_by_kind, self.errors_by_status,
+            ):
+                counter.clear()
+            self.log.clear()
+
+
+def _canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint_of(body: Any) -> str:
+    """sha256 of the canonical JSON of a request body: equal bodies, equal fingerprints."""
+    return hashlib.sha256(_canonical_json(body).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP server
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything that changes the server's behaviour; constructor kwargs and CLI flags."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    latency_ms: float = 0.0
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = DEFAULT_FAULT_KINDS
+    fault_seed: int = 0
+    max_faults_per_request: int = 2
+    hang_seconds: float = 30.0
+    retry_after: float = 1.0
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if not ipaddress.ip_address(self.host).is_loopback:
+            raise ValueError(f"the test server only binds loopback addresses, not {self.host!r}")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError("fault_rate must be within [0, 1]")
+        unknown = set(self.fault_kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        if self.latency_ms < 0 or self.hang_seconds < 0 or self.retry_after < 0:
+            raise ValueError("latency_ms, hang_seconds and retry_after must be >= 0")
+
+
+class _APIError(Exception):
+    """An OpenAI-shaped error response raised inside a handler."""
+
+    def __init__(self, status: int, message: str, type_: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code = status, message, type_, code
+
+
+def _error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+_FAULT_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
+    "429": (429, "Rate limit reached for requests (test server).", "requests",
+            "rate_limit_exceeded"),
+    "429_retry_after": (429, "Rate limit reached; retry after the indicated delay.", "requests",
+                        "rate_limit_exceeded"),
+    "500": (500, "The server had an error while processing your request.", "server_error",
+            None),
+    "502": (502, "Bad gateway.", "server_error", "bad_gateway"),
+    "503": (503, "The engine is currently overloaded, please try again later.",
+            "server_error", "service_unavailable"),
+}
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that never blocks on close and can drop open keep-alive sockets."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256  # 64+ concurrent clients must not hit SYN-backlog drops
+    allow_reuse_address = True
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.plan = FaultPlan(
+            rate=options.fault_rate, kinds=tuple(options.fault_kinds), seed=options.fault_seed,
+            max_faults_per_request=options.max_faults_per_request,
+        )
+        self.counters = _Counters()
+        self.closing = threading.Event()
+        self._seq = 0
+        self._seq_lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__((options.host, options.port), _Handler)
+
+    def next_seq(self) -> int:
+        with self._seq_lock:
+            self._seq += 1
+            return self._seq
+
+    def track(self, conn: socket.socket, add: bool) -> None:
+        with self._conns_lock:
+            (self._conns.add if add else self._conns.discard)(conn)
+
+    def drop_connections(self) -> None:
+        """Shut down idle keep-alive sockets so handler threads exit when the server closes."""
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay silent unless verbose: a client hanging up is normal in fault tests."""
+        if self.options.verbose:
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One HTTP request; every path is wrapped so a bad request can never kill the server."""
+
+    server: _HTTPServer
+    protocol_version = "HTTP/1.1"
+    server_version = "selfinstruct-test-openai/1.0"
+    timeout = 120  # idle keep-alive sockets eventually free their thread
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.options.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-request-id", self._request_id)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"), headers=headers)
+
+    def _abort_connection(self, reset: bool) -> None:
+        """Close the socket without a response; with ``reset`` the peer sees a TCP RST."""
+        self.close_connection = True
+        try:
+            if reset:
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            self.connection.close()
+        except OSError:
+            pass
+
+    def _dispatch(self, method: str) -> None:
+        seq = self.server.next_seq()
+        self._request_id = f"req_{seq:08d}"
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        tracked = path.startswith("/v1")
+        try:
+            raw = self._read_body() if method in ("POST", "PUT") else b""
+            if path == "/_stats" and method == "GET":
+                self._send_json(200, self.server.counters.snapshot())
+                return
+            if path == "/_reset" and method == "POST":
+                self.server.counters.reset()
+                self._send_json(200, {"ok": True})
+                return
+            if not tracked:
+                raise _APIError(404, f"Unknown path {path}", "invalid_request_error",
+                                "unknown_url")
+            self.server.counters.begin(path)
+            try:
+                self._serve_api(method, path, raw, seq)
+            finally:
+                self.server.counters.end()
+        except _APIError as err:
+            if tracked:
+                self.server.counters.outcome(path, None, None, status=err.status)
+            self._safe_send_error(err.status, _error_body(err.message, err.type, err.code))
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
+            self.close_connection = True
+        except Exception as exc:  # never let a handler bug take the server down
+            if self.server.options.verbose:
+                import traceback
+
+                traceback.print_exc()
+            self._safe_send_error(
+                500, _error_body(f"test server bug: {exc!r}", "server_error", None)
+            )
+
+    def _safe_send_error(self, status: int, body: dict) -> None:
+        try:
+            self._send_json(status, body)
+        except OSError:
+            self.close_connection = True
+
+    # -- API -----------------------------------------------------------------------------------
+
+    def _serve_api(self, method: str, path: str, raw: bytes, seq: int) -> None:
+        opts = self.server.options
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            raise _APIError(401, "You didn't provide an API key (Authorization: Bearer ...).",
+                            "invalid_request_error", "invalid_api_key")
+        if opts.latency_ms > 0:
+            self.server.closing.wait(opts.latency_ms / 1000.0)
+        if path == "/v1/models" and method == "GET":
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "selfinstruct-tests"}
+                    for m in MODEL_IDS]
+            self._send_json(200, {"object": "list", "data": data})
+            self.server.counters.outcome(path, None, None)
+            return
+        if path.startswith("/v1/models/") and method == "GET":
+            model_id = path[len("/v1/models/"):]
+            if model_id not in MODEL_IDS:
+                raise _APIError(404, f"The model '{model_id}' does not exist",
+                                "invalid_request_error", "model_not_found")
+            self._send_json(200, {"id": model_id, "object": "model", "created": 0,
+                                  "owned_by": "selfinstruct-tests"})
+            self.server.counters.outcome(path, None, None)
+            return
+        if path not in ("/v1/chat/completions", "/v1/completions"):
+            raise _APIError(404, f"Unknown path {path}", "invalid_request_error", "unknown_url")
+        if method != "POST":
+            raise _APIError(405, f"Method {method} not allowed on {path}",
+                            "invalid_request_error", "method_not_allowed")
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            fp = hashlib.sha256(raw).hexdigest()
+            self.server.counters.see(fp)
+            raise _APIError(400, f"We could not parse the JSON body of your request: {exc}",
+                            "invalid_request_error", "invalid_json") from exc
+        fingerprint = fingerprint_of(body)
+        seen = self.server.counters.see(fingerprint)
+        self._request_id = f"req_{fingerprint[:16]}{seq:08x}"
+        chat = path == "/v1/chat/completions"
+        prompts, hash_material = _validate(body, chat)
+        fault = self.server.plan.decide(fingerprint, seen)
+        if fault in _FAULT_ERRORS:
+            status, message, type_, code = _FAULT_ERRORS[fault]
+            headers = (
+                {"Retry-After": _fmt_seconds(opts.retry_after)}
+                if fault == "429_retry_after" else None
+            )
+            self.server.counters.outcome(path, fingerprint, body, fault=fault)
+            self._send_json(status, _error_body(message, type_, code), headers=headers)
+            return
+        if fault == "reset":
+            self.server.counters.outcome(path, fingerprint, body, fault=fault)
+            self._abort_connection(reset=True)
+            return
+        if fault == "hang":
+            self.server.counters.outcome(path, fingerprint, body, fault=fault)
+            self.server.closing.wait(opts.hang_seconds)
+            self._abort_connection(reset=False)
+            return
+        if fault == "non_json":
+            self.server.counters.outcome(path, fingerprint, body, fault=fault)
+            page = b"<html><head><title>502</title></head><body>upstream error</body></html>"
+            self._send(200, page, content_type="text/html; charset=utf-8")
+            return
+        response, usage = _build_response(body, chat, prompts, hash_material, fingerprint, seq,
+                                          fault)
+        payload = json.dumps(response, ensure_ascii=False).encode("utf-8")
+        if fault == "truncated_body":
+            self.server.counters.outcome(path, fingerprint, body, fault=fault)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-request-id", self._request_id)
+            self.end_headers()
+            self.wfile.write(payload[: len(payload) // 2])
+            self._abort_connection(reset=False)
+            return
+        self.server.counters.outcome(path, fingerprint, body, fault=fault, usage=usage)
+        self._send_json(200, response)
+
+
+def _fmt_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _message_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") for part in content
+            if isinstance(part, dict) and part.get("type") in ("text", "input_text")
+        )
+    return ""
+
+
+def _validate(body: Any, chat: bool) -> tuple[list[str], list[Any]]:
+    """Check an OpenAI request body; return the prompt texts and their seeding material."""
+    if not isinstance(body, dict):
+        raise _APIError(400, "The request body must be a JSON object.", "invalid_request_error")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise _APIError(400, "you must provide a model parameter", "invalid_request_error",
+                        "missing_model")
+    if body.get("stream"):
+        raise _APIError(400, "stream=true is not supported by the test server.",
+                        "invalid_request_error", "unsupported_parameter")
+    n = body.get("n", 1)
+    if n is None:
+        n = 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128:
+        raise _APIError(400, "n must be an integer between 1 and 128.", "invalid_request_error")
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise _APIError(400, f"{key} must be a positive integer.", "invalid_request_error")
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (
+        isinstance(stop, list) and all(isinstance(s, str) for s in stop)
+    ):
+        raise _APIError(400, "stop must be a string or a list of strings.",
+                        "invalid_request_error")
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and "role" in m for m in messages
+        ):
+            raise _APIError(400, "messages must be a non-empty list of {role, content}.",
+                            "invalid_request_error")
+        users = [_message_text(m.get("content")) for m in messages if m.get("role") == "user"]
+        text = users[-1] if users else _message_text(messages[-1].get("content"))
+        return [text], [messages]
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return [prompt], [prompt]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        return list(prompt), list(prompt)
+    raise _APIError(400, "prompt must be a string or a list of strings.",
+                    "invalid_request_error")
+
+
+def _build_response(
+    body: dict,
+    chat: bool,
+    prompts: list[str],
+    hash_material: list[Any],
+    fingerprint: str,
+    seq: int,
+    fault: str | None,
+) -> tuple[dict, tuple[int, int]]:
+    n = body.get("n") or 1
+    stop_param = body.get("stop")
+    stop = [stop_param] if isinstance(stop_param, str) else stop_param
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    choices: list[dict[str, Any]] = []
+    completion_tokens = 0
+    texts: list[str] = []
+    for p_index, (prompt, material) in enumerate(zip(prompts, hash_material, strict=True)):
+        for j in range(n):
+            full = generate_answer(
+                prompt, chat=chat, model=body["model"], temperature=body.get("temperature"),
+                top_p=body.get("top_p"), seed=body.get("seed"), choice_index=j,
+                hash_material=material,
+            )
+            text, reason = apply_stop_and_max_tokens(full, stop, max_tokens)
+            if fault == "length":
+                keep = max(1, count_tokens(text) // 2)
+                text, reason = _truncate_tokens(text, keep), "length"
+            elif fault == "garbage":
+                text, reason = _junk_text(_rng_for([fingerprint, p_index, j])), "stop"
+            texts.append(text)
+            completion_tokens += count_tokens(text)
+            index = p_index * n + j
+            if chat:
+                choices.append({
+                    "index": index,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "finish_reason": reason,
+                    "logprobs": None,
+                })
+            else:
+                choices.append(
+                    {"index": index, "text": text, "finish_reason": reason, "logprobs": None}
+                )
+    if fault == "empty_choices":
+        choices = []
+    prompt_tokens = sum(count_tokens(p) for p in prompts)
+    answer_hash = hashlib.sha256("\x1e".join(texts).encode("utf-8")).hexdigest()
+    response = {
+        "id": f"{'chatcmpl' if chat else 'cmpl'}-{answer_hash[:20]}{seq:08x}",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "system_fingerprint": "fp_selfinstruct_test",
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+    return response, (prompt_tokens, completion_tokens)
+
+
+# --------------------------------------------------------------------------------------------
+# Running it
+# --------------------------------------------------------------------------------------------
+
+
+class RunningServer:
+    """A started server: where it listens, its counters, and how to stop it."""
+
+    def __init__(self, httpd: _HTTPServer, thread: threading.Thread) -> None:
+        self._httpd = httpd
+        self._thread = thread
+        self.host: str = httpd.server_address[0]
+        self.port: int = httpd.server_address[1]
+        self.url = f"http://{self.host}:{self.port}"
+        self.base_url = f"{self.url}/v1"
+        self.options = httpd.options
+        self._closed = False
+
+    @property
+    def fault_plan(self) -> FaultPlan:
+        return self._httpd.plan
+
+    def stats(self) -> dict[str, Any]:
+        """A consistent snapshot of all counters (same JSON as ``GET /_stats``)."""
+        return self._httpd.counters.snapshot()
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The last 10,000 generation requests: path, fingerprint, parsed body, outcome."""
+        return self._httpd.counters.requests()
+
+    def reset(self) -> None:
+        """Clear all counters, fingerprint history (so faults can recur) and the request log."""
+        self._httpd.counters.reset()
+
+    def close(self) -> None:
+        """Stop serving, wake hanging/latent handlers, drop keep-alive sockets. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._httpd.closing.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._httpd.drop_connections()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunningServer({self.base_url!r})"
+
+
+def start_server(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    latency_ms: float = 0.0,
+    fault_rate: float = 0.0,
+    fault_kinds: Iterable[str] | str | None = None,
+    fault_seed: int = 0,
+    max_faults_per_request: int = 2,
+    hang_seconds: float = 30.0,
+    retry_after: float = 1.0,
+    verbose: bool = False,
+) -> RunningServer:
+    """Start the server on a loopback port (0 = pick a free one) in a daemon thread.
+
+    ``fault_kinds`` may be a list or a comma-separated string; it defaults to
+    :data:`DEFAULT_FAULT_KINDS` (429 and 5xx: the faults every client must retry).
+    """
+    if isinstance(fault_kinds, str):
+        kinds = tuple(k.strip() for k in fault_kinds.split(",") if k.strip())
+    elif fault_kinds is None:
+        kinds = DEFAULT_FAULT_KINDS
+    else:
+        kinds = tuple(fault_kinds)
+    options = ServerOptions(
+        host=host, port=port, latency_ms=latency_ms, fault_rate=fault_rate, fault_kinds=kinds,
+        fault_seed=fault_seed, max_faults_per_request=max_faults_per_request,
+        hang_seconds=hang_seconds, retry_after=retry_after, verbose=verbose,
+    )
+    httpd = _HTTPServer(options)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+        name=f"openai-test-server-{httpd.server_address[1]}", daemon=True,
+    )
+    thread.start()
+    return RunningServer(httpd, thread)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.servers.openai_server",
+        description="Deterministic OpenAI-compatible test server (loopback only).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--fault-kinds", default=",".join(DEFAULT_FAULT_KINDS),
+                        help=f"comma-separated subset of {','.join(FAULT_KINDS)}")
+    parser.add_argument("--fault-seed", type=int, default=0)
+    parser.add_argument("--max-faults-per-request", type=int, default=2)
+    parser.add_argument("--hang-seconds", type=float, default=30.0)
+    parser.add_argument("--retry-after", type=float, default=1.0)
+    parser.add_argument("--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; print exactly one ``READY <base_url>`` line when listening."""
+    args = _parse_args(argv)
+    try:
+        server = start_server(
+            host=args.host, port=args.port, latency_ms=args.latency_ms,
+            fault_rate=args.fault_rate, fault_kinds=args.fault_kinds, fault_seed=args.fault_seed,
+            max_faults_per_request=args.max_faults_per_request, hang_seconds=args.hang_seconds,
+            retry_after=args.retry_after, verbose=args.verbose,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    print(f"READY {server.base_url}", flush=True)
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
