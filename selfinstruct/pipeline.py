@@ -22,6 +22,7 @@ The two recipes:
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -124,6 +125,7 @@ class Generator:
         self.funnel = Funnel()
         self.usage = Usage()
         self.round = 0
+        self.generation_requests = 0
         self.stalled_rounds = 0
         self.started_at = time.time()
         self.on_progress: Callable[[Generator, str], None] | None = None
@@ -227,11 +229,25 @@ class Generator:
         self._progress("bootstrap")
         return accepted
 
+    def _round_size(self) -> int:
+        """Requests for this round: full rounds, but no more than the target still needs.
+
+        Sized from the yield so far (accepted per request, with a 25% margin) so the last
+        round does not pay for answers that could only end as "over_target". It depends only
+        on the run's history, so it is as deterministic as the rest.
+        """
+        full = self.config.requests_per_round or 1
+        if not self.generation_requests or not self.tasks:
+            return full
+        per_request = len(self.tasks) / self.generation_requests
+        needed = math.ceil(1.25 * (self.target - len(self.tasks)) / per_request)
+        return max(1, min(full, needed))
+
     def _self_instruct_round(self) -> None:
         cfg = self.config
         seed_texts = [_prompt_instruction(t.instruction) for t in self.seeds.tasks]
         requests, first_numbers = [], []
-        for slot in range(cfg.requests_per_round or 1):
+        for slot in range(self._round_size()):
             machine = self.rng.sample(self.tasks, min(cfg.machine_examples, len(self.tasks)))
             wanted = cfg.seed_examples + cfg.machine_examples - len(machine)
             human = self.rng.sample(seed_texts, min(wanted, len(seed_texts)))
@@ -246,6 +262,7 @@ class Generator:
             prompt = self.prompts.render("bootstrap", instructions=examples)
             requests.append(Request("bootstrap", prompt, params, f"round{self.round}-{slot}"))
             first_numbers.append(first)
+        self.generation_requests += len(requests)
         for request, completion, first in zip(requests, self.complete(requests), first_numbers,
                                               strict=True):
             if self._request_failed("bootstrap", request, completion):
@@ -262,7 +279,7 @@ class Generator:
         cfg = self.config
         with_instances = [t for t in self.seeds.tasks if t.instances]
         requests, first_numbers = [], []
-        for slot in range(cfg.requests_per_round or 1):
+        for slot in range(self._round_size()):
             picked = self.rng.sample(with_instances, min(cfg.alpaca_examples, len(with_instances)))
             shown = [{"instruction": _prompt_instruction(t.instruction),
                       "input": t.instances[0].input, "output": t.instances[0].output}
@@ -273,6 +290,7 @@ class Generator:
                                   stop=[f"\n{n}", f"{n}.", f"{n} ."])
             requests.append(Request("alpaca", prompt, params, f"round{self.round}-{slot}"))
             first_numbers.append(len(shown) + 1)
+        self.generation_requests += len(requests)
         for request, completion, first in zip(requests, self.complete(requests), first_numbers,
                                               strict=True):
             if self._request_failed("alpaca", request, completion):

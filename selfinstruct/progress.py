@@ -44,9 +44,9 @@ def status_line(gen: Generator, stage: str) -> str:
 class ProgressDisplay:
     """Attach to a Generator (`gen.on_progress = display.update`)."""
 
-    def __init__(self, stream: TextIO = sys.stderr, interval: float = 5.0,
+    def __init__(self, stream: TextIO | None = None, interval: float = 5.0,
                  enabled: bool = True) -> None:
-        self.console = Console(file=stream, highlight=False)
+        self.console = Console(file=stream or sys.stderr, highlight=False)
         self.interval = interval
         self.enabled = enabled
         self._live: Live | None = None
@@ -91,8 +91,8 @@ def funnel_table(gen: Generator) -> Table:
     return table
 
 
-def print_summary(gen: Generator, stream: TextIO = sys.stderr) -> None:
-    console = Console(file=stream, highlight=False)
+def print_summary(gen: Generator, stream: TextIO | None = None) -> None:
+    console = Console(file=stream or sys.stderr, highlight=False)
     console.print(funnel_table(gen))
     rows = sum(len(t.instances) for t in gen.tasks)
     console.print(f"{len(gen.tasks)} instructions ({gen.stop_reason}), {rows} instances, "

@@ -1,0 +1,270 @@
+"""The pipeline end to end through the real `openai` client and the loopback test server.
+
+Dedup correctness is checked against independent references: rouge_score itself for English,
+and a plain LCS over the Japanese tokenisation for Japanese. Bookkeeping is checked by
+accounting: every parsed candidate is either accepted or in rejected.jsonl with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rapidfuzz.distance import LCSseq
+from rouge_score import rouge_scorer
+
+from selfinstruct.cli import main
+from selfinstruct.config import build_config
+from selfinstruct.pipeline import Generator, run
+from selfinstruct.run import open_run, resume_config
+from selfinstruct.similarity import tokenize
+
+SENTINEL_KEY = "sk-SENTINEL0123456789abcdefSECRET"
+
+
+def generate(server, tmp_path: Path, capsys, *args: str) -> Path:
+    argv = [
+        "generate",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--base-url",
+        server.base_url,
+        "--model",
+        "test-model",
+        "--api-key",
+        SENTINEL_KEY,
+        "--no-progress",
+        *args,
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    path = Path(out.out.strip().splitlines()[-1])  # the last stdout line is the version path
+    assert path.is_dir()
+    assert SENTINEL_KEY not in out.out + out.err
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def seed_instructions(path: str) -> list[str]:
+    return [
+        " ".join(json.loads(line)["instruction"].split()).rstrip(":")
+        for line in Path(path).read_text(encoding="utf-8").splitlines()
+    ]
+
+
+def accepted_instructions(version: Path) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in read_jsonl(version / "train.jsonl"):
+        seen.setdefault(row["task_id"] + "\0" + row["instruction"])
+    return [key.split("\0", 1)[1] for key in seen]
+
+
+def check_accounting(version: Path) -> dict[str, Any]:
+    manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+    rejected = read_jsonl(version / "rejected.jsonl")
+    funnel = manifest["funnel"]
+    for row in rejected:
+        assert row["reason"], row
+        assert row["stage"] in funnel or row["stage"] == "request"
+    # Every drop counted in the funnel is a row of rejected.jsonl and vice versa.
+    drops = sum(sum(stage["drops"].values()) for stage in funnel.values())
+    counted = [r for r in rejected if r["stage"] != "classify"]
+    assert drops - sum(funnel.get("classify", {}).get("drops", {}).values()) == len(counted)
+    # Every parsed candidate instruction is either accepted or rejected with a reason.
+    candidate_stages = ("parse", "filter", "target", "novelty")
+    rejected_candidates = [r for r in rejected if r["stage"] in candidate_stages]
+    assert funnel["parse"]["in"] == manifest["target"]["accepted"] + len(rejected_candidates)
+    return manifest
+
+
+def test_english_200_instructions_dedup_matches_rouge_score(openai_server, tmp_path, capsys):
+    version = generate(
+        openai_server,
+        tmp_path,
+        capsys,
+        "--seeds",
+        "seeds/en_general.jsonl",
+        "--num-instructions",
+        "200",
+        "--dataset",
+        "en",
+        "--seed",
+        "7",
+    )
+    manifest = check_accounting(version)
+    assert manifest["target"] == {
+        "instructions": 200,
+        "accepted": 200,
+        "reached": True,
+        "stop_reason": "target reached",
+    }
+    accepted = accepted_instructions(version)
+    assert len(accepted) == len(set(accepted)) >= 195  # a task may lose all its instances
+    # Exhaustive reference check: each accepted instruction against seeds + earlier ones.
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    pool = seed_instructions("seeds/en_general.jsonl")
+    for text in accepted:
+        worst = max(scorer.score(text, other)["rougeL"].fmeasure for other in pool)
+        assert worst <= 0.7, (text, worst)
+        pool.append(text)
+    # And each novelty rejection really was too similar to something.
+    rejected = read_jsonl(version / "rejected.jsonl")
+    too_similar = [r for r in rejected if r["reason"] == "too_similar"]
+    assert too_similar
+    for row in too_similar[:40]:
+        neighbour = row["detail"].split(" vs ", 1)[1][1:-1]
+        assert scorer.score(neighbour, row["instruction"])["rougeL"].fmeasure > 0.7
+    rows = read_jsonl(version / "train.jsonl")
+    assert {r["is_classification"] for r in rows} == {True, False}
+    assert all(len(r["provenance"]["most_similar"]) == 10 for r in rows)
+    assert all(len(r["provenance"]["prompt_hash"]) == 64 for r in rows)
+
+
+def japanese_rouge(a: str, b: str) -> float:
+    ta, tb = tokenize(a, "ja"), tokenize(b, "ja")
+    if not ta or not tb:
+        return 0.0
+    lcs = LCSseq.similarity(ta, tb)
+    p, r = lcs / len(tb), lcs / len(ta)
+    return 0.0 if lcs == 0 else 2 * p * r / (p + r)
+
+
+def test_japanese_100_instructions_dedup_is_character_aware(openai_server, tmp_path, capsys):
+    version = generate(
+        openai_server,
+        tmp_path,
+        capsys,
+        "--seeds",
+        "seeds/ja_general.jsonl",
+        "--num-instructions",
+        "100",
+        "--dataset",
+        "ja",
+        "--seed",
+        "7",
+    )
+    manifest = check_accounting(version)
+    assert manifest["language"] == "ja" and manifest["target"]["accepted"] == 100
+    threshold = manifest["config"]["similarity_threshold"]
+    accepted = accepted_instructions(version)
+    pool = seed_instructions("seeds/ja_general.jsonl")
+    for text in accepted:
+        assert max(japanese_rouge(text, other) for other in pool) <= threshold, text
+        pool.append(text)
+    rejected = read_jsonl(version / "rejected.jsonl")
+    assert any(r["reason"] == "too_similar" for r in rejected)
+    # Japanese-specific filters ran: no Japanese candidate was dropped for word counts.
+    assert not any(r["reason"] == "starts_with_non_ascii" for r in rejected)
+    text = (version / "train.jsonl").read_text(encoding="utf-8")
+    assert "\\u" not in text and "。" in text
+
+
+@pytest.mark.parametrize("seeds", ["seeds/en_general.jsonl", "seeds/ja_general.jsonl"])
+@pytest.mark.parametrize("recipe", ["self-instruct", "alpaca"])
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_every_recipe_api_and_language(openai_server, tmp_path, capsys, seeds, recipe, api):
+    version = generate(
+        openai_server,
+        tmp_path,
+        capsys,
+        "--seeds",
+        seeds,
+        "--recipe",
+        recipe,
+        "--api",
+        api,
+        "--num-instructions",
+        "25",
+        "--dataset",
+        "d",
+        "--seed",
+        "1",
+    )
+    manifest = check_accounting(version)
+    assert (manifest["recipe"], manifest["api"]) == (recipe, api)
+    assert manifest["target"]["accepted"] == 25
+    rows = read_jsonl(version / "train.jsonl")
+    assert rows and all(r["output"] for r in rows)
+    if recipe == "alpaca":
+        assert all(r["is_classification"] is None for r in rows)
+    stats = openai_server.stats()
+    endpoint = "/v1/chat/completions" if api == "chat" else "/v1/completions"
+    assert set(stats["requests_by_endpoint"]) == {endpoint}
+
+
+def test_secret_never_reaches_any_file(openai_server, tmp_path, capsys):
+    generate(
+        openai_server,
+        tmp_path,
+        capsys,
+        "--seeds",
+        "seeds/en_general.jsonl",
+        "--num-instructions",
+        "10",
+        "--dataset",
+        "s",
+    )
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            assert SENTINEL_KEY.encode() not in path.read_bytes(), path
+
+
+def config_for(server, tmp_path: Path, n: int, seed: int = 5):
+    return build_config(
+        {
+            "seeds": "seeds/en_general.jsonl",
+            "dataset": "r",
+            "num_instructions": n,
+            "data_dir": str(tmp_path / "data"),
+            "base_url": server.base_url,
+            "model": "test-model",
+            "seed": seed,
+        },
+        environ={},
+    )
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_seed_makes_runs_reproducible_and_resume_pays_no_request_twice(tmp_path):
+    from tests.servers.openai_server import start_server
+
+    def rows(version: str) -> list[tuple[str, str, str]]:
+        return [
+            (r["instruction"], r["input"], r["output"])
+            for r in read_jsonl(Path(version) / "train.jsonl")
+        ]
+
+    with start_server() as server:
+        with open_run(config_for(server, tmp_path / "a", 150), api_key="k", warn=False) as gen:
+            reference = rows(run(gen))
+
+    with start_server() as server:
+
+        def stop_after_three_rounds(gen: Generator, stage: str) -> None:
+            if stage == "bootstrap" and gen.round == 3:
+                raise Interrupt
+
+        with (
+            pytest.raises(Interrupt),
+            open_run(config_for(server, tmp_path / "b", 150), api_key="k", warn=False) as gen,
+        ):
+            gen.on_progress = stop_after_three_rounds
+            run(gen)
+        before = server.stats()["successes_total"]
+        assert before == 3 * 8  # three full rounds of 8 requests, all journaled
+
+        config, run_dir = resume_config(tmp_path / "b" / "data", "r", None, {})
+        with open_run(config, api_key="k", run_dir=run_dir, warn=False) as gen:
+            assert gen.journal.cached_answers == before
+            resumed = rows(run(gen))
+        stats = server.stats()
+        assert stats["max_success_count"] == 1  # no answered request was sent again
+    assert resumed == reference
