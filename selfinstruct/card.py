@@ -73,7 +73,7 @@ def render_card(manifest: dict, train_schema: dict[str, Any]) -> str:
     metadata = {
         "pretty_name": f"{manifest['name']} {manifest['version']}",
         "language": _languages(manifest),
-        "license": manifest.get("license", "apache-2.0"),
+        "license": manifest["license"],
         "size_categories": [size_category(train_rows)],
         "task_categories": ["text-generation"],
         "tags": ["synthetic", "self-instruct"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ from selfinstruct.export import FORMATS, export_version
 from selfinstruct.hub import publish
 from selfinstruct.release import build_release
 
+_SIGPIPE_EXIT = 128 + 13  # what a shell reports for a writer killed by SIGPIPE
 _PATH_HELP = "a version folder such as data/<name>/v0003, or data/<name>/latest"
 
 
@@ -156,7 +158,13 @@ def _diff(args: argparse.Namespace) -> int:
 
 @_handler
 def _export(args: argparse.Namespace) -> int:
-    count = export_version(args.path, args.format, args.output)
+    try:
+        count = export_version(args.path, args.format, args.output)
+    except BrokenPipeError:
+        # `selfinstruct export ... | head`: the reader left. Quiet, like Unix tools, and stop
+        # Python from failing again while flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _SIGPIPE_EXIT
     if args.output is not None:
         print(f"wrote {count} {args.format} records to {args.output}", file=sys.stderr)
     return 0

@@ -43,7 +43,10 @@ TRAIN_FILE = "train.jsonl"
 REJECTED_FILE = "rejected.jsonl"
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "README.md"
+# Written by release archives; an extracted release is a version folder plus this file.
+SUMS_FILE = "SHA256SUMS"
 LATEST = "latest"
+DEFAULT_LICENSE = "apache-2.0"
 
 TMP_PREFIX = ".tmp-"
 STALE_TMP_SECONDS = 3600
@@ -214,8 +217,11 @@ def write_version(
     name unless every file was written and synced: on any error the temporary folder is removed.
     """
     dataset_dir = Path(dataset_dir)
+    # A JSON round trip copies the caller's dict and turns extras such as paths into strings,
+    # so the secret check below sees exactly what will be written.
+    base = json.loads(json.dumps(manifest, ensure_ascii=False, default=str))
+    base["license"] = base.get("license") or DEFAULT_LICENSE
     # Refuse secrets before writing anything, so a bad config leaves no trace on disk.
-    base = {"license": "apache-2.0", **manifest}
     _refuse_secrets(base, "manifest")
     dataset_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(dataset_dir)
@@ -483,11 +489,9 @@ def _parse_line(raw: bytes) -> dict:
 def iter_rows(path: str | Path) -> Iterator[dict]:
     """Rows of a JSONL file; a bad line raises InputError naming the file and line."""
     path = Path(path)
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError:
-        raise InputError(located(path, "missing")) from None
-    with handle:
+    if not path.is_file():
+        raise InputError(located(path, "missing"))
+    with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 yield _parse_line(raw)
@@ -543,7 +547,9 @@ def validate(path: str | Path) -> list[str]:
                 field="version",
             )
         )
-    listed = {*files, MANIFEST_FILE}
+    if (folder / SUMS_FILE).is_file():
+        problems += _check_sums(folder / SUMS_FILE)
+    listed = {*files, MANIFEST_FILE, SUMS_FILE}
     problems += [
         located(entry, "not listed in manifest.json (version folders are immutable)")
         for entry in sorted(folder.iterdir())
@@ -584,6 +590,28 @@ def _check_file(path: Path, expected: dict, task_ids: set[str]) -> list[str]:
         problems.append(located(path, "sha256 does not match manifest.json (file changed)"))
     if schema is not None and rows != expected.get("rows"):
         problems.append(located(path, f"has {rows} rows, manifest says {expected.get('rows')}"))
+    return problems
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_sums(path: Path) -> list[str]:
+    """Check a `sha256sum`-format file listing sibling files."""
+    problems = []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
+        digest, _, name = line.partition("  ")
+        target = path.parent / name
+        if Path(name).name != name or not target.is_file():
+            problems.append(located(path, f"lists a missing file {name!r}", line=number))
+        elif sha256_file(target) != digest:
+            problems.append(located(path, f"sha256 of {name} does not match", line=number))
     return problems
 
 

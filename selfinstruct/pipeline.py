@@ -22,6 +22,7 @@ The two recipes:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -173,6 +174,15 @@ class Generator:
         max_tokens = self.config.max_tokens.get(stage, defaults[stage])
         return {"max_tokens": max_tokens, **extra}
 
+    def _request(self, stage: str, prompt: str, params: dict[str, Any], nonce: str) -> Request:
+        """Build a request with a sampling seed derived from the run seed and the nonce.
+
+        OpenAI, vLLM, Ollama and llama.cpp honour `seed` (best effort), which makes a rerun
+        with the same --seed reproduce the same answers where the server can.
+        """
+        digest = hashlib.sha256(f"{self.config.seed}:{nonce}".encode()).hexdigest()
+        return Request(stage, prompt, {**params, "seed": int(digest[:8], 16) % 2**31}, nonce)
+
     def complete(self, requests: list[Request]) -> list[Completion]:
         """Answer requests from the journal where possible, else from the endpoint.
 
@@ -260,7 +270,8 @@ class Generator:
             params = self._params("bootstrap", temperature=0.7, top_p=0.5,
                                   presence_penalty=2.0, stop=stop)
             prompt = self.prompts.render("bootstrap", instructions=examples)
-            requests.append(Request("bootstrap", prompt, params, f"round{self.round}-{slot}"))
+            requests.append(self._request("bootstrap", prompt, params,
+                                          f"round{self.round}-{slot}"))
             first_numbers.append(first)
         self.generation_requests += len(requests)
         for request, completion, first in zip(requests, self.complete(requests), first_numbers,
@@ -288,7 +299,7 @@ class Generator:
             n = cfg.alpaca_tasks
             params = self._params("alpaca", temperature=1.0, top_p=1.0,
                                   stop=[f"\n{n}", f"{n}.", f"{n} ."])
-            requests.append(Request("alpaca", prompt, params, f"round{self.round}-{slot}"))
+            requests.append(self._request("alpaca", prompt, params, f"round{self.round}-{slot}"))
             first_numbers.append(len(shown) + 1)
         self.generation_requests += len(requests)
         for request, completion, first in zip(requests, self.complete(requests), first_numbers,
@@ -331,7 +342,8 @@ class Generator:
             return None
         verdict = self.index.check(text)
         if not verdict.novel:
-            detail = f"rouge_l={verdict.score:.4f} > {self.index.threshold} vs {verdict.neighbour!r}"
+            detail = (f"rouge_l={verdict.score:.4f} > {self.index.threshold} "
+                      f"vs {verdict.neighbour!r}")
             self._reject("novelty", Drop("too_similar", detail), **where)
             return None
         self.funnel.count("novelty")
@@ -378,7 +390,7 @@ class Generator:
             return  # Alpaca's one-step items carry no such label
         labels = self.prompts.labels
         requests = [
-            Request("classify",
+            self._request("classify",
                     self.prompts.render("classify", examples=self._clf_examples,
                                         instruction=t.instruction),
                     self._params("classify", temperature=0.0, top_p=0.0,
@@ -410,7 +422,7 @@ class Generator:
                 instruction=task.instruction) + "\n"
             params = self._params("instances", temperature=0.0, top_p=0.0,
                                   stop=[f"{labels.example} 6", f"{labels.task}:"])
-            requests.append(Request("instances", prompt, params, f"instances-{task.id}"))
+            requests.append(self._request("instances", prompt, params, f"instances-{task.id}"))
         for task, request, completion in zip(tasks, requests, self.complete(requests),
                                              strict=True):
             task.instance_prompt_hash = sha256_text(request.prompt)
@@ -482,7 +494,7 @@ class Generator:
             "request_errors": dict(self.usage.errors),
             "target": {"instructions": self.target, "accepted": len(self.tasks),
                        "reached": len(self.tasks) >= self.target,
-                       "stop_reason": self.stop_reason},
+                       "stop_reason": self.stop_reason, "rounds": self.round},
             "license": cfg.license,
             "run_id": self.run_id,
             "generator": f"selfinstruct {__version__}",

@@ -11,7 +11,6 @@ checksum published once stays valid.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import tarfile
@@ -20,17 +19,13 @@ from datetime import datetime
 from pathlib import Path
 
 from selfinstruct._errors import InputError, located
-from selfinstruct.dataset import MANIFEST_FILE, read_manifest, require_valid
-
-SUMS_FILE = "SHA256SUMS"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from selfinstruct.dataset import (
+    MANIFEST_FILE,
+    SUMS_FILE,
+    read_manifest,
+    require_valid,
+    sha256_file,
+)
 
 
 def _member(
@@ -57,8 +52,10 @@ def build_release(version_path: str | Path, output_dir: str | Path) -> Path:
             located(folder / MANIFEST_FILE, "missing or not ISO 8601", field="created_at")
         ) from None
     prefix = f"{manifest['name']}-{manifest['version']}"
-    files = sorted(entry for entry in folder.iterdir() if entry.is_file())
-    sums = "".join(f"{_sha256(entry)}  {entry.name}\n" for entry in files).encode("utf-8")
+    files = sorted(
+        entry for entry in folder.iterdir() if entry.is_file() and entry.name != SUMS_FILE
+    )
+    sums = "".join(f"{sha256_file(entry)}  {entry.name}\n" for entry in files).encode("utf-8")
     members: list[tuple[str, Path | None]] = [(entry.name, entry) for entry in files]
     members = sorted([*members, (SUMS_FILE, None)], key=lambda member: member[0])
 

@@ -97,12 +97,10 @@ def test_english_200_instructions_dedup_matches_rouge_score(openai_server, tmp_p
         "7",
     )
     manifest = check_accounting(version)
-    assert manifest["target"] == {
-        "instructions": 200,
-        "accepted": 200,
-        "reached": True,
-        "stop_reason": "target reached",
-    }
+    target = manifest["target"]
+    assert (target["accepted"], target["reached"], target["stop_reason"]) == (
+        200, True, "target reached")
+    assert target["rounds"] >= 2
     accepted = accepted_instructions(version)
     assert len(accepted) == len(set(accepted)) >= 195  # a task may lose all its instances
     # Exhaustive reference check: each accepted instruction against seeds + earlier ones.

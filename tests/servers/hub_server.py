@@ -600,7 +600,9 @@ class HubServer(ThreadingHTTPServer):
             log.write(f"{method} {path} {status}\n")
 
     def start(self) -> HubServer:
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

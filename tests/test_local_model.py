@@ -1,0 +1,48 @@
+"""The real embedded model: llama.cpp's server with SmolLM2-135M, started and stopped by us.
+
+This is the README's main job in small: no key, no endpoint, a real model on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from selfinstruct.local_model import MODEL_ALIAS, LocalModelServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_generate_with_the_embedded_model(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "selfinstruct", "generate", "--seeds", "seeds/en_general.jsonl",
+         "--num-instructions", "3", "--dataset", "demo", "--data-dir", str(tmp_path),
+         "--seed", "11", "--max-rounds", "20", "--no-progress"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "DEMO QUALITY" in result.stderr
+    version = Path(result.stdout.strip().splitlines()[-1])
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert manifest["endpoint_kind"] == "embedded" and manifest["demo_quality"] is True
+    assert manifest["model"] == MODEL_ALIAS and manifest["api"] == "completions"
+    assert manifest["target"]["accepted"] == 3
+    rows = [json.loads(line) for line in (version / "train.jsonl").read_text().splitlines()]
+    assert rows and all(r["instruction"] and r["output"] for r in rows)
+    assert manifest["usage"]["bootstrap"]["requests"] >= 1
+
+
+def test_server_starts_answers_and_stops():
+    with LocalModelServer() as server:
+        with urllib.request.urlopen(f"{server.base_url}/models", timeout=10) as reply:
+            models = json.load(reply)
+        process = server._process
+        assert process is not None and process.poll() is None
+    assert [m["id"] for m in models["data"]] == [MODEL_ALIAS]
+    assert process.poll() is not None  # stopped with the context
+    assert server.base_url.startswith("http://127.0.0.1:")
