@@ -20,7 +20,9 @@ GENERATE_FLAGS = (
     "seeds", "dataset", "num_instructions", "data_dir", "recipe", "language", "base_url",
     "model", "api", "concurrency", "requests_per_round", "seed", "similarity_threshold",
     "max_rounds", "stall_rounds", "timeout", "max_retries", "prompts_dir", "license",
+    "max_requests", "max_tokens", "max_cost",
 )
+EXIT_BUDGET = 3  # the run stopped at a budget; its journal is complete and resumable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +75,11 @@ def _add_generate(sub: Any) -> None:
                    "(default: the bundled prompts/)")
     p.add_argument("--license", help="license written to the dataset card (default "
                    "apache-2.0)")
+    p.add_argument("--max-requests", type=int, help="budget: requests for the whole run "
+                   "(never exceeded; resumed runs count their earlier requests)")
+    p.add_argument("--max-tokens", type=int, help="budget: prompt + completion tokens")
+    p.add_argument("--max-cost", type=float, help="budget: USD, from the model's price in the "
+                   "--config file ([prices.\"MODEL\"] input/output per 1M tokens)")
     p.add_argument("--config", type=Path, help="TOML file with any of these settings "
                    "(keys like num_instructions); flags override it")
     p.add_argument("--resume", action="store_true",
@@ -85,20 +92,22 @@ def _add_generate(sub: Any) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from selfinstruct.config import build_config
+    from selfinstruct.config import build_config, load_config_file
     from selfinstruct.run import resume_config
 
     flags = {name: getattr(args, name) for name in GENERATE_FLAGS}
     run_dir = args.run_dir
     if args.resume or run_dir is not None:
+        overrides = {**(load_config_file(args.config) if args.config else {}),
+                     **{k: v for k, v in flags.items() if v is not None}}
         config, run_dir = resume_config(args.data_dir or Path("data"), args.dataset, run_dir,
-                                        flags)
+                                        overrides)
     else:
         config = build_config(flags, args.config)
     api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
     if args.prefect:
         return _generate_with_prefect(config, api_key, run_dir)
-    from selfinstruct.pipeline import run
+    from selfinstruct.pipeline import BudgetExhausted, run
     from selfinstruct.progress import ProgressDisplay, print_summary
     from selfinstruct.run import open_run
 
@@ -106,9 +115,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if gen.journal.cached_answers:
             print(f"selfinstruct: resuming {gen.journal.run_dir} "
                   f"({gen.journal.cached_answers} answers in the journal)", file=sys.stderr)
-        with ProgressDisplay(enabled=not args.no_progress) as display:
-            gen.on_progress = display.update
-            path = run(gen)
+        try:
+            with ProgressDisplay(enabled=not args.no_progress) as display:
+                gen.on_progress = display.update
+                path = run(gen)
+        except BudgetExhausted as exc:
+            print_summary(gen)
+            print(f"selfinstruct: budget reached ({exc}); every answer so far is saved in "
+                  f"{gen.journal.run_dir} — continue with: selfinstruct generate --dataset "
+                  f"{config.dataset} --data-dir {config.data_dir} --resume and a higher budget",
+                  file=sys.stderr)
+            return EXIT_BUDGET
         print_summary(gen)
     print(path)
     return 0

@@ -60,7 +60,13 @@ class GenerateConfig:
     retry_base_delay: float = 1.0
     prompts_dir: Path | None = None
     license: str = "apache-2.0"
-    max_tokens: dict[str, int] = field(default_factory=dict)  # per-stage overrides
+    stage_max_tokens: dict[str, int] = field(default_factory=dict)  # per-stage answer limits
+    # Budgets for the whole run (resumed runs included); None means unlimited.
+    max_requests: int | None = None
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    # USD per 1M tokens: {"gpt-4o-mini": {"input": 0.15, "output": 0.60}}
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
@@ -124,10 +130,25 @@ _RULES: dict[str, tuple[type, Any, str]] = {
     "seeds": (Path, lambda v: True, ""),
     "data_dir": (Path, lambda v: True, ""),
     "prompts_dir": (Path, lambda v: True, ""),
-    "max_tokens": (dict, lambda v: all(isinstance(n, int) and not isinstance(n, bool) and n > 0
-                                       for n in v.values()),
-                   "must map stage names to positive integers"),
+    "stage_max_tokens": (dict, lambda v: all(_positive_int(n) for n in v.values()),
+                         "must map stage names to positive integers"),
+    "max_requests": (int, lambda v: v > 0, "must be a positive integer"),
+    "max_tokens": (int, lambda v: v > 0, "must be a positive integer"),
+    "max_cost": (float, lambda v: v > 0, "must be a positive amount (USD)"),
+    "prices": (dict, lambda v: all(_valid_price(p) for p in v.values()),
+               "must map model names to {input = USD per 1M tokens, output = ...}"),
 }
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _valid_price(price: Any) -> bool:
+    return (isinstance(price, dict) and set(price) <= {"input", "output", "batch_discount"}
+            and {"input", "output"} <= set(price)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+                    for v in price.values()))
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
@@ -206,11 +227,16 @@ def resolve_defaults(config: GenerateConfig, detected_language: str) -> Generate
     language = config.language or detected_language
     if config.machine_examples + config.seed_examples == 0:
         raise InputError("--seed-examples and --machine-examples cannot both be 0")
+    model = config.model or MODEL_ALIAS
+    if config.max_cost is not None and not config.embedded and model not in config.prices:
+        raise InputError(f"--max-cost needs the price of model '{model}': add "
+                         f"[prices.\"{model}\"] input = ..., output = ... (USD per 1M tokens) "
+                         f"to the --config file")
     concurrency = config.concurrency or (1 if config.embedded else 8)
     return dataclasses.replace(
         config,
         language=language,
-        model=config.model or MODEL_ALIAS,
+        model=model,
         api=config.api or ("completions" if config.embedded else "chat"),
         concurrency=concurrency,
         requests_per_round=config.requests_per_round or concurrency,

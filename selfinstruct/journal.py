@@ -51,13 +51,14 @@ class Journal:
         self.run_dir = run_dir
         self.path = run_dir / "journal.jsonl"
         self._answers: dict[str, Completion] = {}
+        self.accepted: dict[str, str] = {}  # task id -> instruction, as decided before
         self.finished_version: str | None = None
         self._file: Any = None
         self._lock_file: Any = None
 
     def __enter__(self) -> Journal:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.run_dir / ".lock", "w")  # noqa: SIM115 (held until exit)
+        self._lock_file = open(self.run_dir / ".lock", "w")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -65,7 +66,7 @@ class Journal:
             raise InputError(f"{self.run_dir}: another selfinstruct process is using this run") \
                 from None
         self._replay()
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._file = open(self.path, "a", encoding="utf-8")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,6 +88,8 @@ class Journal:
             event = json.loads(line)
             if event["type"] == "answer" and not event["completion"].get("error"):
                 self._answers[event["key"]] = Completion.from_json(event["completion"])
+            elif event["type"] == "accepted":
+                self.accepted[event["task_id"]] = event["instruction"]
             elif event["type"] == "finished":
                 self.finished_version = event["version"]
 
@@ -105,14 +108,29 @@ class Journal:
         self._append({"type": "answer", "key": key, "stage": stage,
                       "completion": completion.to_json()})
 
+    def record_accepted(self, task_id: str, instruction: str) -> None:
+        """Note an accepted instruction (synced with the next answer or `sync()`).
+
+        Replay recomputes decisions from the answers; these events let it verify that it
+        reached the same ones, and let a reader see what a run has accepted so far.
+        """
+        if task_id in self.accepted:
+            return
+        self.accepted[task_id] = instruction
+        self._file.write(json.dumps({"type": "accepted", "task_id": task_id,
+                                     "instruction": instruction}, ensure_ascii=False) + "\n")
+
+    def sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
     def record_finished(self, version: str) -> None:
         self.finished_version = version
         self._append({"type": "finished", "version": version, "at": time.time()})
 
     def _append(self, event: dict[str, Any]) -> None:
         self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self.sync()
 
 
 def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -115,7 +115,22 @@ class Usage:
 
     @property
     def total_requests(self) -> int:
+        """Requests sent by this process."""
         return sum(s.requests for s in self.stages.values())
+
+    @property
+    def run_requests(self) -> int:
+        """Requests of the whole run: this process's plus those answered from the journal
+        (paid for by an earlier process of the same run)."""
+        return sum(s.requests + s.cached for s in self.stages.values())
+
+    def cost(self, price: dict[str, float] | None) -> float | None:
+        """USD for the tokens so far at `price` (USD per 1M input/output tokens)."""
+        if price is None:
+            return None
+        prompt = sum(s.prompt_tokens for s in self.stages.values())
+        completion = sum(s.completion_tokens for s in self.stages.values())
+        return (prompt * price["input"] + completion * price["output"]) / 1_000_000
 
     @property
     def total_tokens(self) -> int:

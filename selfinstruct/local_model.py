@@ -72,7 +72,8 @@ class LocalModelServer:
         self.startup_timeout = startup_timeout
         self.model = MODEL_ALIAS
         self._process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        # The server's output, kept to explain a failed start; closed in stop().
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
 
     @property
     def base_url(self) -> str:

@@ -86,6 +86,10 @@ class Funnel:
         return totals
 
 
+class BudgetExhausted(Exception):
+    """The run reached --max-requests/--max-tokens/--max-cost; its journal stays resumable."""
+
+
 def _prompt_instruction(text: str) -> str:
     """Self-Instruct's normalisation of an in-context instruction (one line, no ':' end)."""
     return re.sub(r"\s+", " ", text).strip().rstrip(":")
@@ -155,7 +159,9 @@ class Generator:
             return "target reached"
         if self.stalled_rounds >= self.config.stall_rounds:
             return f"no new instruction in {self.stalled_rounds} rounds in a row"
-        return f"max rounds ({self.config.max_rounds}) reached"
+        if self.round >= self.config.max_rounds:
+            return f"max rounds ({self.config.max_rounds}) reached"
+        return "stopped before the target"
 
     def _progress(self, stage: str) -> None:
         if self.on_progress is not None:
@@ -171,7 +177,7 @@ class Generator:
             "instances": 200 if embedded else 350,
             "alpaca": 1024 if embedded else 3072,
         }
-        max_tokens = self.config.max_tokens.get(stage, defaults[stage])
+        max_tokens = self.config.stage_max_tokens.get(stage, defaults[stage])
         return {"max_tokens": max_tokens, **extra}
 
     def _request(self, stage: str, prompt: str, params: dict[str, Any], nonce: str) -> Request:
@@ -196,6 +202,7 @@ class Generator:
                 self.usage.record(request.stage, answer, cached=True)
         missing = [i for i, a in enumerate(answers) if a is None]
         if missing:
+            self._check_budget(len(missing))
             def durable(j: int, completion: Completion) -> None:
                 i = missing[j]
                 self.journal.record_answer(keys[i], requests[i].stage, completion)
@@ -205,6 +212,28 @@ class Generator:
                 answers[i] = completion
                 self.usage.record(requests[i].stage, completion, cached=False)
         return [a for a in answers if a is not None]
+
+    @property
+    def price(self) -> dict[str, float] | None:
+        if self.config.embedded:
+            return {"input": 0.0, "output": 0.0}
+        return self.config.prices.get(self.client.model)
+
+    def _check_budget(self, wanted: int) -> None:
+        """Refuse to send a batch that would cross a budget (whole run, resumes included).
+
+        Requests are checked before sending, so --max-requests is never exceeded; tokens and
+        cost are only known afterwards, so those stop at the first batch after the limit.
+        """
+        cfg, usage = self.config, self.usage
+        if cfg.max_requests is not None and usage.run_requests + wanted > cfg.max_requests:
+            raise BudgetExhausted(f"--max-requests {cfg.max_requests}: {usage.run_requests} "
+                                  f"sent, the next batch needs {wanted}")
+        if cfg.max_tokens is not None and usage.total_tokens >= cfg.max_tokens:
+            raise BudgetExhausted(f"--max-tokens {cfg.max_tokens}: {usage.total_tokens} used")
+        cost = usage.cost(self.price)
+        if cfg.max_cost is not None and cost is not None and cost >= cfg.max_cost:
+            raise BudgetExhausted(f"--max-cost {cfg.max_cost}: ${cost:.4f} spent")
 
     def _reject(self, stage: str, drop: Drop, *, instruction: str = "", input: str | None = None,
                 output: str | None = None, prompt_hash: str | None = None,
@@ -235,6 +264,7 @@ class Generator:
         else:
             self._self_instruct_round()
         accepted = len(self.tasks) - before
+        self.journal.sync()
         self.stalled_rounds = 0 if accepted else self.stalled_rounds + 1
         self._progress("bootstrap")
         return accepted
@@ -355,7 +385,17 @@ class Generator:
         )
         self.index.add(text)
         self.tasks.append(task)
+        self._note_accepted(task)
         return task
+
+    def _note_accepted(self, task: Task) -> None:
+        earlier = self.journal.accepted.get(task.id)
+        if earlier is not None and earlier != task.instruction:
+            raise RuntimeError(
+                f"{self.journal.path}: replay accepted {task.instruction!r} as {task.id}, but "
+                f"the journal recorded {earlier!r}: the seeds, prompts or selfinstruct changed "
+                f"since this run started — start a new run instead of resuming")
+        self.journal.record_accepted(task.id, task.instruction)
 
     # -- classification and instances ------------------------------------------------------
 
@@ -491,6 +531,7 @@ class Generator:
             "prompts": dict(self.prompts.template_hashes),
             "funnel": self.funnel.stages,
             "usage": {name: vars(s).copy() for name, s in self.usage.stages.items()},
+            "cost_usd": self.usage.cost(self.price),
             "request_errors": dict(self.usage.errors),
             "target": {"instructions": self.target, "accepted": len(self.tasks),
                        "reached": len(self.tasks) >= self.target,
@@ -503,11 +544,21 @@ class Generator:
         }
 
     def write_version(self) -> str:
-        """Write the immutable version folder and mark the run finished; return its path."""
-        from selfinstruct.dataset import write_version
+        """Write the immutable version folder and mark the run finished; return its path.
 
-        path = write_version(self.config.data_dir / self.config.dataset, self.train_rows(),
-                             self.rejected, self.manifest())
+        Idempotent per run: if a crash came between the folder's atomic rename and the
+        journal's "finished" event, the resumed run finds its version instead of writing a
+        second one.
+        """
+        from selfinstruct.dataset import list_versions, read_manifest, write_version
+
+        dataset_dir = self.config.data_dir / self.config.dataset
+        for name in reversed(list_versions(dataset_dir)):
+            if read_manifest(dataset_dir / name).get("run_id") == self.run_id:
+                path = dataset_dir / name
+                break
+        else:
+            path = write_version(dataset_dir, self.train_rows(), self.rejected, self.manifest())
         self.journal.record_finished(str(path))
         return str(path)
 

@@ -36,9 +36,11 @@ def status_line(gen: Generator, stage: str) -> str:
                     f"{len(gen.tasks)} tasks",
         "instances": f"instances: {with_instances} tasks with instances",
     }.get(stage, stage)
+    cost = usage.cost(gen.price)
     return (f"{head} | rejects: {rejects} | requests {usage.total_requests}"
             f"{f' (+{cached} from journal)' if cached else ''} | "
-            f"tokens {_fmt_tokens(usage.total_tokens)} | {elapsed:.0f}s")
+            f"tokens {_fmt_tokens(usage.total_tokens)}"
+            f"{f' | ${cost:.4f}' if cost else ''} | {elapsed:.0f}s")
 
 
 class ProgressDisplay:
@@ -95,6 +97,8 @@ def print_summary(gen: Generator, stream: TextIO | None = None) -> None:
     console = Console(file=stream or sys.stderr, highlight=False)
     console.print(funnel_table(gen))
     rows = sum(len(t.instances) for t in gen.tasks)
+    cost = gen.usage.cost(gen.price)
     console.print(f"{len(gen.tasks)} instructions ({gen.stop_reason}), {rows} instances, "
                   f"{len(gen.rejected)} rejected; {gen.usage.total_requests} requests, "
-                  f"{_fmt_tokens(gen.usage.total_tokens)} tokens")
+                  f"{_fmt_tokens(gen.usage.total_tokens)} tokens"
+                  + (f", ${cost:.4f}" if cost is not None else ", cost n/a (no price)"))

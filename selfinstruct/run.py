@@ -30,10 +30,11 @@ from selfinstruct.pipeline import Generator
 from selfinstruct.prompts import PromptSet
 from selfinstruct.seeds import load_seeds
 
-# Settings a resumed run may change: they affect speed or how far it goes, never which data
-# the already-journaled answers produce.
+# Settings a resumed run may change: they affect speed or how far it goes (budgets included),
+# never which data the already-journaled answers produce.
 RESUMABLE_OVERRIDES = ("concurrency", "timeout", "max_retries", "retry_base_delay",
-                       "num_instructions", "max_rounds", "stall_rounds")
+                       "num_instructions", "max_rounds", "stall_rounds", "max_requests",
+                       "max_tokens", "max_cost", "prices")
 
 
 def resume_config(
@@ -50,7 +51,8 @@ def resume_config(
         run_dir = latest_unfinished_run(data_dir, dataset)
         if run_dir is None:
             raise InputError(f"no unfinished run of '{dataset}' to resume in "
-                             f"{runs_root(data_dir, dataset)}")
+                             f"{runs_root(data_dir, dataset)} (finished runs have written "
+                             f"their version; start a new run without --resume)")
     stored = read_run_config(run_dir)["config"]
     changes = {k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES and v is not None}
     return build_config({**stored, **changes}, environ={}), run_dir

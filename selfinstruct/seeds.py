@@ -74,7 +74,8 @@ def load_seeds(path: str | Path) -> SeedSet:
     text = text.removeprefix("\ufeff")  # tolerate a UTF-8 BOM written by some editors
     if not text.strip():
         raise InputError(f"{path}: empty seed file (no tasks)")
-    rows = _json_array_rows(path, text) if text.lstrip().startswith("[") else _jsonl_rows(path, text)
+    is_array = text.lstrip().startswith("[")
+    rows = _json_array_rows(path, text) if is_array else _jsonl_rows(path, text)
     tasks: list[SeedTask] = []
     first_line_of_id: dict[str, int] = {}
     for line_no, row in rows:

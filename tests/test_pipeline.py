@@ -240,9 +240,9 @@ def test_seed_makes_runs_reproducible_and_resume_pays_no_request_twice(tmp_path)
             for r in read_jsonl(Path(version) / "train.jsonl")
         ]
 
-    with start_server() as server:
-        with open_run(config_for(server, tmp_path / "a", 150), api_key="k", warn=False) as gen:
-            reference = rows(run(gen))
+    with start_server() as server, \
+            open_run(config_for(server, tmp_path / "a", 150), api_key="k", warn=False) as gen:
+        reference = rows(run(gen))
 
     with start_server() as server:
 
