@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ class Journal:
         self.finished_version: str | None = None
         self._file: Any = None
         self._lock_file: Any = None
+        # Answers are recorded from the client's thread, decisions from the pipeline's.
+        self._write_lock = threading.Lock()
 
     def __enter__(self) -> Journal:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,20 +120,26 @@ class Journal:
         if task_id in self.accepted:
             return
         self.accepted[task_id] = instruction
-        self._file.write(json.dumps({"type": "accepted", "task_id": task_id,
-                                     "instruction": instruction}, ensure_ascii=False) + "\n")
+        line = json.dumps({"type": "accepted", "task_id": task_id, "instruction": instruction},
+                          ensure_ascii=False)
+        with self._write_lock:
+            self._file.write(line + "\n")
 
     def sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        with self._write_lock:
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def record_finished(self, version: str) -> None:
         self.finished_version = version
         self._append({"type": "finished", "version": version, "at": time.time()})
 
     def _append(self, event: dict[str, Any]) -> None:
-        self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self.sync()
+        line = json.dumps(event, ensure_ascii=False) + "\n"
+        with self._write_lock:
+            self._file.write(line)
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
 
 def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ The API key is handed to the SDK and never kept in any object that is logged or 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
 import hashlib
 import json
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+
+from selfinstruct.redact import redact
 
 STAGES = ("bootstrap", "classify", "instances", "alpaca")
 
@@ -154,6 +157,18 @@ class RetryPolicy:
         return rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
+class EndpointRefused(RuntimeError):
+    """The endpoint refuses every request (bad key, no access, unknown model): stop the run.
+
+    Retrying or moving on would only repeat the failure for every request; the journal keeps
+    what was answered, so the run resumes once the key or model name is fixed.
+    """
+
+
+FATAL_STATUSES = {401: "the endpoint rejected the API key", 403: "access denied",
+                  404: "unknown model or endpoint path"}
+
+
 class _Transient(Exception):
     """A failure worth retrying, with the server's requested delay if it gave one."""
 
@@ -205,6 +220,7 @@ class LLMClient:
                                         name="selfinstruct-llm")
         self._thread.start()
         self._cooldown_until = 0.0
+        self._api_key = api_key  # only for redacting error messages; never logged or stored
         self._client = asyncio.run_coroutine_threadsafe(
             self._make_client(api_key), self._loop
         ).result()
@@ -225,27 +241,27 @@ class LLMClient:
         return {"base_url": self.base_url, "model": self.model, "api": self.api,
                 "concurrency": self.concurrency}
 
-    def run_batch(
-        self,
-        requests: list[Request],
-        on_result: Callable[[int, Completion], None] | None = None,
-    ) -> list[Completion]:
-        """Send `requests` concurrently; return answers in request order.
+    def submit(
+        self, request: Request, on_result: Callable[[Completion], None] | None = None
+    ) -> concurrent.futures.Future[Completion]:
+        """Start one request now; at most `concurrency` run at once, the rest queue.
 
-        `on_result(i, completion)` is called as each answer arrives (from the client's thread),
-        which is where the journal makes it durable before it counts.
+        `on_result(completion)` runs on the client's thread as soon as the answer arrives —
+        where the journal makes it durable before anyone uses it.
         """
 
-        async def one(i: int, request: Request) -> Completion:
+        async def one() -> Completion:
             completion = await self._send_with_retries(request)
             if on_result is not None:
-                on_result(i, completion)
+                on_result(completion)
             return completion
 
-        async def gather() -> list[Completion]:
-            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+        return asyncio.run_coroutine_threadsafe(one(), self._loop)
 
-        return asyncio.run_coroutine_threadsafe(gather(), self._loop).result()
+    def run_batch(self, requests: list[Request]) -> list[Completion]:
+        """Send `requests` concurrently; return their answers in request order."""
+        futures = [self.submit(request) for request in requests]
+        return [future.result() for future in futures]
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -284,7 +300,13 @@ class LLMClient:
                     await asyncio.sleep(delay)
             except openai.APIStatusError as exc:
                 # 4xx other than 429: retrying the same request cannot help.
-                return Completion("", None, error=f"http_{exc.status_code}: {_short(exc)}",
+                message = redact(_short(exc), [self._api_key])
+                if exc.status_code in FATAL_STATUSES:
+                    raise EndpointRefused(
+                        f"{self.base_url} answered {exc.status_code} "
+                        f"({FATAL_STATUSES[exc.status_code]}) for model '{self.model}': "
+                        f"{message}") from None
+                return Completion("", None, error=f"http_{exc.status_code}: {message}",
                                   attempts=attempt + 1)
         return Completion("", None, error=f"{last_error}: gave up after "
                           f"{self.retry.max_retries + 1} attempts",

@@ -1,14 +1,20 @@
 """The generation pipeline: bootstrap rounds, classification, instances, the dataset version.
 
 `Generator` holds one run's state and exposes coarse steps — a bootstrap round, a batch of
-classification or instance requests, writing the version — as plain methods. `run()` loops
+classification or instance answers, writing the version — as plain methods. `run()` loops
 over them for the CLI; the Prefect flow calls the very same methods as tasks, so the two
 paths cannot diverge.
 
 Determinism is a design rule, because resume depends on it: all randomness comes from one
-`random.Random(seed)`, requests are issued and their answers processed in a fixed order, and
-every request carries a stable nonce (round and slot, or task id). Replaying the journal's
-answers therefore rebuilds exactly the same pool, and the run continues where it stopped.
+`random.Random(seed)`, every request carries a stable nonce, and answers are used strictly in
+the order requests were issued (`window.Lookahead`). Replaying the journal's answers therefore
+rebuilds exactly the same pool, and the run continues where it stopped.
+
+Throughput: up to `concurrency` requests stay in flight across round and batch boundaries.
+Generation request j is built from the state after answer j − K was used (K = concurrency):
+the pool it samples machine examples from lags by at most K answers, fixed by the count of
+answers used, not by timing. Classification and instance requests do not depend on each
+other, so they run ahead by up to 2K.
 
 The two recipes:
 
@@ -22,12 +28,13 @@ The two recipes:
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import math
+import random
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from selfinstruct import __version__
@@ -43,47 +50,10 @@ from selfinstruct.parsing import (
     parse_yes_no,
 )
 from selfinstruct.prompts import PromptSet, sha256_text
+from selfinstruct.records import Funnel, Task
 from selfinstruct.seeds import SeedSet, SeedTask
 from selfinstruct.similarity import NoveltyIndex
-
-
-@dataclass
-class Task:
-    """An accepted machine-generated instruction and what is learnt about it later."""
-
-    id: str
-    instruction: str
-    round: int
-    prompt_hash: str
-    request_id: str | None
-    most_similar: list[dict[str, Any]]
-    avg_similarity: float | None
-    is_classification: bool | None = None
-    instances: list[ParsedInstance] = field(default_factory=list)
-    instance_prompt_hash: str | None = None
-
-
-@dataclass
-class Funnel:
-    """Candidates in, kept, and drops by reason, per stage (the manifest's funnel)."""
-
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def count(self, stage: str, drop: str | None = None) -> None:
-        entry = self.stages.setdefault(stage, {"in": 0, "kept": 0, "drops": {}})
-        entry["in"] += 1
-        if drop is None:
-            entry["kept"] += 1
-        else:
-            entry["drops"][drop] = entry["drops"].get(drop, 0) + 1
-
-    def drops(self) -> dict[str, int]:
-        """All drop reasons across stages, for the progress display."""
-        totals: dict[str, int] = {}
-        for entry in self.stages.values():
-            for reason, n in entry["drops"].items():
-                totals[reason] = totals.get(reason, 0) + n
-        return totals
+from selfinstruct.window import InFlight, Lookahead
 
 
 class BudgetExhausted(Exception):
@@ -109,8 +79,6 @@ class Generator:
         run_id: str,
         endpoint_kind: str,
     ) -> None:
-        import random
-
         self.config = config
         self.seeds = seeds
         self.prompts = prompts
@@ -130,10 +98,18 @@ class Generator:
         self.funnel = Funnel()
         self.usage = Usage()
         self.round = 0
-        self.generation_requests = 0
         self.stalled_rounds = 0
+        self.requests_issued = 0  # journal-answered included: the whole run's requests
+        self.budget_stop: str | None = None
         self.started_at = time.time()
         self.on_progress: Callable[[Generator, str], None] | None = None
+        concurrency = config.concurrency or 1
+        self._generation = Lookahead(depth=concurrency)
+        self._generation_issued = 0
+        self._generation_used = 0
+        self._stage_windows = {stage: Lookahead(depth=2 * concurrency)
+                               for stage in ("classify", "instances")}
+        self._stage_cursors = {stage: 0 for stage in self._stage_windows}
         self._clf_examples = self._classification_examples()
         self._instance_examples = {
             flag: self._pick_instance_examples(flag) for flag in (False, True)
@@ -163,6 +139,12 @@ class Generator:
             return f"max rounds ({self.config.max_rounds}) reached"
         return "stopped before the target"
 
+    @property
+    def price(self) -> dict[str, float] | None:
+        if self.config.embedded:
+            return {"input": 0.0, "output": 0.0}
+        return self.config.prices.get(self.client.model)
+
     def _progress(self, stage: str) -> None:
         if self.on_progress is not None:
             self.on_progress(self, stage)
@@ -189,51 +171,69 @@ class Generator:
         digest = hashlib.sha256(f"{self.config.seed}:{nonce}".encode()).hexdigest()
         return Request(stage, prompt, {**params, "seed": int(digest[:8], 16) % 2**31}, nonce)
 
-    def complete(self, requests: list[Request]) -> list[Completion]:
-        """Answer requests from the journal where possible, else from the endpoint.
+    def _budget_refusal(self) -> str | None:
+        """Why one more request may not be sent, if a budget says so.
 
-        Each fresh answer is journaled (fsync) the moment it arrives, before it is used.
-        """
-        model, api = self.client.model, self.client.api
-        keys = [r.key(model, api) for r in requests]
-        answers: list[Completion | None] = [self.journal.answer(k) for k in keys]
-        for request, answer in zip(requests, answers, strict=True):
-            if answer is not None:
-                self.usage.record(request.stage, answer, cached=True)
-        missing = [i for i, a in enumerate(answers) if a is None]
-        if missing:
-            self._check_budget(len(missing))
-            def durable(j: int, completion: Completion) -> None:
-                i = missing[j]
-                self.journal.record_answer(keys[i], requests[i].stage, completion)
-
-            fresh = self.client.run_batch([requests[i] for i in missing], on_result=durable)
-            for i, completion in zip(missing, fresh, strict=True):
-                answers[i] = completion
-                self.usage.record(requests[i].stage, completion, cached=False)
-        return [a for a in answers if a is not None]
-
-    @property
-    def price(self) -> dict[str, float] | None:
-        if self.config.embedded:
-            return {"input": 0.0, "output": 0.0}
-        return self.config.prices.get(self.client.model)
-
-    def _check_budget(self, wanted: int) -> None:
-        """Refuse to send a batch that would cross a budget (whole run, resumes included).
-
-        Requests are checked before sending, so --max-requests is never exceeded; tokens and
-        cost are only known afterwards, so those stop at the first batch after the limit.
+        Requests are counted when issued, so --max-requests is never exceeded; tokens and
+        cost are known only once answers arrive, so those stop at the first request after
+        the limit (overshooting by at most the requests already in flight).
         """
         cfg, usage = self.config, self.usage
-        if cfg.max_requests is not None and usage.run_requests + wanted > cfg.max_requests:
-            raise BudgetExhausted(f"--max-requests {cfg.max_requests}: {usage.run_requests} "
-                                  f"sent, the next batch needs {wanted}")
+        if cfg.max_requests is not None and self.requests_issued >= cfg.max_requests:
+            return f"--max-requests {cfg.max_requests}: {self.requests_issued} sent"
         if cfg.max_tokens is not None and usage.total_tokens >= cfg.max_tokens:
-            raise BudgetExhausted(f"--max-tokens {cfg.max_tokens}: {usage.total_tokens} used")
+            return f"--max-tokens {cfg.max_tokens}: {usage.total_tokens} used"
         cost = usage.cost(self.price)
         if cfg.max_cost is not None and cost is not None and cost >= cfg.max_cost:
-            raise BudgetExhausted(f"--max-cost {cfg.max_cost}: ${cost:.4f} spent")
+            return f"--max-cost {cfg.max_cost}: ${cost:.4f} spent"
+        return None
+
+    def _issue(self, request: Request, context: Any = None) -> InFlight | None:
+        """Answer from the journal, or start the request; None when a budget forbids it."""
+        key = request.key(self.client.model, self.client.api)
+        cached = self.journal.answer(key)
+        if cached is not None:
+            future: concurrent.futures.Future[Completion] = concurrent.futures.Future()
+            future.set_result(cached)
+            self.requests_issued += 1
+            return InFlight(request, context, future, cached=True)
+        refusal = self._budget_refusal()
+        if refusal is not None:
+            self.budget_stop = refusal
+            return None
+        self.requests_issued += 1
+        future = self.client.submit(
+            request, on_result=lambda c: self.journal.record_answer(key, request.stage, c))
+        return InFlight(request, context, future, cached=False)
+
+    def _used(self, item: InFlight, completion: Completion) -> Completion:
+        self.usage.record(item.request.stage, completion, cached=item.cached)
+        return completion
+
+    def settle(self, timeout: float | None = None) -> None:
+        """Let requests in flight finish (journaled) before the run stops early."""
+        for window in (self._generation, *self._stage_windows.values()):
+            window.settle(timeout)
+
+    def _stop_for_budget(self, *windows: Lookahead) -> None:
+        for window in windows:
+            window.settle()  # answers already paid for reach the journal first
+        raise BudgetExhausted(self.budget_stop)
+
+    def complete(self, requests: list[Request]) -> list[Completion]:
+        """Answer a list of requests (journal first), in order; for stages that need all
+        answers of a batch at once."""
+        window = Lookahead(depth=len(requests) or 1)
+        for request in requests:
+            item = self._issue(request)
+            if item is None:
+                self._stop_for_budget(window)
+            window.push(item)
+        answers = []
+        while window:
+            item, completion = window.pop()
+            answers.append(self._used(item, completion))
+        return answers
 
     def _reject(self, stage: str, drop: Drop, *, instruction: str = "", input: str | None = None,
                 output: str | None = None, prompt_hash: str | None = None,
@@ -245,110 +245,126 @@ class Generator:
             "request_id": request_id,
         })
 
-    def _request_failed(self, stage: str, request: Request, completion: Completion) -> bool:
+    def _request_failed(self, request: Request, completion: Completion) -> bool:
         if completion.error is None:
             return False
         kind, _, message = completion.error.partition(":")
-        self._reject("request", Drop(kind, message.strip()), prompt_hash=sha256_text(
-            request.prompt))
+        self._reject("request", Drop(kind, message.strip()),
+                     prompt_hash=sha256_text(request.prompt))
         return True
 
     # -- bootstrap -------------------------------------------------------------------------
 
     def bootstrap_round(self) -> int:
-        """Send one round of generation requests; return how many instructions were accepted."""
+        """Use the next `requests_per_round` generation answers; return how many were kept.
+
+        New requests are issued as answers are used, so the endpoint stays busy across
+        rounds. When bootstrapping ends, answers still in flight are used too (they were
+        paid for): their candidates are recorded as over the target.
+        """
         self.round += 1
         before = len(self.tasks)
-        if self.config.recipe == "alpaca":
-            self._alpaca_round()
-        else:
-            self._self_instruct_round()
+        for _ in range(self.config.requests_per_round or 1):
+            self._fill_generation_window()
+            if not self._generation:
+                break
+            item, completion = self._generation.pop()
+            self._generation_used += 1
+            self._apply_generation(item, self._used(item, completion))
         accepted = len(self.tasks) - before
-        self.journal.sync()
         self.stalled_rounds = 0 if accepted else self.stalled_rounds + 1
+        if self.bootstrapping_done:
+            while self._generation:
+                item, completion = self._generation.pop()
+                self._apply_generation(item, self._used(item, completion))
+        self.journal.sync()
         self._progress("bootstrap")
+        if self.budget_stop and not self._generation and not self.bootstrapping_done:
+            self._stop_for_budget()
         return accepted
 
-    def _round_size(self) -> int:
-        """Requests for this round: full rounds, but no more than the target still needs.
+    def _fill_generation_window(self) -> None:
+        while not self._generation.full and self._want_generation():
+            cfg = self.config
+            nonce = f"gen-{self._generation_issued}"
+            if cfg.recipe == "alpaca":
+                request, first = self._alpaca_request(nonce)
+            else:
+                request, first = self._self_instruct_request(nonce)
+            item = self._issue(request, first)
+            if item is None:
+                return
+            self._generation_issued += 1
+            self._generation.push(item)
 
-        Sized from the yield so far (accepted per request, with a 25% margin) so the last
-        round does not pay for answers that could only end as "over_target". It depends only
-        on the run's history, so it is as deterministic as the rest.
+    def _want_generation(self) -> bool:
+        """Issue another generation request only if the target may still need it.
+
+        Sized from the yield so far (accepted per answer, with a 25% margin) so the end of
+        bootstrapping does not pay for answers that could only be "over_target". It depends
+        only on the answers used so far, so it is as deterministic as the rest.
         """
-        full = self.config.requests_per_round or 1
-        if not self.generation_requests or not self.tasks:
-            return full
-        per_request = len(self.tasks) / self.generation_requests
-        needed = math.ceil(1.25 * (self.target - len(self.tasks)) / per_request)
-        return max(1, min(full, needed))
+        remaining = self.target - len(self.tasks)
+        if remaining <= 0 or self.bootstrapping_done:
+            return False
+        max_requests = self.config.max_rounds * (self.config.requests_per_round or 1)
+        if self._generation_issued >= max_requests:
+            return False
+        if not self._generation_used or not self.tasks:
+            return True
+        per_answer = len(self.tasks) / self._generation_used
+        return len(self._generation) < math.ceil(1.25 * remaining / per_answer)
 
-    def _self_instruct_round(self) -> None:
+    def _self_instruct_request(self, nonce: str) -> tuple[Request, int]:
         cfg = self.config
         seed_texts = [_prompt_instruction(t.instruction) for t in self.seeds.tasks]
-        requests, first_numbers = [], []
-        for slot in range(self._round_size()):
-            machine = self.rng.sample(self.tasks, min(cfg.machine_examples, len(self.tasks)))
-            wanted = cfg.seed_examples + cfg.machine_examples - len(machine)
-            human = self.rng.sample(seed_texts, min(wanted, len(seed_texts)))
-            examples = [_prompt_instruction(t.instruction) for t in machine] + human
-            self.rng.shuffle(examples)
-            first = len(examples) + 1
-            stop_at = first + 7  # at most 7 new items per answer, as in Self-Instruct
-            stop = ([f"\n{stop_at}.", f"{stop_at}."] if cfg.api == "chat"
-                    else ["\n\n", f"\n{stop_at}", f"{stop_at}.", f"{stop_at} ."])
-            params = self._params("bootstrap", temperature=0.7, top_p=0.5,
-                                  presence_penalty=2.0, stop=stop)
-            prompt = self.prompts.render("bootstrap", instructions=examples)
-            requests.append(self._request("bootstrap", prompt, params,
-                                          f"round{self.round}-{slot}"))
-            first_numbers.append(first)
-        self.generation_requests += len(requests)
-        for request, completion, first in zip(requests, self.complete(requests), first_numbers,
-                                              strict=True):
-            if self._request_failed("bootstrap", request, completion):
-                continue
-            prompt_hash = sha256_text(request.prompt)
-            items = parse_numbered_list(
-                completion.text, first, continuation=cfg.api == "completions",
-                truncated=completion.finish_reason == "length",
-            )
-            for item in items:
-                self._consider(item.text, item.reason, prompt_hash, completion.request_id)
+        machine = self.rng.sample(self.tasks, min(cfg.machine_examples, len(self.tasks)))
+        wanted = cfg.seed_examples + cfg.machine_examples - len(machine)
+        human = self.rng.sample(seed_texts, min(wanted, len(seed_texts)))
+        examples = [_prompt_instruction(t.instruction) for t in machine] + human
+        self.rng.shuffle(examples)
+        first = len(examples) + 1
+        stop_at = first + 7  # at most 7 new items per answer, as in Self-Instruct
+        stop = ([f"\n{stop_at}.", f"{stop_at}."] if cfg.api == "chat"
+                else ["\n\n", f"\n{stop_at}", f"{stop_at}.", f"{stop_at} ."])
+        params = self._params("bootstrap", temperature=0.7, top_p=0.5,
+                              presence_penalty=2.0, stop=stop)
+        prompt = self.prompts.render("bootstrap", instructions=examples)
+        return self._request("bootstrap", prompt, params, nonce), first
 
-    def _alpaca_round(self) -> None:
+    def _alpaca_request(self, nonce: str) -> tuple[Request, int]:
         cfg = self.config
         with_instances = [t for t in self.seeds.tasks if t.instances]
-        requests, first_numbers = [], []
-        for slot in range(self._round_size()):
-            picked = self.rng.sample(with_instances, min(cfg.alpaca_examples, len(with_instances)))
-            shown = [{"instruction": _prompt_instruction(t.instruction),
-                      "input": t.instances[0].input, "output": t.instances[0].output}
-                     for t in picked]
-            prompt = self.prompts.render("alpaca", num_tasks=cfg.alpaca_tasks, tasks=shown)
-            n = cfg.alpaca_tasks
-            params = self._params("alpaca", temperature=1.0, top_p=1.0,
-                                  stop=[f"\n{n}", f"{n}.", f"{n} ."])
-            requests.append(self._request("alpaca", prompt, params, f"round{self.round}-{slot}"))
-            first_numbers.append(len(shown) + 1)
-        self.generation_requests += len(requests)
-        for request, completion, first in zip(requests, self.complete(requests), first_numbers,
-                                              strict=True):
-            if self._request_failed("alpaca", request, completion):
-                continue
-            prompt_hash = sha256_text(request.prompt)
-            items = parse_alpaca(
-                completion.text, self.prompts.labels, first,
-                continuation=cfg.api == "completions",
-                truncated=completion.finish_reason == "length",
-            )
-            for item in items:
-                task = self._consider(item.instruction, item.reason, prompt_hash,
-                                      completion.request_id)
-                if task is not None:
-                    task.instance_prompt_hash = prompt_hash
-                    self._keep_instances(task, [ParsedInstance(item.input, item.output)],
-                                         completion.request_id)
+        picked = self.rng.sample(with_instances, min(cfg.alpaca_examples, len(with_instances)))
+        shown = [{"instruction": _prompt_instruction(t.instruction),
+                  "input": t.instances[0].input, "output": t.instances[0].output}
+                 for t in picked]
+        prompt = self.prompts.render("alpaca", num_tasks=cfg.alpaca_tasks, tasks=shown)
+        n = cfg.alpaca_tasks
+        params = self._params("alpaca", temperature=1.0, top_p=1.0,
+                              stop=[f"\n{n}", f"{n}.", f"{n} ."])
+        return self._request("alpaca", prompt, params, nonce), len(shown) + 1
+
+    def _apply_generation(self, item: InFlight, completion: Completion) -> None:
+        request, first = item.request, item.context
+        if self._request_failed(request, completion):
+            return
+        prompt_hash = sha256_text(request.prompt)
+        continuation = self.config.api == "completions"
+        truncated = completion.finish_reason == "length"
+        if self.config.recipe != "alpaca":
+            for parsed in parse_numbered_list(completion.text, first, continuation=continuation,
+                                              truncated=truncated):
+                self._consider(parsed.text, parsed.reason, prompt_hash, completion.request_id)
+            return
+        for task_item in parse_alpaca(completion.text, self.prompts.labels, first,
+                                      continuation=continuation, truncated=truncated):
+            task = self._consider(task_item.instruction, task_item.reason, prompt_hash,
+                                  completion.request_id)
+            if task is not None:
+                task.instance_prompt_hash = prompt_hash
+                task.instance_request_id = completion.request_id
+                self._keep_instances(task, [ParsedInstance(task_item.input, task_item.output)])
 
     def _consider(self, text: str, parse_reason: str | None, prompt_hash: str,
                   request_id: str | None) -> Task | None:
@@ -418,75 +434,101 @@ class Generator:
                  "instances": [{"input": i.input, "output": i.output} for i in t.instances[:2]]}
                 for t in picked]
 
-    def batches(self, tasks: list[Task]) -> Iterator[list[Task]]:
+    def batches(self, tasks: list[Task]) -> list[list[Task]]:
         """Coarse batches of tasks: one progress update / one Prefect task each."""
         size = max(16, 4 * (self.config.concurrency or 1))
-        for start in range(0, len(tasks), size):
-            yield tasks[start:start + size]
+        return [tasks[start:start + size] for start in range(0, len(tasks), size)]
+
+    def classification_request(self, task: Task) -> Request:
+        """The few-shot Yes/No request for one task (temperature 0)."""
+        labels = self.prompts.labels
+        prompt = self.prompts.render("classify", examples=self._clf_examples,
+                                     instruction=task.instruction)
+        params = self._params("classify", temperature=0.0, top_p=0.0,
+                              stop=["\n", f"{labels.task}:"])
+        return self._request("classify", prompt, params, f"classify-{task.id}")
+
+    def apply_classification(self, task: Task, request: Request, completion: Completion) -> None:
+        if self._request_failed(request, completion):
+            task.is_classification = False
+            return
+        verdict = parse_yes_no(completion.text, self.prompts.labels)
+        # An unreadable verdict is not a reason to lose the task: treat it as generation.
+        self.funnel.count("classify", None if verdict is not None else "unreadable_verdict")
+        task.is_classification = bool(verdict)
+
+    def instance_request(self, task: Task) -> Request:
+        """Output-first for classification tasks (balanced labels), input-first otherwise."""
+        labels = self.prompts.labels
+        name = "instances_output_first" if task.is_classification else "instances_input_first"
+        prompt = self.prompts.render(
+            name, examples=self._instance_examples[bool(task.is_classification)],
+            instruction=task.instruction) + "\n"
+        params = self._params("instances", temperature=0.0, top_p=0.0,
+                              stop=[f"{labels.example} 6", f"{labels.task}:"])
+        return self._request("instances", prompt, params, f"instances-{task.id}")
+
+    def apply_instances(self, task: Task, request: Request, completion: Completion) -> None:
+        task.instance_prompt_hash = sha256_text(request.prompt)
+        task.instance_request_id = completion.request_id
+        if self._request_failed(request, completion):
+            return
+        parsed = parse_instances(completion.text, self.prompts.labels,
+                                 output_first=bool(task.is_classification),
+                                 truncated=completion.finish_reason == "length")
+        self._keep_instances(task, parsed)
 
     def classify_batch(self, tasks: list[Task]) -> None:
-        """Ask whether each task is a classification task (few-shot Yes/No, temperature 0)."""
-        if self.config.recipe == "alpaca":
-            return  # Alpaca's one-step items carry no such label
-        labels = self.prompts.labels
-        requests = [
-            self._request("classify",
-                    self.prompts.render("classify", examples=self._clf_examples,
-                                        instruction=t.instruction),
-                    self._params("classify", temperature=0.0, top_p=0.0,
-                                 stop=["\n", f"{labels.task}:"]),
-                    f"classify-{t.id}")
-            for t in tasks
-        ]
-        for task, request, completion in zip(tasks, requests, self.complete(requests),
-                                             strict=True):
-            if self._request_failed("classify", request, completion):
-                task.is_classification = False
-                continue
-            verdict = parse_yes_no(completion.text, labels)
-            # An unreadable verdict is not a reason to lose the task: treat it as generation.
-            self.funnel.count("classify", None if verdict is not None else "unreadable_verdict")
-            task.is_classification = bool(verdict)
+        """Ask whether each task is a classification task (few-shot Yes/No)."""
+        if self.config.recipe != "alpaca":  # Alpaca's one-step items carry no such label
+            self._stage_batch("classify", tasks, self.classification_request,
+                              self.apply_classification)
         self._progress("classify")
 
     def instances_batch(self, tasks: list[Task]) -> None:
-        """Generate instances: output-first for classification tasks, input-first otherwise."""
-        if self.config.recipe == "alpaca":
-            return  # instances came with the instructions
-        labels = self.prompts.labels
-        requests = []
-        for task in tasks:
-            name = "instances_output_first" if task.is_classification else "instances_input_first"
-            prompt = self.prompts.render(
-                name, examples=self._instance_examples[bool(task.is_classification)],
-                instruction=task.instruction) + "\n"
-            params = self._params("instances", temperature=0.0, top_p=0.0,
-                                  stop=[f"{labels.example} 6", f"{labels.task}:"])
-            requests.append(self._request("instances", prompt, params, f"instances-{task.id}"))
-        for task, request, completion in zip(tasks, requests, self.complete(requests),
-                                             strict=True):
-            task.instance_prompt_hash = sha256_text(request.prompt)
-            if self._request_failed("instances", request, completion):
-                continue
-            parsed = parse_instances(completion.text, labels,
-                                     output_first=bool(task.is_classification),
-                                     truncated=completion.finish_reason == "length")
-            self._keep_instances(task, parsed, completion.request_id)
+        """Generate and filter the instances of each task."""
+        if self.config.recipe != "alpaca":  # instances came with the instructions
+            self._stage_batch("instances", tasks, self.instance_request, self.apply_instances)
         self._progress("instances")
 
-    def _keep_instances(self, task: Task, parsed: list[ParsedInstance],
-                        request_id: str | None = None) -> None:
+    def _stage_batch(self, stage: str, tasks: list[Task], build: Callable[[Task], Request],
+                     apply: Callable[[Task, Request, Completion], None]) -> None:
+        """Use the answers for `tasks`, issuing requests for later tasks ahead of time.
+
+        Batches must come in task order (as `run` and the flow pass them): the window runs
+        ahead over `self.tasks`, across batch boundaries, so the endpoint never idles between
+        batches.
+        """
+        window = self._stage_windows[stage]
+        for task in tasks:
+            while not window.full and self._stage_cursors[stage] < len(self.tasks):
+                ahead = self.tasks[self._stage_cursors[stage]]
+                item = self._issue(build(ahead), ahead)
+                if item is None:
+                    break
+                window.push(item)
+                self._stage_cursors[stage] += 1
+            if not window:
+                self._stop_for_budget()
+            item, completion = window.pop()
+            if item.context is not task:
+                raise RuntimeError(f"{stage} batches must be used in task order")
+            apply(task, item.request, self._used(item, completion))
+        self.journal.sync()
+
+    def _keep_instances(self, task: Task, parsed: list[ParsedInstance]) -> None:
         kept, dropped = filter_instances(parsed, self.config.max_instances)
         for inst, drop in dropped:
             self._reject("instance_filter", drop, instruction=task.instruction, input=inst.input,
                          output=inst.output, prompt_hash=task.instance_prompt_hash,
-                         request_id=request_id)
+                         request_id=task.instance_request_id)
         for _ in kept:
             self.funnel.count("instance_filter")
         task.instances = kept
         if not kept:
             self._reject("instances", Drop("no_valid_instances"), instruction=task.instruction,
-                         prompt_hash=task.instance_prompt_hash, request_id=request_id)
+                         prompt_hash=task.instance_prompt_hash,
+                         request_id=task.instance_request_id)
         else:
             self.funnel.count("instances")
 

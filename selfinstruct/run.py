@@ -110,5 +110,11 @@ def open_run(
                               base_delay=config.retry_base_delay),
             seed=config.seed or 0,
         ))
-        yield Generator(config, seeds, prompts, client, journal, run_id=run_id,
-                        endpoint_kind=endpoint_kind)
+        generator = Generator(config, seeds, prompts, client, journal, run_id=run_id,
+                              endpoint_kind=endpoint_kind)
+        try:
+            yield generator
+        finally:
+            # Stopped early (Ctrl-C, an error): answers already on their way are journaled,
+            # so a resume does not pay for them again. Bounded by one request timeout.
+            generator.settle(timeout=config.timeout)

@@ -113,3 +113,28 @@ def test_config_file_values_are_used_and_flags_override(tmp_path, openai_server)
 
     manifest = json.loads((version / "manifest.json").read_text())
     assert manifest["target"]["accepted"] == 6 and manifest["config"]["seed"] == 3
+
+
+def test_unreadable_paths_and_unusable_data_dir(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    cases = [
+        (["--seeds", str(blocker / "seeds.jsonl"), "--data-dir", str(tmp_path / "d")],
+         "seeds.jsonl: cannot read seed file: Not a directory"),
+        (["--seeds", "seeds/en_general.jsonl", "--data-dir", str(blocker / "data")],
+         "cannot create the dataset folder: Not a directory"),
+    ]
+    for extra, message in cases:
+        result = cli("generate", "--dataset", "x", "--num-instructions", "2", *extra)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_config_file_not_utf8(tmp_path):
+    (tmp_path / "run.toml").write_bytes(b"dataset = '\xff'\n")
+    result = cli("generate", "--config", str(tmp_path / "run.toml"), "--seeds",
+                 "seeds/en_general.jsonl", "--num-instructions", "2", "--data-dir",
+                 str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"selfinstruct: error: {tmp_path / 'run.toml'}: not valid UTF-8"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
 import time
 
 import pytest
 
-from selfinstruct.llm import LLMClient, Request, RetryPolicy, parse_retry_after
+from selfinstruct.llm import EndpointRefused, LLMClient, Request, RetryPolicy, parse_retry_after
+from selfinstruct.redact import redact
 from tests.servers.openai_server import start_server
 
 PROMPT = "Come up with a series of tasks:\n1. Say hello to the team.\n2."
@@ -69,12 +73,59 @@ def test_hanging_server_times_out_and_is_retried():
     assert answers[0].error is None and answers[0].attempts == 3
 
 
-def test_client_errors_are_not_retried():
+def test_bad_requests_fail_that_request_only_without_retry():
+    with start_server() as server, client_for(server) as client:
+        bad = Request("bootstrap", PROMPT, {"max_tokens": 8, "stream": True}, "x")
+        answers = client.run_batch([bad, *requests(1)])
+    assert answers[0].error.startswith("http_400") and answers[0].attempts == 1
+    assert answers[1].error is None
+
+
+def test_unknown_path_or_model_stops_the_run():
     with start_server() as server, LLMClient(
             base_url=server.base_url.replace("/v1", "/nope"), api_key="k", model="m",
-            api="chat", retry=RetryPolicy(max_retries=3, base_delay=0.01)) as client:
-        (answer,) = client.run_batch(requests(1))
-    assert answer.error.startswith("http_404") and answer.attempts == 1
+            api="chat", retry=RetryPolicy(max_retries=3, base_delay=0.01)) as client, \
+            pytest.raises(EndpointRefused, match="answered 404 .unknown model"):
+        client.run_batch(requests(3))
+
+
+class EchoKeyHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 401 and echoes the key back, as real APIs do (partly masked)."""
+
+    def do_POST(self) -> None:
+        key = self.headers["Authorization"].split()[-1]
+        body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}. Also "
+                                                f"{key[:7]}****{key[-4:]}", "type": "auth"}})
+        self.send_response(401)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_refused_key_stops_the_run_without_revealing_it():
+    key = "sk-proj-SENTINELabcdefghijklmnop1234"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoKeyHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with LLMClient(base_url=f"http://127.0.0.1:{server.server_port}/v1", api_key=key,
+                       model="m", api="chat") as client, \
+                pytest.raises(EndpointRefused) as info:
+            client.run_batch(requests(2))
+    finally:
+        server.shutdown()
+    message = str(info.value)
+    assert "answered 401 (the endpoint rejected the API key)" in message
+    assert "SENTINEL" not in message and "1234" not in message and "[REDACTED]" in message
+
+
+def test_redact_patterns():
+    assert redact("key sk-abc123def456 and hf_abcdefghijkl", []) == \
+        "key [REDACTED] and [REDACTED]"
+    assert redact("Authorization: Bearer xyz.abc", []) == "[REDACTED]"
+    assert redact("my secret is hunter22", ["hunter22"]) == "my secret is [REDACTED]"
 
 
 def test_length_finish_reason_is_reported():

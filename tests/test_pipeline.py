@@ -257,7 +257,9 @@ def test_seed_makes_runs_reproducible_and_resume_pays_no_request_twice(tmp_path)
             gen.on_progress = stop_after_three_rounds
             run(gen)
         before = server.stats()["successes_total"]
-        assert before == 3 * 8  # three full rounds of 8 requests, all journaled
+        # Three rounds used, plus up to 8 requests that were in flight when it stopped:
+        # those were settled into the journal before the run closed.
+        assert 3 * 8 <= before <= 4 * 8
 
         config, run_dir = resume_config(tmp_path / "b" / "data", "r", None, {})
         with open_run(config, api_key="k", run_dir=run_dir, warn=False) as gen:

@@ -57,9 +57,9 @@ def test_budget_stops_cleanly_and_resume_continues(tmp_path, capsys):
                 "--max-requests", "20"]
         assert main(argv) == EXIT_BUDGET
         err = capsys.readouterr().err
-        assert "budget reached (--max-requests 20: 16 sent, the next batch needs 8)" in err
+        assert "budget reached (--max-requests 20: 20 sent)" in err
         assert not list(tmp_path.glob("b/v*"))  # no partial version
-        assert server.stats()["successes_total"] == 16
+        assert server.stats()["successes_total"] == 20  # exactly the budget, never more
         resume = ["generate", "--dataset", "b", "--data-dir", str(tmp_path), "--resume",
                   "--no-progress", "--max-requests", "1000"]
         assert main(resume) == 0
@@ -67,7 +67,7 @@ def test_budget_stops_cleanly_and_resume_continues(tmp_path, capsys):
         assert server.stats()["max_success_count"] == 1
     manifest = json.loads((version / "manifest.json").read_text())
     assert manifest["target"]["accepted"] == 150
-    assert manifest["usage"]["bootstrap"]["cached"] == 16
+    assert manifest["usage"]["bootstrap"]["cached"] == 20
 
 
 def test_cost_budget_needs_a_price_and_is_enforced(tmp_path, capsys):

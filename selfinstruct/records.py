@@ -1,0 +1,48 @@
+"""What a run accumulates: accepted tasks and the funnel of candidates per stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfinstruct.parsing import ParsedInstance
+
+
+@dataclass
+class Task:
+    """An accepted machine-generated instruction and what is learnt about it later."""
+
+    id: str
+    instruction: str
+    round: int
+    prompt_hash: str
+    request_id: str | None
+    most_similar: list[dict[str, Any]]
+    avg_similarity: float | None
+    is_classification: bool | None = None
+    instances: list[ParsedInstance] = field(default_factory=list)
+    instance_prompt_hash: str | None = None
+    instance_request_id: str | None = None
+
+
+@dataclass
+class Funnel:
+    """Candidates in, kept, and drops by reason, per stage (the manifest's funnel)."""
+
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def count(self, stage: str, drop: str | None = None) -> None:
+        entry = self.stages.setdefault(stage, {"in": 0, "kept": 0, "drops": {}})
+        entry["in"] += 1
+        if drop is None:
+            entry["kept"] += 1
+        else:
+            entry["drops"][drop] = entry["drops"].get(drop, 0) + 1
+
+    def drops(self) -> dict[str, int]:
+        """All drop reasons across stages, for the progress display."""
+        totals: dict[str, int] = {}
+        for entry in self.stages.values():
+            for reason, n in entry["drops"].items():
+                totals[reason] = totals.get(reason, 0) + n
+        return totals
