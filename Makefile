@@ -7,6 +7,10 @@ DATASET ?= demo
 N ?= 10
 
 .PHONY: install run test lint bench clean
+# The report tests open a generated report in headless Chromium: Debian's package, installed
+# once (as root, or through sudo) when it is missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +31,12 @@ run: install
 	$(BIN)/selfinstruct generate --seeds seeds/en_general.jsonl --num-instructions $(N) \
 		--dataset $(DATASET)
 
-test: install
+$(CHROMIUM):
+	@echo ">>> Installing Debian chromium for the report tests."
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+test: install $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 lint: install

@@ -9,6 +9,7 @@ happen to be all null loads with the same types as every other version, locally 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -87,6 +88,7 @@ def render_card(manifest: dict, train_schema: dict[str, Any]) -> str:
         _title(manifest),
         _generation(manifest),
         _funnel(manifest.get("funnel")),
+        _report(manifest),
         _usage(manifest.get("usage")),
         _files(manifest),
         _limitations(manifest),
@@ -160,6 +162,25 @@ def _funnel(funnel: Any) -> str:
         kept, seen = numbers.get("kept", 0), numbers.get("in", 0)
         rows.append([stage, seen, kept, seen - kept, reasons])
     return "## Funnel\n\n" + _table(["Stage", "In", "Kept", "Dropped", "Drop reasons"], rows)
+
+
+def _report(manifest: dict) -> str:
+    """The report's charts, by relative path so they show on the Hub and in a local viewer.
+
+    Only files the manifest lists are shown: a card never points at a file its version lacks.
+    """
+    files = manifest.get("files", {})
+    charts = [name for name in files if name.startswith("report/") and name.endswith(".png")]
+    if not charts:
+        return ""
+    pages = [name for name in files if name.startswith("report/") and name.endswith(".html")]
+    intro = (
+        f"The full report — searchable rows, the most similar pairs, rejection examples — is "
+        f"[`{pages[0]}`]({pages[0]}): one self-contained file that opens offline.\n\n"
+        if pages else ""
+    )
+    images = "\n\n".join(f"![{Path(name).stem.replace('_', ' ')}]({name})" for name in charts)
+    return "## Report\n\n" + intro + images
 
 
 def _usage(usage: Any) -> str:

@@ -20,7 +20,7 @@ GENERATE_FLAGS = (
     "seeds", "dataset", "num_instructions", "data_dir", "recipe", "language", "base_url",
     "model", "api", "concurrency", "requests_per_round", "seed", "similarity_threshold",
     "max_rounds", "stall_rounds", "timeout", "max_retries", "prompts_dir", "license",
-    "max_requests", "max_tokens", "max_cost",
+    "max_requests", "max_tokens", "max_cost", "rpm", "tpm",
 )
 EXIT_BUDGET = 3  # the run stopped at a budget; its journal is complete and resumable
 
@@ -75,6 +75,10 @@ def _add_generate(sub: Any) -> None:
                    "(default: the bundled prompts/)")
     p.add_argument("--license", help="license written to the dataset card (default "
                    "apache-2.0)")
+    p.add_argument("--rpm", type=float, help="requests per minute to stay under (default: "
+                   "learnt from the endpoint's x-ratelimit headers, else unlimited)")
+    p.add_argument("--tpm", type=float, help="tokens per minute to stay under (prompt + "
+                   "max_tokens, as OpenAI counts them)")
     p.add_argument("--max-requests", type=int, help="budget: requests for the whole run "
                    "(never exceeded; resumed runs count their earlier requests)")
     p.add_argument("--max-tokens", type=int, help="budget: prompt + completion tokens")

@@ -61,6 +61,8 @@ class GenerateConfig:
     prompts_dir: Path | None = None
     license: str = "apache-2.0"
     stage_max_tokens: dict[str, int] = field(default_factory=dict)  # per-stage answer limits
+    rpm: float | None = None  # requests per minute (None: learnt from x-ratelimit headers)
+    tpm: float | None = None  # tokens per minute (prompt + max_tokens)
     # Budgets for the whole run (resumed runs included); None means unlimited.
     max_requests: int | None = None
     max_tokens: int | None = None
@@ -132,6 +134,8 @@ _RULES: dict[str, tuple[type, Any, str]] = {
     "prompts_dir": (Path, lambda v: True, ""),
     "stage_max_tokens": (dict, lambda v: all(_positive_int(n) for n in v.values()),
                          "must map stage names to positive integers"),
+    "rpm": (float, lambda v: v > 0, "must be a positive number of requests per minute"),
+    "tpm": (float, lambda v: v > 0, "must be a positive number of tokens per minute"),
     "max_requests": (int, lambda v: v > 0, "must be a positive integer"),
     "max_tokens": (int, lambda v: v > 0, "must be a positive integer"),
     "max_cost": (float, lambda v: v > 0, "must be a positive amount (USD)"),

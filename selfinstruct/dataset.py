@@ -1,8 +1,9 @@
 """Versioned, immutable dataset folders: write, resolve, validate, list, diff and load.
 
-Layout: `data/<name>/<version>/` holds `train.jsonl`, `rejected.jsonl`, `manifest.json` and the
-card `README.md`. A version is never modified once it exists, so a version name is a stable
-reference for training runs, releases and Hub tags.
+Layout: `data/<name>/<version>/` holds `train.jsonl`, `rejected.jsonl`, `manifest.json`, the
+card `README.md` and, when the run made one, the report under `report/`. A version is never
+modified once it exists, so a version name is a stable reference for training runs, releases and
+Hub tags; every file in it, in sub-folders too, is listed with its hash in the manifest.
 
 Version names are `v0001`, `v0002`, ...: zero-padded so they sort lexicographically (up to
 `v9999`; beyond that the padding grows and listing still sorts numerically), monotonic (the next
@@ -26,7 +27,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,7 +58,8 @@ _VERSION_RE = re.compile(r"v(\d{4,})")
 
 # One schema description drives row validation, `load()`'s datasets.Features and the card's
 # `dataset_info`, so the three cannot drift apart. Scalars are "string", "bool", "int64" and
-# "float64"; a trailing "?" allows null; a dict is a struct; a one-element list is a list.
+# "float64"; a trailing "?" allows null, and also absence (a field added later is missing from
+# older versions; it loads as null); a dict is a struct; a one-element list is a list.
 TRAIN_SCHEMA: dict[str, Any] = {
     "id": "string",
     "task_id": "string",
@@ -73,6 +75,9 @@ TRAIN_SCHEMA: dict[str, Any] = {
         "round": "int64",
         "most_similar": [{"instruction": "string", "score": "float64"}],
         "avg_similarity": "float64?",
+        # The LLM judge's 1-5 scores, when the run had a judge (selfinstruct.quality).
+        "judge_clarity": "int64?",
+        "judge_correctness": "int64?",
     },
 }
 REJECTED_SCHEMA: dict[str, Any] = {
@@ -204,17 +209,30 @@ def _next_version(dataset_dir: Path) -> tuple[str, str | None]:
 # --------------------------------------------------------------------------- writing
 
 
+# Writes more files into an unfinished version folder; returns their folder-relative paths.
+ExtraFiles = Callable[[Path, dict], Iterable[str]]
+
+
 def write_version(
     dataset_dir: str | Path,
     train_rows: Iterable[dict],
     rejected_rows: Iterable[dict],
     manifest: dict,
+    *,
+    extra_files: ExtraFiles | None = None,
 ) -> Path:
     """Write a new immutable version of the dataset in `dataset_dir`; return its folder.
 
     The caller's manifest is completed with identity, provenance and integrity fields (name,
     version, parent, created_at, package_version, files, counts). Nothing appears under a version
     name unless every file was written and synced: on any error the temporary folder is removed.
+
+    `extra_files(folder, manifest)` adds files made from the version itself (the report): it is
+    called once the rows are in the unfinished folder, with a copy of the completed manifest
+    (without the card), and returns the paths it wrote relative to the folder, such as
+    ``report/funnel.png``. They are hashed into the manifest's `files` before the card is
+    rendered — the card can show them — and the folder is renamed, so a version never changes
+    after it appears. If a concurrent writer takes the version name first, it runs again.
     """
     dataset_dir = Path(dataset_dir)
     # A JSON round trip copies the caller's dict and turns extras such as paths into strings,
@@ -240,6 +258,9 @@ def write_version(
         while True:
             version, parent = _next_version(dataset_dir)
             completed = _complete_manifest(dataset_dir.name, version, parent, base, files, counts)
+            if extra_files is not None:
+                written = extra_files(tmp, json.loads(json.dumps(completed)))
+                completed["files"].update(_describe_extra_files(tmp, written))
             _write_metadata(tmp, completed)
             target = dataset_dir / version
             try:
@@ -312,6 +333,29 @@ def _write_rows(
         handle.flush()
         os.fsync(handle.fileno())
     return {"sha256": digest.hexdigest(), "bytes": size, "rows": count}, task_ids
+
+
+def _describe_extra_files(folder: Path, names: Iterable[str]) -> dict[str, dict]:
+    """Manifest entries for files a hook wrote; each is synced so the rename makes it durable."""
+    entries: dict[str, dict] = {}
+    for name in dict.fromkeys(names):  # the hook's order: the card shows files in it
+        path = folder / name
+        if not is_member_name(name) or name in (*_DATA_FILES, CARD_FILE, MANIFEST_FILE,
+                                                 SUMS_FILE) or not path.is_file():
+            raise ValueError(f"extra file {name!r}: not a new file inside the version folder")
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+        entries[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    for sub in {(folder / name).parent for name in entries}:
+        _fsync_dir(sub)
+    return entries
+
+
+def is_member_name(name: str) -> bool:
+    """A path inside a version folder: relative, "/"-separated, no "..", no hidden parts."""
+    return "\\" not in name and all(
+        part and not part.startswith(".") for part in name.split("/")
+    )
 
 
 def _write_metadata(folder: Path, manifest: dict) -> None:
@@ -421,7 +465,8 @@ def _check(value: Any, spec: Any, field: str, strict: bool) -> Iterator[tuple[st
         for name, sub in spec.items():
             path = f"{field}.{name}" if field else name
             if name not in value:
-                yield path, "missing"
+                if not (isinstance(sub, str) and sub.endswith("?")):
+                    yield path, "missing"
             else:
                 yield from _check(value[name], sub, path, strict)
         if strict:
@@ -530,13 +575,13 @@ def validate(path: str | Path) -> list[str]:
     ]
     task_ids: set[str] = set()
     for name, expected in files.items():
-        if Path(name).name != name or name.startswith(".") or name == MANIFEST_FILE:
-            # Only plain names of sibling files: a manifest must not point outside its folder.
+        if not is_member_name(name) or name == MANIFEST_FILE:
+            # Only files inside the folder: a manifest must not point outside it.
             problems.append(located(manifest_path, f"bad file name {name!r}", field="files"))
         elif not isinstance(expected, dict):
             problems.append(located(manifest_path, "expected an object", field=f"files.{name}"))
         else:
-            problems += _check_file(folder / name, expected, task_ids)
+            problems += _check_file(folder / name, expected, task_ids, _DATA_FILES.get(name))
     problems += _check_counts(manifest, manifest_path, files, task_ids)
     version = manifest.get("version")
     if _version_number(folder.name) is not None and version != folder.name:
@@ -552,16 +597,18 @@ def validate(path: str | Path) -> list[str]:
     listed = {*files, MANIFEST_FILE, SUMS_FILE}
     problems += [
         located(entry, "not listed in manifest.json (version folders are immutable)")
-        for entry in sorted(folder.iterdir())
-        if entry.name not in listed
+        for entry in sorted(folder.rglob("*"))
+        if not entry.is_dir() and entry.relative_to(folder).as_posix() not in listed
     ]
     return problems
 
 
-def _check_file(path: Path, expected: dict, task_ids: set[str]) -> list[str]:
+def _check_file(
+    path: Path, expected: dict, task_ids: set[str], data_file: tuple[dict, bool] | None
+) -> list[str]:
     if not path.is_file():
         return [located(path, "missing")]
-    schema, strict = _DATA_FILES.get(path.name, (None, False))
+    schema, strict = data_file or (None, False)
     problems: list[str] = []
     line_problems = 0
     seen_ids: set[str] = set()
@@ -608,7 +655,7 @@ def _check_sums(path: Path) -> list[str]:
     for number, line in enumerate(lines, start=1):
         digest, _, name = line.partition("  ")
         target = path.parent / name
-        if Path(name).name != name or not target.is_file():
+        if not is_member_name(name) or not target.is_file():
             problems.append(located(path, f"lists a missing file {name!r}", line=number))
         elif sha256_file(target) != digest:
             problems.append(located(path, f"sha256 of {name} does not match", line=number))

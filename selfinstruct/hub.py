@@ -1,8 +1,9 @@
 """Publish a dataset version to the Hugging Face Hub: one commit, one immutable tag.
 
 The Hub repo mirrors the version folder: README.md (the card, whose `configs` point
-`load_dataset` at train.jsonl), train.jsonl, rejected.jsonl and manifest.json, so what was
-published can be traced back to the run and re-validated. The commit goes to `main`, which
+`load_dataset` at train.jsonl), train.jsonl, rejected.jsonl, manifest.json and every other file
+the manifest lists (the report and the charts the card shows), so what was published can be
+traced back to the run and re-validated. The commit goes to `main`, which
 therefore always shows the last published version, and the tag `<version>` pins it:
 `load_dataset(repo, revision="v0003")` returns exactly the rows of v0003 forever. Tags are
 immutable, so publishing a version twice is refused instead of moving the tag.
@@ -67,7 +68,7 @@ def publish(
         counts = manifest["counts"]
         commit = api.create_commit(
             repo_id,
-            [CommitOperationAdd(name, str(folder / name)) for name in PUBLISHED_FILES],
+            [CommitOperationAdd(name, str(folder / name)) for name in published_files(manifest)],
             repo_type="dataset",
             commit_message=f"Add {manifest['name']} {version}",
             commit_description=(
@@ -98,6 +99,12 @@ def publish(
         "commit_sha": commit.oid,
         "tag": version,
     }
+
+
+def published_files(manifest: dict[str, Any]) -> list[str]:
+    """The required files, then the rest the manifest lists (validated to exist)."""
+    listed = manifest.get("files") or {}
+    return [*PUBLISHED_FILES, *sorted(name for name in listed if name not in PUBLISHED_FILES)]
 
 
 def _tag_exists(repo_id: str, version: str) -> str:

@@ -14,6 +14,10 @@ rewrites its whole state file each round and loses it when killed mid-write.
 Only successful answers are reused. A request that failed after all retries is journaled for
 the record but sent again on resume, since the outage may be over.
 
+In Batch API mode a job is journaled (its id and request keys) as soon as it is created, and
+marked done once all its answers are journaled: a run killed while a job is pending finds it
+in `pending_batches` on resume and waits for that job instead of paying for a new one.
+
 A process killed mid-append leaves a partial last line; opening the journal cuts it off, so
 the next append starts on a clean line. An exclusive lock stops two processes from writing
 the same run.
@@ -24,9 +28,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +59,12 @@ class Journal:
         self.path = run_dir / "journal.jsonl"
         self._answers: dict[str, Completion] = {}
         self.accepted: dict[str, str] = {}  # task id -> instruction, as decided before
+        # Batch API jobs created but not yet done: batch id -> {request key: stage}.
+        self.pending_batches: dict[str, dict[str, str]] = {}
         self.finished_version: str | None = None
         self._file: Any = None
         self._lock_file: Any = None
-        # Answers are recorded from the client's thread, decisions from the pipeline's.
-        self._write_lock = threading.Lock()
+        self._writer: _GroupWriter | None = None
 
     def __enter__(self) -> Journal:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -70,9 +77,12 @@ class Journal:
                 from None
         self._replay()
         self._file = open(self.path, "a", encoding="utf-8")
+        self._writer = _GroupWriter(self._file)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
         if self._file is not None:
             self._file.close()
         if self._lock_file is not None:
@@ -95,6 +105,10 @@ class Journal:
                 self.accepted[event["task_id"]] = event["instruction"]
             elif event["type"] == "finished":
                 self.finished_version = event["version"]
+            elif event["type"] == "batch":
+                self.pending_batches[event["batch_id"]] = event["requests"]
+            elif event["type"] == "batch_done":
+                self.pending_batches.pop(event["batch_id"], None)
 
     @property
     def cached_answers(self) -> int:
@@ -104,15 +118,22 @@ class Journal:
         """The journaled answer for a request key, if a successful one exists."""
         return self._answers.get(key)
 
-    def record_answer(self, key: str, stage: str, completion: Completion) -> None:
-        """Make an answer durable before the pipeline uses it."""
+    def record_answer(self, key: str, stage: str, completion: Completion,
+                      then: Callable[[], None] | None = None) -> None:
+        """Make an answer durable; `then()` runs once it is on disk (fsynced).
+
+        Without `then` the call waits for the disk itself. The pipeline passes `then` and uses
+        the answer only when it runs, so nothing is used before it is durable, while many
+        answers share one fsync.
+        """
         if not completion.error:
             self._answers[key] = completion
-        self._append({"type": "answer", "key": key, "stage": stage,
-                      "completion": completion.to_json()})
+        line = json.dumps({"type": "answer", "key": key, "stage": stage,
+                           "completion": completion.to_json()}, ensure_ascii=False)
+        self._write(line, then)
 
     def record_accepted(self, task_id: str, instruction: str) -> None:
-        """Note an accepted instruction (synced with the next answer or `sync()`).
+        """Note an accepted instruction (made durable with the next group of writes).
 
         Replay recomputes decisions from the answers; these events let it verify that it
         reached the same ones, and let a reader see what a run has accepted so far.
@@ -122,24 +143,81 @@ class Journal:
         self.accepted[task_id] = instruction
         line = json.dumps({"type": "accepted", "task_id": task_id, "instruction": instruction},
                           ensure_ascii=False)
-        with self._write_lock:
-            self._file.write(line + "\n")
+        assert self._writer is not None
+        self._writer.put(line, None)
 
     def sync(self) -> None:
-        with self._write_lock:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+        """Wait until everything recorded so far is on disk."""
+        self._write(None, None)
+
+    def record_batch(self, batch_id: str, requests: dict[str, str]) -> None:
+        """Note a Batch API job ({request key: stage}) before waiting for it: the job is paid
+        for once created, so a restarted run must find it here rather than create another."""
+        self.pending_batches[batch_id] = dict(requests)
+        self._write(json.dumps({"type": "batch", "batch_id": batch_id, "requests": requests,
+                                "at": time.time()}), None)
+
+    def record_batch_done(self, batch_id: str, status: str) -> None:
+        """Note that every answer of a job is journaled (or the job ended without them)."""
+        self.pending_batches.pop(batch_id, None)
+        self._write(json.dumps({"type": "batch_done", "batch_id": batch_id, "status": status,
+                                "at": time.time()}), None)
 
     def record_finished(self, version: str) -> None:
         self.finished_version = version
-        self._append({"type": "finished", "version": version, "at": time.time()})
+        self._write(json.dumps({"type": "finished", "version": version, "at": time.time()}),
+                    None)
 
-    def _append(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, ensure_ascii=False) + "\n"
-        with self._write_lock:
-            self._file.write(line)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+    def _write(self, line: str | None, then: Callable[[], None] | None) -> None:
+        assert self._writer is not None, "use the journal as a context manager"
+        if then is not None:
+            self._writer.put(line, then)
+            return
+        done = threading.Event()
+        self._writer.put(line, done.set)
+        done.wait()
+
+
+class _GroupWriter:
+    """Appends lines from any thread; one fsync covers every line queued meanwhile.
+
+    fsync takes milliseconds; done per answer on the client's event loop it stalled all
+    requests. Here a thread writes whatever has queued up, fsyncs once, then runs the
+    callbacks of those lines — group commit, as databases do it.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self._queue: queue.SimpleQueue[tuple[str | None, Callable[[], None] | None] | None] = \
+            queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="journal-writer")
+        self._thread.start()
+
+    def put(self, line: str | None, then: Callable[[], None] | None) -> None:
+        """Queue a line (None: only wait for what is queued) and its callback."""
+        self._queue.put((line, then))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            group = [item]
+            while not self._queue.empty():
+                group.append(self._queue.get())
+            entries = [entry for entry in group if entry is not None]
+            lines = [line for line, _ in entries if line is not None]
+            if lines:
+                self._file.write("".join(line + "\n" for line in lines))
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            for _, then in entries:
+                if then is not None:
+                    then()
+            if len(entries) < len(group):
+                return  # closed
 
 
 def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from collections.abc import Iterable
 
-_JAPANESE_PREFIXES = ("CJK UNIFIED", "HIRAGANA", "KATAKANA", "CJK COMPATIBILITY IDEO")
+# Hiragana, katakana (incl. half-width), kanji (CJK unified + extension A + compatibility),
+# 々〆〇 and the prolonged sound mark; a regex, because this runs on every candidate and output.
+_JAPANESE = re.compile(r"[\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff"
+                       r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9d]")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 def is_japanese_char(ch: str) -> bool:
     """Kanji, hiragana or katakana (the letters a Japanese sentence is written in)."""
-    return unicodedata.name(ch, "").startswith(_JAPANESE_PREFIXES)
+    return bool(_JAPANESE.match(ch))
 
 
 def japanese_share(text: str) -> float:
     """Share of letters that are Japanese; 0.0 for a text without letters."""
-    letters = [ch for ch in text if ch.isalpha()]
+    letters = len(_LETTER.findall(text))
     if not letters:
         return 0.0
-    return sum(map(is_japanese_char, letters)) / len(letters)
+    return len(_JAPANESE.findall(text)) / letters
 
 
 def detect_language(texts: Iterable[str]) -> str:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import email.utils
 import hashlib
 import json
 import random
+import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,8 +194,84 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_reset(value: str | None) -> float | None:
+    """Seconds from an ``x-ratelimit-reset-*`` value such as ``1s``, ``6m0s`` or ``120ms``."""
+    if not value:
+        return None
+    parts = _DURATION.findall(value)
+    if not parts:
+        return parse_retry_after(value)
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+class TokenBucket:
+    """A per-minute limit as a bucket that refills continuously (burst: one second's worth).
+
+    Requests wait for capacity instead of being sent and refused, so a run stays just under
+    the endpoint's limit rather than oscillating between 429s and silence.
+    """
+
+    def __init__(self, per_minute: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.level = self.capacity
+        self.updated = time.monotonic()
+
+    def delay_for(self, amount: float) -> float:
+        """Take `amount` now (going into debt if needed); return how long to wait for it."""
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+        self.level -= min(amount, self.capacity)
+        return 0.0 if self.level >= 0 else -self.level / self.rate
+
+
+class RateLimiter:
+    """Requests-per-minute and tokens-per-minute limits shared by all requests of a client.
+
+    Limits come from --rpm/--tpm, or are learnt from the ``x-ratelimit-limit-*`` headers that
+    OpenAI and several compatible servers send; ``x-ratelimit-remaining-* == 0`` pauses every
+    request until the matching reset.
+    """
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
+        self.requests = TokenBucket(rpm) if rpm else None
+        self.tokens = TokenBucket(tpm) if tpm else None
+        self._explicit = (rpm is not None, tpm is not None)
+        self.paused_until = 0.0
+
+    def delay_for(self, tokens: int) -> float:
+        delay = max(0.0, self.paused_until - time.monotonic())
+        if self.requests is not None:
+            delay = max(delay, self.requests.delay_for(1))
+        if self.tokens is not None:
+            delay = max(delay, self.tokens.delay_for(tokens))
+        return delay
+
+    def learn(self, headers: Any) -> None:
+        """Adopt limits and pauses announced by the endpoint (explicit flags win)."""
+        for kind, explicit in zip(("requests", "tokens"), self._explicit, strict=True):
+            limit = headers.get(f"x-ratelimit-limit-{kind}")
+            if limit and not explicit and getattr(self, kind) is None:
+                with contextlib.suppress(ValueError):
+                    setattr(self, kind, TokenBucket(float(limit)))
+            remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+            reset = parse_reset(headers.get(f"x-ratelimit-reset-{kind}"))
+            if remaining is not None and reset and remaining.strip() in ("0", "0.0"):
+                self.paused_until = max(self.paused_until, time.monotonic() + reset)
+
+
+def estimate_tokens(request: Request) -> int:
+    """What a request counts against a TPM limit: prompt (~4 chars a token) + max_tokens."""
+    return len(request.prompt) // 4 + int(request.params.get("max_tokens") or 0)
+
+
 class LLMClient:
-    """Send batches of requests to one model on one OpenAI-compatible endpoint."""
+    """Send requests to one model on one OpenAI-compatible endpoint."""
 
     def __init__(
         self,
@@ -207,8 +284,11 @@ class LLMClient:
         timeout: float = 120.0,
         retry: RetryPolicy | None = None,
         seed: int = 0,
+        rpm: float | None = None,
+        tpm: float | None = None,
     ) -> None:
         self.base_url = base_url
+        self.limiter = RateLimiter(rpm, tpm)
         self.model = model
         self.api = api
         self.concurrency = concurrency
@@ -241,22 +321,9 @@ class LLMClient:
         return {"base_url": self.base_url, "model": self.model, "api": self.api,
                 "concurrency": self.concurrency}
 
-    def submit(
-        self, request: Request, on_result: Callable[[Completion], None] | None = None
-    ) -> concurrent.futures.Future[Completion]:
-        """Start one request now; at most `concurrency` run at once, the rest queue.
-
-        `on_result(completion)` runs on the client's thread as soon as the answer arrives —
-        where the journal makes it durable before anyone uses it.
-        """
-
-        async def one() -> Completion:
-            completion = await self._send_with_retries(request)
-            if on_result is not None:
-                on_result(completion)
-            return completion
-
-        return asyncio.run_coroutine_threadsafe(one(), self._loop)
+    def submit(self, request: Request) -> concurrent.futures.Future[Completion]:
+        """Start one request now; at most `concurrency` run at once, the rest queue."""
+        return asyncio.run_coroutine_threadsafe(self._send_with_retries(request), self._loop)
 
     def run_batch(self, requests: list[Request]) -> list[Completion]:
         """Send `requests` concurrently; return their answers in request order."""
@@ -285,6 +352,9 @@ class LLMClient:
                 await asyncio.sleep(wait)
             try:
                 async with self._semaphore:
+                    delay = self.limiter.delay_for(estimate_tokens(request))
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                     completion = await self._send(request)
                 completion.attempts = attempt + 1
                 return completion
@@ -316,16 +386,19 @@ class LLMClient:
         params = dict(request.params)
         try:
             if self.api == "chat":
-                response = await self._client.chat.completions.create(
+                raw = await self._client.chat.completions.with_raw_response.create(
                     model=self.model,
                     messages=[{"role": "user", "content": request.prompt}],
                     **params,
                 )
             else:
-                response = await self._client.completions.create(
+                raw = await self._client.completions.with_raw_response.create(
                     model=self.model, prompt=request.prompt, **params
                 )
+            self.limiter.learn(raw.headers)
+            response = raw.parse()
         except openai.RateLimitError as exc:
+            self.limiter.learn(exc.response.headers)
             raise _Transient("rate_limited", _retry_after(exc)) from None
         except openai.InternalServerError as exc:
             raise _Transient(f"http_{exc.status_code}", _retry_after(exc)) from None
@@ -337,6 +410,8 @@ class LLMClient:
             raise _Transient("invalid_response") from None
         except (json.JSONDecodeError, ValueError):
             raise _Transient("invalid_response") from None
+        if isinstance(response, str):  # the SDK hands back non-JSON bodies as text
+            raise _Transient("invalid_response")
         choices = getattr(response, "choices", None)
         if not choices:
             raise _Transient("empty_choices")
@@ -348,7 +423,7 @@ class LLMClient:
         return Completion(
             text=text,
             finish_reason=choice.finish_reason,
-            request_id=getattr(response, "_request_id", None) or getattr(response, "id", None),
+            request_id=raw.request_id or getattr(response, "id", None),
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )

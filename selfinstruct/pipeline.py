@@ -91,8 +91,9 @@ class Generator:
         self.filters = instruction_filters(self.language)
         self.index = NoveltyIndex(threshold=config.similarity_threshold or 0.7,
                                   language=self.language)
-        for task in seeds.tasks:
-            self.index.add(_prompt_instruction(task.instruction))
+        self._seed_texts = [_prompt_instruction(t.instruction) for t in seeds.tasks]
+        for text in self._seed_texts:
+            self.index.add(text)
         self.tasks: list[Task] = []
         self.rejected: list[dict[str, Any]] = []
         self.funnel = Funnel()
@@ -202,9 +203,20 @@ class Generator:
             self.budget_stop = refusal
             return None
         self.requests_issued += 1
-        future = self.client.submit(
-            request, on_result=lambda c: self.journal.record_answer(key, request.stage, c))
-        return InFlight(request, context, future, cached=False)
+        durable: concurrent.futures.Future[Completion] = concurrent.futures.Future()
+
+        def arrived(sent: concurrent.futures.Future[Completion]) -> None:
+            # Runs on the client's thread; the answer is usable once the journal has it.
+            error = sent.exception()
+            if error is not None:
+                durable.set_exception(error)
+                return
+            completion = sent.result()
+            self.journal.record_answer(key, request.stage, completion,
+                                       then=lambda: durable.set_result(completion))
+
+        self.client.submit(request).add_done_callback(arrived)
+        return InFlight(request, context, durable, cached=False)
 
     def _used(self, item: InFlight, completion: Completion) -> Completion:
         self.usage.record(item.request.stage, completion, cached=item.cached)
@@ -317,10 +329,9 @@ class Generator:
 
     def _self_instruct_request(self, nonce: str) -> tuple[Request, int]:
         cfg = self.config
-        seed_texts = [_prompt_instruction(t.instruction) for t in self.seeds.tasks]
         machine = self.rng.sample(self.tasks, min(cfg.machine_examples, len(self.tasks)))
         wanted = cfg.seed_examples + cfg.machine_examples - len(machine)
-        human = self.rng.sample(seed_texts, min(wanted, len(seed_texts)))
+        human = self.rng.sample(self._seed_texts, min(wanted, len(self._seed_texts)))
         examples = [_prompt_instruction(t.instruction) for t in machine] + human
         self.rng.shuffle(examples)
         first = len(examples) + 1

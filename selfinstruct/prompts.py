@@ -27,6 +27,8 @@ TEMPLATE_NAMES = (
     "instances_input_first",
     "instances_output_first",
     "alpaca",
+    "label",  # selfinstruct.quality: the second label sample of the consistency check
+    "judge",  # selfinstruct.quality: the LLM judge's rubric
 )
 LANGUAGES = ("en", "ja")
 

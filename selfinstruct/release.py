@@ -1,6 +1,7 @@
 """Release artifacts: one reproducible `<name>-<version>.tar.gz` per dataset version.
 
-The archive holds `<name>-<version>/` with the version's files and a `SHA256SUMS` file
+The archive holds `<name>-<version>/` with the version's files (the report's sub-folder too)
+and a `SHA256SUMS` file
 (`sha256sum -c SHA256SUMS` works inside the extracted folder). It is byte-for-byte
 deterministic: members sorted by name, owner 0/0 with empty user and group names, fixed modes,
 every mtime (and the gzip header's) set to the manifest's `created_at`, no file name in the gzip
@@ -52,11 +53,14 @@ def build_release(version_path: str | Path, output_dir: str | Path) -> Path:
             located(folder / MANIFEST_FILE, "missing or not ISO 8601", field="created_at")
         ) from None
     prefix = f"{manifest['name']}-{manifest['version']}"
+    # Relative "/" paths: `report/funnel.png` sorts and checks like a top-level file.
     files = sorted(
-        entry for entry in folder.iterdir() if entry.is_file() and entry.name != SUMS_FILE
+        (entry.relative_to(folder).as_posix(), entry)
+        for entry in folder.rglob("*")
+        if entry.is_file() and entry.relative_to(folder).as_posix() != SUMS_FILE
     )
-    sums = "".join(f"{sha256_file(entry)}  {entry.name}\n" for entry in files).encode("utf-8")
-    members: list[tuple[str, Path | None]] = [(entry.name, entry) for entry in files]
+    sums = "".join(f"{sha256_file(entry)}  {name}\n" for name, entry in files).encode("utf-8")
+    members: list[tuple[str, Path | None]] = list(files)
     members = sorted([*members, (SUMS_FILE, None)], key=lambda member: member[0])
 
     output_dir = Path(output_dir)

@@ -33,7 +33,8 @@ from selfinstruct.seeds import load_seeds
 # Settings a resumed run may change: they affect speed or how far it goes (budgets included),
 # never which data the already-journaled answers produce.
 RESUMABLE_OVERRIDES = ("concurrency", "timeout", "max_retries", "retry_base_delay",
-                       "num_instructions", "max_rounds", "stall_rounds", "max_requests",
+                       "num_instructions", "max_rounds", "stall_rounds", "rpm", "tpm",
+                       "max_requests",
                        "max_tokens", "max_cost", "prices")
 
 
@@ -74,16 +75,24 @@ def open_run(
     *,
     api_key: str | None,
     run_dir: Path | None = None,
+    run_id: str | None = None,
     warn: bool = True,
 ) -> Iterator[Generator]:
     """Yield a ready `Generator`; stops the embedded model and closes everything on exit.
 
     `run_dir`: continue that earlier run from its journal (`config` from `resume_config`).
+    `run_id`: name the run (e.g. a hash of a flow's parameters); if a run of that name
+    exists it is resumed, so re-running the same scheduled flow continues the same run.
     """
+    if run_dir is None and run_id is not None:
+        existing = runs_root(config.data_dir, config.dataset) / run_id
+        if (existing / "run.json").exists():
+            config, run_dir = resume_config(config.data_dir, config.dataset, existing,
+                                            config.to_public())
     seeds = load_seeds(config.seeds)
     if run_dir is None:
         config = resolve_defaults(config, detect_language(t.instruction for t in seeds.tasks))
-        run_id = new_run_id()
+        run_id = run_id or new_run_id()
         run_dir = runs_root(config.data_dir, config.dataset) / run_id
     else:
         run_id = run_dir.name
@@ -108,7 +117,7 @@ def open_run(
             concurrency=config.concurrency or 1, timeout=config.timeout or 120.0,
             retry=RetryPolicy(max_retries=config.max_retries,
                               base_delay=config.retry_base_delay),
-            seed=config.seed or 0,
+            seed=config.seed or 0, rpm=config.rpm, tpm=config.tpm,
         ))
         generator = Generator(config, seeds, prompts, client, journal, run_id=run_id,
                               endpoint_kind=endpoint_kind)

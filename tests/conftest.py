@@ -26,14 +26,21 @@ def openai_server() -> Iterator[RunningServer]:
 def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One Prefect test server for the whole session (it costs ~10 s to start).
 
-    PREFECT_HOME is a temp dir so tests never touch a developer's Prefect state; flow-run
-    heartbeats are off (each would otherwise wait ~1 s at the end of a run).
+    PREFECT_HOME and the persisted task results are in temp dirs so tests never touch a
+    developer's Prefect state; flow-run heartbeats are off (each would otherwise wait ~1 s at
+    the end of a run).
     """
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ["PREFECT_HOME"] = str(home)
     os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+        temporary_settings,
+    )
     from prefect.testing.utilities import prefect_test_harness
 
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), \
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                             PREFECT_RESULTS_LOCAL_STORAGE_PATH: home / "results"}), \
             prefect_test_harness(server_startup_timeout=120):
         yield

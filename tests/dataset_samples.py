@@ -36,6 +36,8 @@ def train_row(n: int, *, ja: bool = False, instruction: str | None = None) -> di
             "round": task,
             "most_similar": [{"instruction": "Seed task", "score": TRICKY_SCORE}],
             "avg_similarity": None,
+            "judge_clarity": None,
+            "judge_correctness": None,
         },
     }
 

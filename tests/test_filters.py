@@ -1,8 +1,17 @@
-"""Instruction and instance filters: each reason, in English and Japanese."""
+"""Instruction and instance filters: each reason, in English and Japanese, and their settings."""
 
 import pytest
 
-from selfinstruct.filters import filter_instances, first_drop, instruction_filters
+from selfinstruct._errors import InputError
+from selfinstruct.filters import (
+    INSTANCE_ORDER,
+    INSTRUCTION_ORDER,
+    FilterSettings,
+    filter_instances,
+    first_drop,
+    instruction_filters,
+    mask_pii,
+)
 from selfinstruct.parsing import ParsedInstance
 
 EN = instruction_filters("en")
@@ -77,3 +86,170 @@ def test_conflicting_outputs_drop_the_tasks_instances():
 def test_instance_limit():
     kept, dropped = filter_instances([ParsedInstance(str(i), f"o{i}") for i in range(7)], 5)
     assert len(kept) == 5 and reasons(dropped) == ["over_instance_limit"] * 2
+
+
+# --------------------------------------------------------------------------- new heuristics
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("Rewrite the paragraph in the passive voice.", None),
+    ("Summarize the article. 10. Write a poem about autumn.", "template_leftover"),
+    ("3. Summarize the article in two sentences.", "template_leftover"),
+    ("Classify the review. Input: The food was cold.", "template_leftover"),
+    ("Explain photosynthesis simply. ### Instruction: Name a planet.", "template_leftover"),
+    ("### Instruction: Explain photosynthesis simply.", "starts_with_punctuation"),  # order
+    ("Explain the difference between input and output devices.", None),
+    ("Explain the rules of chess <noinput> to a beginner.", "template_leftover"),
+    ("As an AI language model, describe your favourite food.", "refusal"),
+    ("Describe the role of an AI model in weather forecasting.", None),
+    ("Say hello hello hello hello hello hello hello hello hello hello hello hello hello.",
+     "repetition"),
+    ("Write an email to jane.doe@gmail.com about the meeting.", "pii"),
+    ("Write an email to someone@example.com about the meeting.", None),  # reserved domain
+    ("Call 555-123-4567 and ask about the opening hours of the store.", "pii"),
+    ("Explain what happened on 01-02-2023 in the news today.", None),  # a date, not a phone
+])
+def test_english_new_instruction_filters(text, reason):
+    drop = first_drop(EN, text)
+    assert (drop.reason if drop else None) == reason
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("次の文章を三行で要約してください。", None),
+    ("次の文章を要約してください。2. 俳句を作ってください。", "template_leftover"),
+    ("商品の説明文を書いてください。入力: 新しい水筒", "template_leftover"),
+    ("入力と出力の違いを説明してください。", None),
+    ("AIとして、あなたの好きな食べ物を説明してください。", "refusal"),
+    ("申し訳ありませんが、その質問にはお答えできません。", "refusal"),
+    ("ありがとうありがとうありがとうありがとうありがとうありがとう", "repetition"),
+    ("山田さん（yamada@docomo.ne.jp）にお礼のメールを書いてください。", "pii"),
+    ("090-1234-5678に電話する時の挨拶文を書いてください。", "pii"),
+    ("2023年の出来事を三つ挙げてください。", None),
+])
+def test_japanese_new_instruction_filters(text, reason):
+    drop = first_drop(JA, text)
+    assert (drop.reason if drop else None) == reason
+
+
+def one(instruction, input_, output, language="en", settings=None):
+    kept, dropped = filter_instances([ParsedInstance(input_, output)], 5,
+                                     instruction=instruction, language=language,
+                                     settings=settings)
+    return (kept, dropped[0][1] if dropped else None)
+
+
+@pytest.mark.parametrize(("instruction", "input_", "output", "reason"), [
+    ("Explain the code and state its output.", "print(6)", "It prints a number.\nOutput: 6",
+     None),  # the instruction asks for the output: a label line is content
+    ("Summarize the text.", "Cats sleep a lot.", "Cats sleep.\n\nInstruction: Write a poem.",
+     "template_leftover"),
+    ("Summarize the text.", "Cats sleep a lot.\nOutput: Cats sleep.", "Cats sleep.",
+     "template_leftover"),
+    ("List three fruits.", "", "1. Apple\n2. Banana\n3. Cherry", None),  # lists are answers
+    ("Write a short apology.", "", "I'm sorry I missed your party; I hope it was fun.", None),
+    ("Write a short apology.", "", "As an AI, I cannot feel sorry, but here is a text.",
+     "refusal"),
+    ("Rewrite politely.", "I'm unable to help with that, sorry.", "I am afraid I can't help.",
+     None),  # inputs may quote refusals; only outputs speak for the model
+    ("Explain recursion.", "", "the loop " * 40, "repetition"),
+    ("Translate to Japanese.", "Good morning", "おはようございます", None),
+    ("Explain the seasons of Japan in detail.", "",
+     "日本には四つの季節があり、それぞれに特徴があります。", "output_language_mismatch"),
+    ("Write an essay.", "", " ".join(f"w{i}" for i in range(1001)), "too_long"),
+    ("Write a contact line.", "", "Reach me at bob.smith@gmail.com any time.", "pii"),
+    ("Check the card.", "4111 1111 1111 1111", "It is a test card number.", "pii"),
+    ("Check the number.", "4111 1111 1111 1112", "It is not a valid card number.", None),
+])
+def test_english_instance_filters(instruction, input_, output, reason):
+    kept, drop = one(instruction, input_, output)
+    assert (drop.reason if drop else None) == reason
+    assert bool(kept) == (reason is None)
+
+
+@pytest.mark.parametrize(("instruction", "input_", "output", "reason"), [
+    ("日本の四季を説明してください。", "", "日本には四つの季節があります。", None),
+    ("日本の四季を説明してください。", "", "Japan has four distinct seasons with their own charms.",
+     "output_language_mismatch"),
+    ("「ありがとう」を英語に訳してください。", "", "Thank you very much for your kindness.", None),
+    ("次の関数の出力を答えてください。", "print(6)", "6", None),  # short: not judged
+    ("次の文を要約してください。", "猫はよく眠る。", "猫は眠る。\n\n指示: 俳句を作ってください。",
+     "template_leftover"),
+    ("お礼の文を書いてください。", "",
+     "AIとして、感謝の気持ちを持つことはできませんが、例文を示します。", "refusal"),
+    ("自己紹介を書いてください。", "", "よろしく" * 30, "repetition"),
+    ("連絡先を書いてください。", "", "電話は03-1234-5678までお願いします。", "pii"),
+])
+def test_japanese_instance_filters(instruction, input_, output, reason):
+    _, drop = one(instruction, input_, output, language="ja")
+    assert (drop.reason if drop else None) == reason
+
+
+def test_pii_mask_mode_rewrites_instead_of_dropping():
+    settings = FilterSettings(pii="mask")
+    text = "Mail ann@gmail.com or call +81 90-1234-5678; card 4111-1111-1111-1111."
+    assert mask_pii(text, settings) == "Mail [EMAIL] or call [PHONE]; card [CARD]."
+    assert mask_pii(text) == text  # default mode drops in the chain, never rewrites
+    assert first_drop(instruction_filters("en", settings=settings), "Write to ann@gmail.com "
+                                                                    "about the trip.") is None
+    kept, drop = one("Write a contact line.", "", "Reach me at bob.smith@gmail.com now.",
+                     settings=settings)
+    assert drop is None and kept[0].output == "Reach me at [EMAIL] now."
+    off = FilterSettings(pii="off")
+    assert one("Write a contact line.", "", "Mail bob.smith@gmail.com.", settings=off)[1] is None
+
+
+def test_every_filter_can_be_switched_off():
+    all_off = FilterSettings.from_mapping(
+        {name: False for name in INSTRUCTION_ORDER if name != "pii"} | {"pii": "off"}, "t")
+    assert instruction_filters("en", settings=all_off) == []
+    assert first_drop(instruction_filters("ja", settings=all_off), "Do it.") is None
+    relaxed = FilterSettings.from_mapping({"input_equals_output": False, "min_words": 1}, "t")
+    assert one("Echo it.", "same", "same", settings=relaxed)[1] is None
+    assert first_drop(instruction_filters("en", settings=relaxed), "Do it.") is None
+    kept, dropped = filter_instances(
+        [ParsedInstance("2+2", "4"), ParsedInstance("2+2", "5")], 5,
+        settings=FilterSettings(conflicting_outputs=False))
+    assert len(kept) == 2 and dropped == []
+
+
+def test_declared_order_decides_the_reason():
+    # Both too short and PII: the length filter comes first in INSTRUCTION_ORDER.
+    assert INSTRUCTION_ORDER.index("length") < INSTRUCTION_ORDER.index("pii")
+    assert first_drop(EN, "Mail a@gmail.com").reason == "too_short"
+    # Template debris and repetition in one output: the leftover check runs first.
+    assert INSTANCE_ORDER.index("template_leftover") < INSTANCE_ORDER.index("repetition")
+    assert one("Summarize.", "", "ok ok ok ok ok ok ok ok ok ok ok ok ok ok\nInput: x")[1].reason \
+        == "template_leftover"
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"lenght": True}, "run.toml: [filters]: field 'lenght': unknown filter setting"),
+    ({"pii": "hide"}, "field 'pii': must be one of drop, mask, off (got 'hide')"),
+    ({"repetition": "yes"}, "field 'repetition': must be true or false (got 'yes')"),
+    ({"max_words": True}, "field 'max_words': must be an integer from 1 to 100000"),
+    ({"repetition_max_ratio": 1.5}, "field 'repetition_max_ratio': must be a number in (0, 1)"),
+    ({"judge_min_score": 6}, "field 'judge_min_score': must be an integer from 1 to 5"),
+    ({"min_chars": 400}, "field 'min_chars': must be below max_chars"),
+])
+def test_settings_errors_name_the_bad_key(table, message):
+    with pytest.raises(InputError) as caught:
+        FilterSettings.from_mapping(table, "run.toml: [filters]")
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_settings_round_trip():
+    settings = FilterSettings.from_mapping({"pii": "mask", "repetition_max_ratio": 1 / 4,
+                                            "judge_model": "judge-model"}, "t")
+    assert settings.repetition_max_ratio == 0.25
+    assert FilterSettings.from_mapping(settings.to_mapping(), "t") == settings
+
+
+def test_callers_without_a_language_get_the_detected_one():
+    # The pipeline's original call: filter_instances(parsed, max_instances).
+    japanese = [ParsedInstance("", "日本には四つの季節があり、それぞれに特徴があります。")]
+    assert filter_instances(japanese, 5)[0] == japanese
+    seasons = "日本の四季を説明してください。"
+    assert filter_instances(japanese, 5, instruction=seasons)[0] == japanese
+    english = "Japan has four distinct seasons with their own charms."
+    _, dropped = filter_instances([ParsedInstance("", english)], 5, instruction=seasons)
+    assert dropped[0][1].reason == "output_language_mismatch"

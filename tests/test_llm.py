@@ -85,7 +85,7 @@ def test_unknown_path_or_model_stops_the_run():
     with start_server() as server, LLMClient(
             base_url=server.base_url.replace("/v1", "/nope"), api_key="k", model="m",
             api="chat", retry=RetryPolicy(max_retries=3, base_delay=0.01)) as client, \
-            pytest.raises(EndpointRefused, match="answered 404 .unknown model"):
+            pytest.raises(EndpointRefused, match=r"answered 404 \(unknown model"):
         client.run_batch(requests(3))
 
 
@@ -140,3 +140,66 @@ def test_parse_retry_after():
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.0 + 1e-9
+
+
+def test_rpm_limit_paces_requests():
+    with start_server() as server, LLMClient(
+            base_url=server.base_url, api_key="k", model="test-model", api="chat",
+            concurrency=8, rpm=120) as client:
+        start = time.monotonic()
+        answers = client.run_batch(requests(6))
+        elapsed = time.monotonic() - start
+    # 120/min = 2/s with a 2-request burst: 4 more requests need at least ~2 s.
+    assert all(a.error is None for a in answers)
+    assert 1.8 <= elapsed < 5
+
+
+class RateLimitHeaders(http.server.BaseHTTPRequestHandler):
+    """Announces a 60/min limit with 0 remaining for 0.5 s on its first answer."""
+
+    calls = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        type(self).calls += 1
+        body = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "ok"}}],
+                           "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                     "total_tokens": 2}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.send_header("x-ratelimit-limit-requests", "6000")
+        self.send_header("x-ratelimit-remaining-requests", "0" if self.calls == 1 else "5")
+        self.send_header("x-ratelimit-reset-requests", "500ms")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_rate_limit_headers_are_learnt_and_remaining_zero_pauses_everyone():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RateLimitHeaders)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with LLMClient(base_url=f"http://127.0.0.1:{server.server_port}/v1", api_key="k",
+                       model="m", api="chat", concurrency=1) as client:
+            client.run_batch(requests(1))
+            assert client.limiter.requests is not None
+            assert client.limiter.requests.rate == 100.0  # 6000 per minute, learnt
+            start = time.monotonic()
+            client.run_batch(requests(1))
+            assert time.monotonic() - start >= 0.45  # waited for the announced reset
+    finally:
+        server.shutdown()
+
+
+def test_parse_reset_durations():
+    from selfinstruct.llm import parse_reset
+
+    assert parse_reset("1s") == 1.0
+    assert parse_reset("6m0s") == 360.0
+    assert parse_reset("120ms") == pytest.approx(0.12)
+    assert parse_reset(None) is None

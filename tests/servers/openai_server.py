@@ -72,14 +72,37 @@ answers per body) and ``max_success_count``, ``faults_total``, ``faults_by_kind`
 ``errors_by_status``, ``in_flight``, ``max_in_flight``, ``prompt_tokens``,
 ``completion_tokens``. ``RunningServer.requests()`` returns the last 10,000 request bodies
 with their outcome. ``reset()`` / ``POST /_reset`` clears all of it.
+
+Batch API (``--batch-api`` mode of selfinstruct): ``POST /v1/files`` (multipart upload,
+``purpose=batch``), ``GET /v1/files/{id}``, ``GET /v1/files/{id}/content``, ``POST /v1/batches``,
+``GET /v1/batches`` (newest first, ``limit``/``after``), ``GET /v1/batches/{id}``,
+``POST /v1/batches/{id}/cancel``, with OpenAI's object shapes. A batch is ``validating`` when
+created and moves on only when it is retrieved: ``in_progress`` until the ``batch_polls``-th
+retrieve (default 2) or until ``batch_seconds`` have passed since its creation, whichever comes
+first, then ``completed`` — so a test controls how long a batch stays pending by how often it
+polls. On completion every line gets exactly the answer the direct endpoint gives to the same
+body; the output file holds ``{"id", "custom_id", "response": {"status_code": 200,
+"request_id", "body"}, "error": null}`` lines. Per-line failures (``batch_error_rate``, kinds in
+:data:`BATCH_ERROR_KINDS`, chosen by the same :class:`FaultPlan` rule over the line's body
+fingerprint and how many times that body was seen in earlier batches) go to the error file as a
+non-200 ``response`` (``400``, ``429``, ``500``) or as ``"response": null, "error": {"code":
+"batch_expired", ...}`` (``expired``). An input file with a bad line fails the batch
+(``failed``, ``errors.data``); a cancelled batch answers nothing. Stats add ``files_created``,
+``batches_created``, ``batch_requests_total`` (lines processed), ``batch_successes_total``,
+``batch_errors_by_kind`` and ``batch_fingerprints`` (lines per body); answered lines also count
+in ``success_fingerprints`` and the token totals, so ``max_success_count == 1`` still means
+"nothing was answered twice", across direct requests and batches alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import email.parser
+import email.policy
 import hashlib
 import ipaddress
+import itertools
 import json
 import random
 import re
@@ -94,9 +117,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
+    "BATCH_ERROR_KINDS",
     "BOOTSTRAP_HEADERS",
     "DEFAULT_FAULT_KINDS",
     "FAULT_KINDS",
@@ -1448,6 +1472,12 @@ class _Counters:
     max_in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    files_created: int = 0
+    batches_created: int = 0
+    batch_requests_total: int = 0
+    batch_successes_total: int = 0
+    batch_errors_by_kind: Counter[str] = field(default_factory=Counter)
+    batch_fingerprints: Counter[str] = field(default_factory=Counter)
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def begin(self, path: str) -> None:
@@ -1498,6 +1528,35 @@ class _Counters:
                 {"path": path, "fingerprint": fingerprint, "body": body, "outcome": result}
             )
 
+    def created(self, kind: str) -> None:
+        """Count one uploaded file (``"file"``) or created batch (``"batch"``)."""
+        with self.lock:
+            if kind == "file":
+                self.files_created += 1
+            else:
+                self.batches_created += 1
+
+    def see_batch_line(self, fingerprint: str) -> int:
+        """Record one batch line of ``fingerprint``; return how many were seen before."""
+        with self.lock:
+            seen = self.batch_fingerprints[fingerprint]
+            self.batch_fingerprints[fingerprint] = seen + 1
+            self.batch_requests_total += 1
+            return seen
+
+    def batch_outcome(
+        self, fingerprint: str, *, error: str | None = None, usage: tuple[int, int] = (0, 0)
+    ) -> None:
+        """An answered batch line counts like a direct answer of the same body."""
+        with self.lock:
+            if error is not None:
+                self.batch_errors_by_kind[error] += 1
+                return
+            self.batch_successes_total += 1
+            self.success_fingerprints[fingerprint] += 1
+            self.prompt_tokens += usage[0]
+            self.completion_tokens += usage[1]
+
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {
@@ -1516,6 +1575,12 @@ class _Counters:
                 "max_in_flight": self.max_in_flight,
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
+                "files_created": self.files_created,
+                "batches_created": self.batches_created,
+                "batch_requests_total": self.batch_requests_total,
+                "batch_successes_total": self.batch_successes_total,
+                "batch_errors_by_kind": dict(self.batch_errors_by_kind),
+                "batch_fingerprints": dict(self.batch_fingerprints),
             }
 
     def requests(self) -> list[dict[str, Any]]:
@@ -1526,10 +1591,13 @@ class _Counters:
         with self.lock:
             self.requests_total = self.successes_total = self.faults_total = 0
             self.prompt_tokens = self.completion_tokens = 0
+            self.files_created = self.batches_created = 0
+            self.batch_requests_total = self.batch_successes_total = 0
             self.max_in_flight = self.in_flight
             for counter in (
                 self.requests_by_endpoint, self.fingerprints, self.successes_by_endpoint,
                 self.success_fingerprints, self.faults_by_kind, self.errors_by_status,
+                self.batch_errors_by_kind, self.batch_fingerprints,
             ):
                 counter.clear()
             self.log.clear()
@@ -1562,6 +1630,10 @@ class ServerOptions:
     max_faults_per_request: int = 2
     hang_seconds: float = 30.0
     retry_after: float = 1.0
+    batch_polls: int = 2
+    batch_seconds: float | None = None
+    batch_error_rate: float = 0.0
+    batch_error_kinds: tuple[str, ...] = ("500",)
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -1574,6 +1646,14 @@ class ServerOptions:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
         if self.latency_ms < 0 or self.hang_seconds < 0 or self.retry_after < 0:
             raise ValueError("latency_ms, hang_seconds and retry_after must be >= 0")
+        if self.batch_polls < 1 or (self.batch_seconds is not None and self.batch_seconds < 0):
+            raise ValueError("batch_polls must be >= 1 and batch_seconds >= 0")
+        if not 0.0 <= self.batch_error_rate <= 1.0:
+            raise ValueError("batch_error_rate must be within [0, 1]")
+        unknown = set(self.batch_error_kinds) - set(BATCH_ERROR_KINDS)
+        if unknown:
+            raise ValueError(f"unknown batch error kinds {sorted(unknown)}; "
+                             f"known: {BATCH_ERROR_KINDS}")
 
 
 class _APIError(Exception):
@@ -1601,6 +1681,271 @@ _FAULT_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# Batch API
+# --------------------------------------------------------------------------------------------
+
+BATCH_ERROR_KINDS: tuple[str, ...] = ("400", "429", "500", "expired")
+_BATCH_LINE_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
+    "400": (400, "Invalid request in batch line (test server).", "invalid_request_error",
+            "invalid_request"),
+    "429": _FAULT_ERRORS["429"],
+    "500": _FAULT_ERRORS["500"],
+}
+_BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
+_PENDING = ("validating", "in_progress")
+
+
+class _BatchStore:
+    """Uploaded files and batch jobs, in memory for the server's lifetime (not reset).
+
+    A batch does its work when a retrieve finds it due: all its lines are answered at once by
+    the very code that answers direct requests, so batch and direct answers cannot differ.
+    """
+
+    def __init__(self, options: ServerOptions, counters: _Counters) -> None:
+        self.options = options
+        self.counters = counters
+        self.plan = FaultPlan(rate=options.batch_error_rate, kinds=options.batch_error_kinds,
+                              seed=options.fault_seed,
+                              max_faults_per_request=options.max_faults_per_request)
+        self.lock = threading.Lock()
+        self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self.batches: dict[str, dict[str, Any]] = {}  # in creation order
+        self._inputs: dict[str, list[dict[str, Any]]] = {}
+        self._polls: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids):012d}"
+
+    def add_file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        with self.lock:
+            return self._add_file(data, filename, purpose)
+
+    def _add_file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        meta = {"id": self._new_id("file"), "object": "file", "bytes": len(data),
+                "created_at": int(time.time()), "filename": filename, "purpose": purpose,
+                "status": "processed", "expires_at": None, "status_details": None}
+        self.files[meta["id"]] = (meta, data)
+        self.counters.created("file")
+        return meta
+
+    def file(self, file_id: str) -> tuple[dict[str, Any], bytes]:
+        with self.lock:
+            if file_id not in self.files:
+                raise _APIError(404, f"No such File object: {file_id}", "invalid_request_error",
+                                "file_not_found")
+            return self.files[file_id]
+
+    def create(self, body: Any) -> dict[str, Any]:
+        """Check the request and the input file; a bad line fails the batch, as OpenAI does."""
+        if not isinstance(body, dict):
+            raise _APIError(400, "The request body must be a JSON object.",
+                            "invalid_request_error")
+        endpoint = body.get("endpoint")
+        if endpoint not in _BATCH_ENDPOINTS:
+            raise _APIError(400, f"endpoint must be one of {_BATCH_ENDPOINTS}",
+                            "invalid_request_error", "invalid_endpoint")
+        if body.get("completion_window") != "24h":
+            raise _APIError(400, "completion_window must be '24h'", "invalid_request_error")
+        meta, data = self.file(str(body.get("input_file_id")))
+        if meta["purpose"] != "batch":
+            raise _APIError(400, "The input file must be uploaded with purpose 'batch'.",
+                            "invalid_request_error")
+        lines, errors = _parse_batch_input(data, endpoint)
+        now = int(time.time())
+        with self.lock:
+            batch: dict[str, Any] = {
+                "id": self._new_id("batch"), "object": "batch", "endpoint": endpoint,
+                "errors": None, "input_file_id": meta["id"], "completion_window": "24h",
+                "status": "validating", "output_file_id": None, "error_file_id": None,
+                "created_at": now, "in_progress_at": None, "expires_at": now + 86_400,
+                "finalizing_at": None, "completed_at": None, "failed_at": None,
+                "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "metadata": body.get("metadata"),
+                "model": lines[0]["body"]["model"] if lines else None, "usage": None,
+            }
+            if errors:
+                batch.update(status="failed", failed_at=now,
+                             errors={"object": "list", "data": errors})
+            self.batches[batch["id"]] = batch
+            self._inputs[batch["id"]] = lines
+            self.counters.created("batch")
+            return dict(batch)
+
+    def _batch(self, batch_id: str) -> dict[str, Any]:
+        if batch_id not in self.batches:
+            raise _APIError(404, f"No batch found with id '{batch_id}'.",
+                            "invalid_request_error", "batch_not_found")
+        return self.batches[batch_id]
+
+    def retrieve(self, batch_id: str) -> dict[str, Any]:
+        """Advance the batch if it is due (see the module docstring), then return it."""
+        with self.lock:
+            batch = self._batch(batch_id)
+            now = int(time.time())
+            if batch["status"] in _PENDING:
+                self._polls[batch_id] += 1
+                waited = time.time() - batch["created_at"]
+                seconds = self.options.batch_seconds
+                if self._polls[batch_id] >= self.options.batch_polls or (
+                        seconds is not None and waited >= seconds):
+                    self._complete(batch, now)
+                else:
+                    batch["status"] = "in_progress"
+                    batch["in_progress_at"] = batch["in_progress_at"] or now
+            elif batch["status"] == "cancelling":
+                batch.update(status="cancelled", cancelled_at=now)
+            return dict(batch)
+
+    def cancel(self, batch_id: str) -> dict[str, Any]:
+        with self.lock:
+            batch = self._batch(batch_id)
+            if batch["status"] not in _PENDING:
+                raise _APIError(400, f"Cannot cancel a batch with status '{batch['status']}'.",
+                                "invalid_request_error")
+            batch.update(status="cancelling", cancelling_at=int(time.time()))
+            return dict(batch)
+
+    def list(self, limit: int, after: str | None) -> dict[str, Any]:
+        with self.lock:
+            newest_first = list(reversed(self.batches.values()))
+        ids = [b["id"] for b in newest_first]
+        start = ids.index(after) + 1 if after in ids else 0
+        page = [dict(b) for b in newest_first[start:start + limit]]
+        return {"object": "list", "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": start + limit < len(newest_first)}
+
+    def _complete(self, batch: dict[str, Any], now: int) -> None:
+        chat = batch["endpoint"] == "/v1/chat/completions"
+        output: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        tokens = [0, 0]
+        for line in self._inputs[batch["id"]]:
+            record, usage = self._answer_line(line, chat)
+            if usage is None:
+                failed.append(record)
+                continue
+            output.append(record)
+            tokens = [tokens[0] + usage[0], tokens[1] + usage[1]]
+        for key, records in (("output_file_id", output), ("error_file_id", failed)):
+            if records:
+                data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+                name = f"{batch['id']}_{key.split('_')[0]}.jsonl"
+                batch[key] = self._add_file(data.encode("utf-8"), name, "batch_output")["id"]
+        batch.update(
+            status="completed", in_progress_at=batch["in_progress_at"] or now,
+            finalizing_at=now, completed_at=now,
+            request_counts={"total": len(output) + len(failed), "completed": len(output),
+                            "failed": len(failed)},
+            usage={"input_tokens": tokens[0], "input_tokens_details": {"cached_tokens": 0},
+                   "output_tokens": tokens[1],
+                   "output_tokens_details": {"reasoning_tokens": 0},
+                   "total_tokens": sum(tokens)},
+        )
+
+    def _answer_line(
+        self, line: dict[str, Any], chat: bool
+    ) -> tuple[dict[str, Any], tuple[int, int] | None]:
+        """One output-file record and its token usage; usage None marks an error-file record."""
+        body = line["body"]
+        fingerprint = fingerprint_of(body)
+        seen = self.counters.see_batch_line(fingerprint)
+        seq = next(self._ids)
+        record: dict[str, Any] = {"id": f"batch_req_{fingerprint[:16]}{seq:08x}",
+                                  "custom_id": line["custom_id"], "response": None,
+                                  "error": None}
+        request_id = f"req_{fingerprint[:16]}{seq:08x}"
+        fault = self.plan.decide(fingerprint, seen)
+        if fault == "expired":
+            self.counters.batch_outcome(fingerprint, error=fault)
+            record["error"] = {"code": "batch_expired", "message": "This request could not be "
+                               "executed before the completion window expired."}
+            return record, None
+        if fault is not None:
+            status, message, type_, code = _BATCH_LINE_ERRORS[fault]
+            self.counters.batch_outcome(fingerprint, error=fault)
+            record["response"] = {"status_code": status, "request_id": request_id,
+                                  "body": _error_body(message, type_, code)}
+            return record, None
+        prompts, material = _validate(body, chat)
+        response, usage = _build_response(body, chat, prompts, material, fingerprint, seq, None)
+        self.counters.batch_outcome(fingerprint, usage=usage)
+        record["response"] = {"status_code": 200, "request_id": request_id, "body": response}
+        return record, usage
+
+
+def _parse_batch_input(
+    data: bytes, endpoint: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The lines of a batch input file, and OpenAI-shaped errors for the lines that are bad."""
+    lines: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    models: set[str] = set()
+
+    def bad(number: int, code: str, message: str) -> None:
+        errors.append({"code": code, "message": message, "line": number, "param": None})
+
+    for number, text in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            bad(number, "invalid_json_line", "This line is not valid JSON.")
+            continue
+        if not isinstance(line, dict) or not isinstance(line.get("body"), dict):
+            bad(number, "invalid_request", "Each line needs custom_id, method, url and body.")
+            continue
+        custom_id = line.get("custom_id")
+        if not isinstance(custom_id, str) or not custom_id or custom_id in seen:
+            bad(number, "duplicate_custom_id", "custom_id must be a unique non-empty string.")
+            continue
+        if line.get("method") != "POST" or line.get("url") != endpoint:
+            bad(number, "mismatched_endpoint", f"method must be POST and url {endpoint}.")
+            continue
+        try:
+            _validate(line["body"], endpoint == "/v1/chat/completions")
+        except _APIError as err:
+            bad(number, "invalid_request", err.message)
+            continue
+        seen.add(custom_id)
+        models.add(line["body"]["model"])
+        lines.append(line)
+    if len(models) > 1:
+        bad(0, "mismatched_model", "All lines of a batch must use the same model.")
+    if not lines and not errors:
+        bad(0, "empty_file", "The input file has no requests.")
+    return lines, errors
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """The fields of a multipart/form-data body: name -> (filename, bytes)."""
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+    if not message.is_multipart():
+        raise _APIError(400, "Expected a multipart/form-data body.", "invalid_request_error")
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        fields[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+    return fields
+
+
+_ENDPOINT_IDS = re.compile(r"^/v1/(files|batches)/[^/]+")
+
+
+def _endpoint_name(path: str) -> str:
+    """The route of a path, ids replaced (``/v1/files/{id}/content``): stats stay readable."""
+    return _ENDPOINT_IDS.sub(lambda m: f"/v1/{m.group(1)}/{{id}}", path)
+
+
 class _HTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that never blocks on close and can drop open keep-alive sockets."""
 
@@ -1616,6 +1961,7 @@ class _HTTPServer(ThreadingHTTPServer):
             max_faults_per_request=options.max_faults_per_request,
         )
         self.counters = _Counters()
+        self.store = _BatchStore(options, self.counters)
         self.closing = threading.Event()
         self._seq = 0
         self._seq_lock = threading.Lock()
@@ -1740,6 +2086,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._request_id = f"req_{seq:08d}"
         path = urlsplit(self.path).path.rstrip("/") or "/"
         tracked = path.startswith("/v1")
+        endpoint = _endpoint_name(path)
         try:
             raw = self._read_body() if method in ("POST", "PUT") else b""
             if path == "/_stats" and method == "GET":
@@ -1752,14 +2099,14 @@ class _Handler(BaseHTTPRequestHandler):
             if not tracked:
                 raise _APIError(404, f"Unknown path {path}", "invalid_request_error",
                                 "unknown_url")
-            self.server.counters.begin(path)
+            self.server.counters.begin(endpoint)
             try:
                 self._serve_api(method, path, raw, seq)
             finally:
                 self.server.counters.end()
         except _APIError as err:
             if tracked:
-                self.server.counters.outcome(path, None, None, status=err.status)
+                self.server.counters.outcome(endpoint, None, None, status=err.status)
             self._safe_send_error(err.status, _error_body(err.message, err.type, err.code))
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
             self.close_connection = True
@@ -1803,6 +2150,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.counters.outcome(path, None, None)
             self._send_json(200, {"id": model_id, "object": "model", "created": 0,
                                   "owned_by": "selfinstruct-tests"})
+            return
+        if path.startswith(("/v1/files", "/v1/batches")):
+            self._serve_batch_api(method, path, raw)
             return
         if path not in ("/v1/chat/completions", "/v1/completions"):
             raise _APIError(404, f"Unknown path {path}", "invalid_request_error", "unknown_url")
@@ -1860,6 +2210,49 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.server.counters.outcome(path, fingerprint, body, fault=fault, usage=usage)
         self._send_json(200, response)
+
+
+    def _serve_batch_api(self, method: str, path: str, raw: bytes) -> None:
+        """Files and batches (see the module docstring); the store does the work."""
+        store = self.server.store
+        endpoint = _endpoint_name(path)
+        parts = path.split("/")  # ["", "v1", "files"|"batches", id?, "content"|"cancel"?]
+        route = (method, endpoint)
+        if route == ("POST", "/v1/files"):
+            fields = _multipart(self.headers.get("Content-Type", ""), raw)
+            filename, data = fields.get("file", (None, b""))
+            purpose = fields.get("purpose", (None, b""))[1].decode("utf-8")
+            if filename is None or purpose != "batch":
+                raise _APIError(400, "Upload a 'file' with purpose 'batch'.",
+                                "invalid_request_error")
+            result: Any = store.add_file(data, filename, purpose)
+        elif route == ("GET", "/v1/files/{id}"):
+            result = store.file(parts[3])[0]
+        elif route == ("GET", "/v1/files/{id}/content"):
+            content = store.file(parts[3])[1]
+            self.server.counters.outcome(endpoint, None, None)
+            self._send(200, content, content_type="application/octet-stream")
+            return
+        elif route == ("POST", "/v1/batches"):
+            try:
+                body = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise _APIError(400, f"Invalid JSON body: {exc}", "invalid_request_error",
+                                "invalid_json") from exc
+            result = store.create(body)
+        elif route == ("GET", "/v1/batches"):
+            query = parse_qs(urlsplit(self.path).query)
+            limit = int(query.get("limit", ["20"])[0])
+            result = store.list(max(1, min(limit, 100)), query.get("after", [None])[0])
+        elif route == ("GET", "/v1/batches/{id}"):
+            result = store.retrieve(parts[3])
+        elif route == ("POST", "/v1/batches/{id}/cancel"):
+            result = store.cancel(parts[3])
+        else:
+            raise _APIError(404, f"Unknown path {method} {path}", "invalid_request_error",
+                            "unknown_url")
+        self.server.counters.outcome(endpoint, None, None)
+        self._send_json(200, result)
 
 
 def _fmt_seconds(value: float) -> str:
@@ -2051,23 +2444,25 @@ def start_server(
     max_faults_per_request: int = 2,
     hang_seconds: float = 30.0,
     retry_after: float = 1.0,
+    batch_polls: int = 2,
+    batch_seconds: float | None = None,
+    batch_error_rate: float = 0.0,
+    batch_error_kinds: Iterable[str] | str = ("500",),
     verbose: bool = False,
 ) -> RunningServer:
     """Start the server on a loopback port (0 = pick a free one) in a daemon thread.
 
-    ``fault_kinds`` may be a list or a comma-separated string; it defaults to
-    :data:`DEFAULT_FAULT_KINDS` (429 and 5xx: the faults every client must retry).
+    ``fault_kinds`` and ``batch_error_kinds`` may be lists or comma-separated strings;
+    ``fault_kinds`` defaults to :data:`DEFAULT_FAULT_KINDS` (429 and 5xx: the faults every
+    client must retry).
     """
-    if isinstance(fault_kinds, str):
-        kinds = tuple(k.strip() for k in fault_kinds.split(",") if k.strip())
-    elif fault_kinds is None:
-        kinds = DEFAULT_FAULT_KINDS
-    else:
-        kinds = tuple(fault_kinds)
     options = ServerOptions(
-        host=host, port=port, latency_ms=latency_ms, fault_rate=fault_rate, fault_kinds=kinds,
+        host=host, port=port, latency_ms=latency_ms, fault_rate=fault_rate,
+        fault_kinds=_kinds(fault_kinds if fault_kinds is not None else DEFAULT_FAULT_KINDS),
         fault_seed=fault_seed, max_faults_per_request=max_faults_per_request,
-        hang_seconds=hang_seconds, retry_after=retry_after, verbose=verbose,
+        hang_seconds=hang_seconds, retry_after=retry_after, batch_polls=batch_polls,
+        batch_seconds=batch_seconds, batch_error_rate=batch_error_rate,
+        batch_error_kinds=_kinds(batch_error_kinds), verbose=verbose,
     )
     httpd = _HTTPServer(options)
     thread = threading.Thread(
@@ -2076,6 +2471,12 @@ def start_server(
     )
     thread.start()
     return RunningServer(httpd, thread)
+
+
+def _kinds(value: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(k.strip() for k in value.split(",") if k.strip())
+    return tuple(value)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -2099,6 +2500,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="how long a hang fault waits before closing")
     parser.add_argument("--retry-after", type=float, default=1.0,
                         help="Retry-After seconds of the 429_retry_after fault")
+    parser.add_argument("--batch-polls", type=int, default=2,
+                        help="retrieves after which a batch completes")
+    parser.add_argument("--batch-seconds", type=float, default=None,
+                        help="seconds after which a batch completes (first of the two wins)")
+    parser.add_argument("--batch-error-rate", type=float, default=0.0,
+                        help="share of batch lines that fail (0..1)")
+    parser.add_argument("--batch-error-kinds", default="500",
+                        help=f"comma-separated subset of {','.join(BATCH_ERROR_KINDS)}")
     parser.add_argument("--verbose", action="store_true",
                         help="log every request and handler error to stderr")
     return parser.parse_args(argv)
@@ -2112,7 +2521,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host, port=args.port, latency_ms=args.latency_ms,
             fault_rate=args.fault_rate, fault_kinds=args.fault_kinds, fault_seed=args.fault_seed,
             max_faults_per_request=args.max_faults_per_request, hang_seconds=args.hang_seconds,
-            retry_after=args.retry_after, verbose=args.verbose,
+            retry_after=args.retry_after, batch_polls=args.batch_polls,
+            batch_seconds=args.batch_seconds, batch_error_rate=args.batch_error_rate,
+            batch_error_kinds=args.batch_error_kinds, verbose=args.verbose,
         )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

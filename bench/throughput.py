@@ -1,0 +1,190 @@
+"""How well the pipeline keeps an endpoint busy, and what it costs in CPU, memory and tokens.
+
+The loopback test server runs in its own process with a fixed latency per request, so the
+ideal request rate at concurrency C is C / latency. The pipeline runs in this process, so
+`time.process_time()` is the pipeline's own CPU (client, parsing, filters, novelty index,
+journal) with the endpoint excluded.
+
+Phases (each prints what it measured on this machine):
+
+1. Concurrency 1, 8, 32, 64: achieved requests/s against the bound, CPU ms per accepted
+   instruction, tokens per accepted instruction. Concurrency 1 runs a tenth of the
+   instructions (at 200 ms a request the full count would take many minutes) — the rate is
+   what is compared, and it says so.
+2. Recipes: tokens per accepted instruction, self-instruct vs alpaca.
+3. Prefect: the concurrency-32 run through the `generate_dataset` flow, wall time against the
+   direct run (the orchestration overhead). Skipped with --skip-prefect.
+4. Scale: a 52,000-instruction run as a subprocess against a zero-latency server, its peak
+   RSS (ru_maxrss of the child). Skipped with --skip-scale (it takes several minutes).
+
+Targets (issue): >= 90% of the bound at concurrency 32 and 64; <= 2 ms CPU per accepted
+instruction; peak RSS <= 500 MB for 52K instructions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from selfinstruct.config import build_config  # noqa: E402
+from selfinstruct.pipeline import run  # noqa: E402
+from selfinstruct.run import open_run  # noqa: E402
+
+
+@contextmanager
+def server_process(latency_ms: float) -> Iterator[str]:
+    """The test server as a separate process; yields its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.servers.openai_server", "--port", "0",
+         "--latency-ms", str(latency_ms)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        if not line.startswith("READY "):
+            raise RuntimeError(f"test server did not start: {line!r}")
+        yield line.split()[1]
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def stats(base_url: str) -> dict[str, Any]:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(base_url.replace("/v1", "/_stats")) as reply:
+        return json.load(reply)
+
+
+def measure(base_url: str, n: int, concurrency: int, recipe: str = "self-instruct",
+            flow: bool = False) -> dict[str, float]:
+    """One pipeline run in this process; wall, CPU, requests, tokens."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = build_config({
+            "seeds": str(ROOT / "seeds" / "en_general.jsonl"), "dataset": "bench",
+            "num_instructions": n, "data_dir": tmp, "base_url": base_url,
+            "model": "test-model", "seed": 1, "concurrency": concurrency, "recipe": recipe,
+        }, environ={})
+        before = stats(base_url)["requests_total"]
+        cpu, wall = time.process_time(), time.perf_counter()
+        if flow:
+            from flows.generate import generate_dataset
+
+            generate_dataset(config=config.to_public())
+            tokens = 0.0
+        else:
+            with open_run(config, api_key="bench", warn=False) as gen:
+                run(gen)
+                tokens = gen.usage.total_tokens
+        wall = time.perf_counter() - wall
+        cpu = time.process_time() - cpu
+        requests = stats(base_url)["requests_total"] - before
+    return {"wall": wall, "cpu": cpu, "requests": requests, "tokens": tokens, "n": n}
+
+
+def concurrency_phase(n: int, latency_ms: float) -> dict[int, dict[str, float]]:
+    print(f"== 1. concurrency (test server latency {latency_ms:.0f} ms per request) ==")
+    print(f"{'conc':>5} {'instr':>6} {'requests':>8} {'wall s':>7} {'req/s':>7} "
+          f"{'bound':>7} {'of bound':>8} {'CPU ms/instr':>12} {'tokens/instr':>12}")
+    results = {}
+    with server_process(latency_ms) as url:
+        for concurrency in (1, 8, 32, 64):
+            count = max(10, n // 10) if concurrency == 1 else n
+            r = measure(url, count, concurrency)
+            rate = r["requests"] / r["wall"]
+            bound = concurrency / (latency_ms / 1000)
+            results[concurrency] = {**r, "rate": rate, "bound": bound}
+            print(f"{concurrency:>5} {count:>6} {r['requests']:>8} {r['wall']:>7.2f} "
+                  f"{rate:>7.1f} {bound:>7.1f} {rate / bound:>8.1%} "
+                  f"{1000 * r['cpu'] / count:>12.3f} {r['tokens'] / count:>12.0f}", flush=True)
+    return results
+
+
+def recipe_phase(n: int) -> None:
+    print("== 2. tokens per accepted instruction by recipe (concurrency 32, no latency) ==")
+    with server_process(0) as url:
+        for recipe in ("self-instruct", "alpaca"):
+            r = measure(url, n, 32, recipe=recipe)
+            print(f"{recipe:>14}: {r['tokens'] / n:8.0f} tokens/instruction, "
+                  f"{r['requests'] / n:5.2f} requests/instruction", flush=True)
+
+
+def prefect_phase(n: int, latency_ms: float) -> None:
+    print("== 3. orchestration overhead: the same run through Prefect (concurrency 32) ==")
+    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-bench-"))
+    os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "ERROR"
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with server_process(latency_ms) as url, \
+            temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), \
+            prefect_test_harness(server_startup_timeout=120):
+        direct = measure(url, n, 32)
+        flow = measure(url, n, 32, flow=True)
+    print(f"direct {direct['wall']:.2f} s, through Prefect {flow['wall']:.2f} s: overhead "
+          f"{flow['wall'] - direct['wall']:+.2f} s ({flow['wall'] / direct['wall']:.2f}x), "
+          f"same requests: {direct['requests'] == flow['requests']}", flush=True)
+
+
+def scale_phase(n: int) -> float:
+    print(f"== 4. peak memory: {n:,} instructions, a subprocess against a 0-latency server ==")
+    with server_process(0) as url, tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "selfinstruct", "generate", "--seeds",
+             str(ROOT / "seeds" / "en_general.jsonl"), "--num-instructions", str(n),
+             "--dataset", "scale", "--data-dir", tmp, "--base-url", url, "--model",
+             "test-model", "--seed", "1", "--concurrency", "64", "--no-progress"],
+            cwd=ROOT, check=True, capture_output=True, env={**os.environ, "OPENAI_API_KEY": "b"})
+        wall = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_mb = usage.ru_maxrss / 1024  # the largest child: the run (the server is smaller)
+    print(f"{n:,} instructions in {wall:.0f} s wall, {usage.ru_utime + usage.ru_stime:.0f} s "
+          f"CPU (run + server); peak RSS {peak_mb:.0f} MB", flush=True)
+    return peak_mb
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instructions", type=int, default=600)
+    parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument("--scale", type=int, default=52_000)
+    parser.add_argument("--skip-prefect", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    args = parser.parse_args()
+
+    results = concurrency_phase(args.instructions, args.latency_ms)
+    recipe_phase(args.instructions)
+    if not args.skip_prefect:
+        prefect_phase(args.instructions, args.latency_ms)
+    peak = None if args.skip_scale else scale_phase(args.scale)
+
+    print("== targets ==")
+    checks = [(f"concurrency {c}: >= 90% of the bound",
+               results[c]["rate"] / results[c]["bound"] >= 0.9) for c in (32, 64)]
+    cpu = max(1000 * r["cpu"] / r["n"] for c, r in results.items() if c > 1)
+    checks.append((f"pipeline CPU <= 2 ms per accepted instruction (worst {cpu:.3f} ms)",
+                   cpu <= 2.0))
+    if peak is not None:
+        checks.append((f"peak RSS <= 500 MB at {args.scale:,} instructions ({peak:.0f} MB)",
+                       peak <= 500))
+    for label, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
