@@ -5,16 +5,15 @@ exchange for a completion window of up to 24 hours. A dataset run that can wait 
 data for less.
 
 How it fits: `BatchClient` has the interface the pipeline uses of `LLMClient` —
-``submit(request, on_result=None)`` returns a future of a `Completion`; ``model``, ``api``,
-``describe()``, ``close()`` — so the pipeline, its ordered look-ahead window and the journal
-work unchanged. Requests queue up; a background
-thread turns the queue into one batch job when it holds `batch_size` requests, or when no
-request arrived for `flush_after` seconds (the pipeline has issued its window and now waits for
-the oldest answer). A job is: the requests file (JSONL, one line per request, its ``custom_id``
-the request's journal key, its body exactly what `LLMClient` would send), an upload, a batch,
-a poll every `poll_interval` seconds, then the output and error files, from which every future
-is resolved on the client's thread (after `on_result`, if given), where the pipeline's callback
-journals the answer before the pipeline uses it.
+``submit(request)`` returns a future of a `Completion`; ``model``, ``api``, ``describe()``,
+``close()`` — so the pipeline, its ordered look-ahead window and the journal work unchanged.
+Requests queue up; a background thread turns the queue into one batch job when it holds
+`batch_size` requests, or when no request arrived for `flush_after` seconds (the pipeline has
+issued its window and now waits for the oldest answer). A job is: the requests file (JSONL,
+one line per request, its ``custom_id`` the request's journal key, its body exactly what
+`LLMClient` would send), an upload, a batch, a poll every `poll_interval` seconds, then the
+output and error files, from which every future is resolved on the client's thread, where
+the pipeline's callback journals the answer before the pipeline uses it.
 
 Paid once: a job's id and request keys are journaled right after it is created, before any
 polling. A run killed while a job is pending finds the job in the journal on resume and polls
@@ -41,7 +40,6 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +53,7 @@ ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 TAG_KEY = "selfinstruct_tag"  # batch metadata: finds a job whose creation was not journaled
 
-OnResult = Callable[[Completion], None] | None
-Waiter = tuple["concurrent.futures.Future[Completion]", OnResult]
+Waiter = concurrent.futures.Future[Completion]
 Outcome = tuple[Completion, bool]  # the answer or error, and whether a later job may fix it
 
 
@@ -200,14 +197,8 @@ class BatchClient:
         return {"base_url": self.base_url, "model": self.model, "api": self.api, "batch": True,
                 "batch_size": self.batch_size, "poll_interval": self.poll_interval}
 
-    def submit(
-        self, request: Request, on_result: OnResult = None
-    ) -> concurrent.futures.Future[Completion]:
-        """Queue one request for the next job (or wait for the journaled job covering it).
-
-        `on_result(completion)` runs on the client's thread as soon as the answer arrives —
-        where the journal makes it durable before anyone uses it.
-        """
+    def submit(self, request: Request) -> concurrent.futures.Future[Completion]:
+        """Queue one request for the next job (or wait for the journaled job covering it)."""
         key = request.key(self.model, self.api)
         future: concurrent.futures.Future[Completion] = concurrent.futures.Future()
         with self._cond:
@@ -225,9 +216,9 @@ class BatchClient:
                         self._cond.notify()
                     else:
                         line.attempts = 1  # sent by an earlier process of this run
-                line.waiters.append((future, on_result))
+                line.waiters.append(future)
                 return future
-        _resolve((future, on_result), ready)
+        _resolve(future, ready)
         return future
 
     def close(self) -> None:
@@ -491,19 +482,12 @@ def _error_kind(exc: openai.APIError) -> str:
     return "invalid_response"
 
 
-def _resolve(waiter: Waiter, outcome: Completion | BaseException) -> None:
-    """Journal first (`on_result`), then let the pipeline use the answer, as `LLMClient` does."""
-    future, on_result = waiter
+def _resolve(future: Waiter, outcome: Completion | BaseException) -> None:
+    """Hand the answer (or failure) to the pipeline, which journals it before using it."""
     if not future.set_running_or_notify_cancel():
         return  # cancelled by `close`
     if isinstance(outcome, BaseException):
         future.set_exception(outcome)
-        return
-    try:
-        if on_result is not None:
-            on_result(outcome)
-    except Exception as exc:
-        future.set_exception(exc)
         return
     future.set_result(outcome)
 

@@ -20,8 +20,11 @@ GENERATE_FLAGS = (
     "seeds", "dataset", "num_instructions", "data_dir", "recipe", "language", "base_url",
     "model", "api", "concurrency", "requests_per_round", "seed", "similarity_threshold",
     "max_rounds", "stall_rounds", "timeout", "max_retries", "prompts_dir", "license",
-    "max_requests", "max_tokens", "max_cost", "rpm", "tpm",
+    "max_requests", "max_tokens", "max_cost", "rpm", "tpm", "batch_api", "batch_size",
+    "batch_poll_interval",
 )
+# Flags that set one key of the [filters] table.
+FILTER_FLAGS = ("judge_model", "judge_min_score", "pii", "consistency")
 EXIT_BUDGET = 3  # the run stopped at a budget; its journal is complete and resumable
 
 
@@ -79,6 +82,20 @@ def _add_generate(sub: Any) -> None:
                    "learnt from the endpoint's x-ratelimit headers, else unlimited)")
     p.add_argument("--tpm", type=float, help="tokens per minute to stay under (prompt + "
                    "max_tokens, as OpenAI counts them)")
+    p.add_argument("--batch-api", action="store_const", const=True,
+                   help="send requests as OpenAI Batch API jobs (cheaper, answered within "
+                        "hours; a resumed run polls its pending jobs)")
+    p.add_argument("--batch-size", type=int, help="requests per batch job (default 10000)")
+    p.add_argument("--batch-poll-interval", type=float,
+                   help="seconds between batch status checks (default 30)")
+    p.add_argument("--judge-model", help="score every instance with this model (clarity and "
+                   "correctness 1-5) and drop those below --judge-min-score")
+    p.add_argument("--judge-min-score", type=int, help="lowest judge score kept (default 3)")
+    p.add_argument("--consistency", action="store_const", const=True,
+                   help="sample each classification label a second time; drop disagreements")
+    p.add_argument("--pii", choices=["drop", "mask", "off"],
+                   help="e-mails, phone and card numbers: drop the row (default), mask them, "
+                        "or keep them")
     p.add_argument("--max-requests", type=int, help="budget: requests for the whole run "
                    "(never exceeded; resumed runs count their earlier requests)")
     p.add_argument("--max-tokens", type=int, help="budget: prompt + completion tokens")
@@ -100,6 +117,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from selfinstruct.run import resume_config
 
     flags = {name: getattr(args, name) for name in GENERATE_FLAGS}
+    filters = {name: getattr(args, name) for name in FILTER_FLAGS
+               if getattr(args, name) is not None}
+    flags["filters"] = filters or None
     run_dir = args.run_dir
     if args.resume or run_dir is not None:
         overrides = {**(load_config_file(args.config) if args.config else {}),
@@ -175,7 +195,7 @@ def _cmd_serve_local(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from selfinstruct import cli_dataset
+    from selfinstruct import cli_dataset, cli_report
 
     parser = _Parser(prog="selfinstruct",
                      description="Turn seed tasks into an instruction-tuning dataset.")
@@ -184,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_serve_local(sub)
     cli_dataset.register(sub)
+    cli_report.register(sub)
     return parser
 
 

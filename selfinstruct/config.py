@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from selfinstruct._errors import InputError
+from selfinstruct.filters import FilterSettings
 
 RECIPES = ("self-instruct", "alpaca")
 APIS = ("chat", "completions")
@@ -61,6 +62,12 @@ class GenerateConfig:
     prompts_dir: Path | None = None
     license: str = "apache-2.0"
     stage_max_tokens: dict[str, int] = field(default_factory=dict)  # per-stage answer limits
+    # Which quality filters run and their thresholds (the [filters] table; see filters.py).
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    # OpenAI Batch API: cheaper, answered within hours; requests go out in jobs.
+    batch_api: bool = False
+    batch_size: int = 10_000
+    batch_poll_interval: float = 30.0
     rpm: float | None = None  # requests per minute (None: learnt from x-ratelimit headers)
     tpm: float | None = None  # tokens per minute (prompt + max_tokens)
     # Budgets for the whole run (resumed runs included); None means unlimited.
@@ -81,6 +88,7 @@ class GenerateConfig:
             value = getattr(self, f.name)
             out[f.name] = str(value) if isinstance(value, Path) else value
         out["base_url"] = _strip_credentials(self.base_url)
+        out["filters"] = self.filters.to_mapping()
         return out
 
     @classmethod
@@ -91,6 +99,8 @@ class GenerateConfig:
         for key in ("seeds", "data_dir", "prompts_dir"):
             if kwargs.get(key) is not None:
                 kwargs[key] = Path(kwargs[key])
+        if "filters" in kwargs:
+            kwargs["filters"] = FilterSettings.from_mapping(kwargs["filters"], "run.json: filters")
         return cls(**kwargs)
 
 
@@ -134,6 +144,11 @@ _RULES: dict[str, tuple[type, Any, str]] = {
     "prompts_dir": (Path, lambda v: True, ""),
     "stage_max_tokens": (dict, lambda v: all(_positive_int(n) for n in v.values()),
                          "must map stage names to positive integers"),
+    "filters": (FilterSettings, lambda v: True, ""),
+    "batch_api": (bool, lambda v: True, "must be true or false"),
+    "batch_size": (int, lambda v: 0 < v <= 50_000, "must be an integer from 1 to 50000 "
+                                                   "(OpenAI's limit per batch file)"),
+    "batch_poll_interval": (float, lambda v: 0 < v <= 3600, "must be from 0 to 3600 seconds"),
     "rpm": (float, lambda v: v > 0, "must be a positive number of requests per minute"),
     "tpm": (float, lambda v: v > 0, "must be a positive number of tokens per minute"),
     "max_requests": (int, lambda v: v > 0, "must be a positive integer"),
@@ -157,7 +172,11 @@ def _valid_price(price: Any) -> bool:
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     kind, check, message = _RULES[name]
-    if isinstance(value, bool) or (kind in (int, float) and isinstance(value, str)):
+    if kind is FilterSettings:
+        return value if isinstance(value, FilterSettings) else \
+            FilterSettings.from_mapping(value, where)
+    if (isinstance(value, bool) != (kind is bool)) or (
+            kind in (int, float) and isinstance(value, str)):
         # TOML and argparse both give real types; a string number here is a typo upstream.
         raise InputError(f"{where}: {message} (got {value!r})")
     try:
@@ -209,11 +228,15 @@ def build_config(
     if config_file is not None:
         for key, value in load_config_file(config_file).items():
             values[key] = value
-            sources[key] = f"{config_file}: field '{key}'"
+            sources[key] = f"{config_file}: [{key}]" if key == "filters" else \
+                f"{config_file}: field '{key}'"
     for key, value in flags.items():
-        if value is not None:
-            values[key] = value
-            sources[key] = flag_name(key)
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            value = {**values[key], **value}  # flags refine a table, they don't replace it
+        values[key] = value
+        sources[key] = "command line" if key == "filters" else flag_name(key)
     for key in ("seeds", "dataset", "num_instructions"):
         if key not in values:
             raise InputError(f"{flag_name(key)} is required")
@@ -231,12 +254,17 @@ def resolve_defaults(config: GenerateConfig, detected_language: str) -> Generate
     language = config.language or detected_language
     if config.machine_examples + config.seed_examples == 0:
         raise InputError("--seed-examples and --machine-examples cannot both be 0")
+    if config.batch_api and config.embedded:
+        raise InputError("--batch-api needs an endpoint with a Batch API (--base-url); the "
+                         "embedded model has none")
     model = config.model or MODEL_ALIAS
     if config.max_cost is not None and not config.embedded and model not in config.prices:
         raise InputError(f"--max-cost needs the price of model '{model}': add "
                          f"[prices.\"{model}\"] input = ..., output = ... (USD per 1M tokens) "
                          f"to the --config file")
-    concurrency = config.concurrency or (1 if config.embedded else 8)
+    # A batch job holds about one window of requests (window depth = concurrency).
+    concurrency = config.concurrency or (1 if config.embedded else 512 if config.batch_api
+                                         else 8)
     return dataclasses.replace(
         config,
         language=language,

@@ -29,7 +29,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import openai
 
@@ -268,6 +268,17 @@ class RateLimiter:
 def estimate_tokens(request: Request) -> int:
     """What a request counts against a TPM limit: prompt (~4 chars a token) + max_tokens."""
     return len(request.prompt) // 4 + int(request.params.get("max_tokens") or 0)
+
+
+class Client(Protocol):
+    """What the pipeline needs from a client: `LLMClient` (direct) or `BatchClient`."""
+
+    model: str
+    api: str
+
+    def submit(self, request: Request) -> concurrent.futures.Future[Completion]: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 class LLMClient:

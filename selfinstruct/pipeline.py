@@ -38,10 +38,17 @@ from collections.abc import Callable
 from typing import Any
 
 from selfinstruct import __version__
+from selfinstruct.batch_api import batch_price
 from selfinstruct.config import GenerateConfig
-from selfinstruct.filters import Drop, filter_instances, first_drop, instruction_filters
+from selfinstruct.filters import (
+    Drop,
+    filter_instances,
+    first_drop,
+    instruction_filters,
+    mask_pii,
+)
 from selfinstruct.journal import Journal
-from selfinstruct.llm import Completion, LLMClient, Request, Usage
+from selfinstruct.llm import Client, Completion, Request, Usage
 from selfinstruct.parsing import (
     ParsedInstance,
     parse_alpaca,
@@ -50,6 +57,7 @@ from selfinstruct.parsing import (
     parse_yes_no,
 )
 from selfinstruct.prompts import PromptSet, sha256_text
+from selfinstruct.quality import Item, check_label_consistency, judge
 from selfinstruct.records import Funnel, Task
 from selfinstruct.seeds import SeedSet, SeedTask
 from selfinstruct.similarity import NoveltyIndex
@@ -73,11 +81,12 @@ class Generator:
         config: GenerateConfig,
         seeds: SeedSet,
         prompts: PromptSet,
-        client: LLMClient,
+        client: Client,
         journal: Journal,
         *,
         run_id: str,
         endpoint_kind: str,
+        judge_client: Client | None = None,
     ) -> None:
         self.config = config
         self.seeds = seeds
@@ -87,8 +96,10 @@ class Generator:
         self.run_id = run_id
         self.endpoint_kind = endpoint_kind
         self.rng = random.Random(config.seed)
+        self.judge_client = judge_client or client
         self.language = config.language or "en"
-        self.filters = instruction_filters(self.language)
+        self.filter_settings = config.filters
+        self.filters = instruction_filters(self.language, settings=self.filter_settings)
         self.index = NoveltyIndex(threshold=config.similarity_threshold or 0.7,
                                   language=self.language)
         self._seed_texts = [_prompt_instruction(t.instruction) for t in seeds.tasks]
@@ -142,9 +153,11 @@ class Generator:
 
     @property
     def price(self) -> dict[str, float] | None:
+        """USD per 1M tokens for this run's answers (Batch API answers at their discount)."""
         if self.config.embedded:
             return {"input": 0.0, "output": 0.0}
-        return self.config.prices.get(self.client.model)
+        price = self.config.prices.get(self.client.model)
+        return batch_price(price) if self.client.describe().get("batch") else price
 
     def _progress(self, stage: str) -> None:
         if self.on_progress is not None:
@@ -189,9 +202,11 @@ class Generator:
             return f"--max-cost {cfg.max_cost}: ${cost:.4f} spent"
         return None
 
-    def _issue(self, request: Request, context: Any = None) -> InFlight | None:
+    def _issue(self, request: Request, context: Any = None,
+               client: Client | None = None) -> InFlight | None:
         """Answer from the journal, or start the request; None when a budget forbids it."""
-        key = request.key(self.client.model, self.client.api)
+        client = client or self.client
+        key = request.key(client.model, client.api)
         cached = self.journal.answer(key)
         if cached is not None:
             future: concurrent.futures.Future[Completion] = concurrent.futures.Future()
@@ -215,7 +230,7 @@ class Generator:
             self.journal.record_answer(key, request.stage, completion,
                                        then=lambda: durable.set_result(completion))
 
-        self.client.submit(request).add_done_callback(arrived)
+        client.submit(request).add_done_callback(arrived)
         return InFlight(request, context, durable, cached=False)
 
     def _used(self, item: InFlight, completion: Completion) -> Completion:
@@ -232,12 +247,13 @@ class Generator:
             window.settle()  # answers already paid for reach the journal first
         raise BudgetExhausted(self.budget_stop)
 
-    def complete(self, requests: list[Request]) -> list[Completion]:
+    def complete(self, requests: list[Request],
+                 client: Client | None = None) -> list[Completion]:
         """Answer a list of requests (journal first), in order; for stages that need all
-        answers of a batch at once."""
+        answers of a batch at once. `client`: another model (the judge)."""
         window = Lookahead(depth=len(requests) or 1)
         for request in requests:
-            item = self._issue(request)
+            item = self._issue(request, client=client)
             if item is None:
                 self._stop_for_budget(window)
             window.push(item)
@@ -385,6 +401,8 @@ class Generator:
             self._reject("parse", Drop(parse_reason), **where)
             return None
         self.funnel.count("parse")
+        text = mask_pii(text, self.filter_settings)  # a no-op unless pii = "mask"
+        where["instruction"] = text
         if self.language == "en" and text[:1].islower():
             text = text[0].upper() + text[1:]  # Self-Instruct capitalises the first letter
             where["instruction"] = text
@@ -528,7 +546,9 @@ class Generator:
         self.journal.sync()
 
     def _keep_instances(self, task: Task, parsed: list[ParsedInstance]) -> None:
-        kept, dropped = filter_instances(parsed, self.config.max_instances)
+        kept, dropped = filter_instances(parsed, self.config.max_instances,
+                                         instruction=task.instruction, language=self.language,
+                                         settings=self.filter_settings)
         for inst, drop in dropped:
             self._reject("instance_filter", drop, instruction=task.instruction, input=inst.input,
                          output=inst.output, prompt_hash=task.instance_prompt_hash,
@@ -543,12 +563,63 @@ class Generator:
         else:
             self.funnel.count("instances")
 
+    # -- LLM quality checks ----------------------------------------------------------------
+
+    @property
+    def quality_checks(self) -> bool:
+        return self.filter_settings.consistency or self.filter_settings.judge_model is not None
+
+    def quality_batch(self, tasks: list[Task]) -> None:
+        """Label consistency (classification tasks), then the LLM judge, for these tasks.
+
+        Both cost requests, so both are opt-in ([filters] consistency / --judge-model). Their
+        answers are journaled like every other, so a resumed run does not pay twice.
+        """
+        settings = self.filter_settings
+        if settings.consistency:
+            checked = [t for t in tasks if t.is_classification and t.instances]
+            verdicts = check_label_consistency(
+                _items(checked), prompts=self.prompts, make_request=self._request,
+                complete=self.complete, settings=settings)
+            self._apply_verdicts("consistency", checked, verdicts)
+        if settings.judge_model is not None:
+            judged = [t for t in tasks if t.instances]
+            results = judge(
+                _items(judged), prompts=self.prompts, make_request=self._request,
+                complete=lambda requests: self.complete(requests, client=self.judge_client),
+                settings=settings)
+            scores = iter([(r.clarity, r.correctness) for r in results])
+            for task in judged:
+                task.scores = [next(scores) for _ in task.instances]
+            self._apply_verdicts("judge", judged, [r.drop for r in results])
+        self.journal.sync()
+        self._progress("quality")
+
+    def _apply_verdicts(self, stage: str, tasks: list[Task], verdicts: list[Drop | None]) -> None:
+        """Keep the instances whose verdict is None; record the others as rejected."""
+        verdict = iter(verdicts)
+        for task in tasks:
+            kept, kept_scores = [], []
+            for k, inst in enumerate(task.instances):
+                drop = next(verdict)
+                if drop is None:
+                    self.funnel.count(stage)
+                    kept.append(inst)
+                    kept_scores.append(task.scores[k] if task.scores else (None, None))
+                else:
+                    self._reject(stage, drop, instruction=task.instruction, input=inst.input,
+                                 output=inst.output, prompt_hash=task.instance_prompt_hash,
+                                 request_id=task.instance_request_id)
+            task.instances = kept
+            task.scores = kept_scores if task.scores else None
+
     # -- output ----------------------------------------------------------------------------
 
     def train_rows(self) -> list[dict[str, Any]]:
         rows = []
         for task in self.tasks:
             for k, inst in enumerate(task.instances):
+                clarity, correctness = task.scores[k] if task.scores else (None, None)
                 rows.append({
                     "id": f"{task.id}-{k}",
                     "task_id": task.id,
@@ -564,6 +635,8 @@ class Generator:
                         "round": task.round,
                         "most_similar": task.most_similar,
                         "avg_similarity": task.avg_similarity,
+                        "judge_clarity": clarity,
+                        "judge_correctness": correctness,
                     },
                 })
         return rows
@@ -604,6 +677,7 @@ class Generator:
         second one.
         """
         from selfinstruct.dataset import list_versions, read_manifest, write_version
+        from selfinstruct.report import write_into_version
 
         dataset_dir = self.config.data_dir / self.config.dataset
         for name in reversed(list_versions(dataset_dir)):
@@ -611,9 +685,16 @@ class Generator:
                 path = dataset_dir / name
                 break
         else:
-            path = write_version(dataset_dir, self.train_rows(), self.rejected, self.manifest())
+            path = write_version(dataset_dir, self.train_rows(), self.rejected, self.manifest(),
+                                 extra_files=write_into_version)
         self.journal.record_finished(str(path))
         return str(path)
+
+
+def _items(tasks: list[Task]) -> list[Item]:
+    """The instances of `tasks` as review items, keyed by their row id (stable nonces)."""
+    return [Item(f"{t.id}-{k}", t.instruction, inst.input, inst.output)
+            for t in tasks for k, inst in enumerate(t.instances)]
 
 
 def _iso(timestamp: float) -> str:
@@ -637,4 +718,7 @@ def run(gen: Generator, step: Callable[..., Any] = direct) -> str:
         step("classify-batch", gen.classify_batch, batch)
     for batch in gen.batches(gen.tasks):
         step("instances-batch", gen.instances_batch, batch)
+    if gen.quality_checks:
+        for batch in gen.batches(gen.tasks):
+            step("quality-batch", gen.quality_batch, batch)
     return step("write-version", gen.write_version)

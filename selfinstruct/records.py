@@ -23,6 +23,8 @@ class Task:
     instances: list[ParsedInstance] = field(default_factory=list)
     instance_prompt_hash: str | None = None
     instance_request_id: str | None = None
+    # (clarity, correctness) per instance when an LLM judge ran, parallel to `instances`.
+    scores: list[tuple[int | None, int | None]] | None = None
 
 
 @dataclass

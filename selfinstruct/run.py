@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from selfinstruct._errors import InputError
+from selfinstruct.batch_api import BatchClient
 from selfinstruct.config import GenerateConfig, build_config, resolve_defaults
 from selfinstruct.journal import (
     Journal,
@@ -24,7 +25,7 @@ from selfinstruct.journal import (
     write_run_config,
 )
 from selfinstruct.language import detect_language
-from selfinstruct.llm import LLMClient, RetryPolicy
+from selfinstruct.llm import Client, LLMClient, RetryPolicy
 from selfinstruct.local_model import DEMO_WARNING, LocalModelServer
 from selfinstruct.pipeline import Generator
 from selfinstruct.prompts import PromptSet
@@ -33,6 +34,7 @@ from selfinstruct.seeds import load_seeds
 # Settings a resumed run may change: they affect speed or how far it goes (budgets included),
 # never which data the already-journaled answers produce.
 RESUMABLE_OVERRIDES = ("concurrency", "timeout", "max_retries", "retry_base_delay",
+                       "batch_size", "batch_poll_interval",
                        "num_instructions", "max_rounds", "stall_rounds", "rpm", "tpm",
                        "max_requests",
                        "max_tokens", "max_cost", "prices")
@@ -112,18 +114,38 @@ def open_run(
             base_url, endpoint_kind = server.base_url, "embedded"
         else:
             base_url, endpoint_kind = str(config.base_url), "openai-compatible"
-        client = stack.enter_context(LLMClient(
-            base_url=base_url, api_key=api_key, model=str(config.model), api=str(config.api),
-            concurrency=config.concurrency or 1, timeout=config.timeout or 120.0,
-            retry=RetryPolicy(max_retries=config.max_retries,
-                              base_delay=config.retry_base_delay),
-            seed=config.seed or 0, rpm=config.rpm, tpm=config.tpm,
-        ))
+        retry = RetryPolicy(max_retries=config.max_retries, base_delay=config.retry_base_delay)
+        client: Client
+        if config.batch_api:
+            client = stack.enter_context(BatchClient(
+                base_url=base_url, api_key=api_key, model=str(config.model),
+                api=str(config.api), journal=journal, batch_size=config.batch_size,
+                poll_interval=config.batch_poll_interval, timeout=config.timeout or 120.0,
+                # A job waits this long for more requests; never longer than a poll.
+                flush_after=min(2.0, config.batch_poll_interval),
+                retry=retry, seed=config.seed or 0))
+        else:
+            client = stack.enter_context(_direct_client(config, base_url, api_key, retry))
+        judge_model = config.filters.judge_model
+        judge_client = None
+        if judge_model is not None and judge_model != config.model:
+            judge_client = stack.enter_context(
+                _direct_client(config, base_url, api_key, retry, model=judge_model))
         generator = Generator(config, seeds, prompts, client, journal, run_id=run_id,
-                              endpoint_kind=endpoint_kind)
+                              endpoint_kind=endpoint_kind, judge_client=judge_client)
         try:
             yield generator
         finally:
             # Stopped early (Ctrl-C, an error): answers already on their way are journaled,
-            # so a resume does not pay for them again. Bounded by one request timeout.
-            generator.settle(timeout=config.timeout)
+            # so a resume does not pay for them again. Bounded by one request timeout; a
+            # Batch API job is not waited for (its id is journaled, a resume polls it).
+            generator.settle(timeout=0 if config.batch_api else config.timeout)
+
+
+def _direct_client(config: GenerateConfig, base_url: str, api_key: str | None,
+                   retry: RetryPolicy, model: str | None = None) -> LLMClient:
+    return LLMClient(
+        base_url=base_url, api_key=api_key, model=model or str(config.model),
+        api=str(config.api), concurrency=config.concurrency or 1,
+        timeout=config.timeout or 120.0, retry=retry, seed=config.seed or 0,
+        rpm=config.rpm, tpm=config.tpm)

@@ -23,12 +23,11 @@ import openai
 import pytest
 
 from selfinstruct.batch_api import BatchClient, BatchClientClosed, batch_price, line_outcome
-from selfinstruct.config import GenerateConfig, build_config, resolve_defaults
-from selfinstruct.journal import Journal, new_run_id, runs_root
+from selfinstruct.config import GenerateConfig, build_config
+from selfinstruct.journal import Journal
 from selfinstruct.llm import Completion, EndpointRefused, LLMClient, Request, RetryPolicy
 from selfinstruct.pipeline import Generator, run
-from selfinstruct.prompts import PromptSet
-from selfinstruct.seeds import load_seeds
+from selfinstruct.run import open_run, resume_config
 from tests.servers.openai_server import RunningServer, start_server
 
 BOOTSTRAP = "Come up with a series of tasks:\n1. Say hello to the team.\n2. Plan a picnic.\n3."
@@ -103,9 +102,8 @@ def events(journal: Journal) -> list[dict[str, Any]]:
 def test_batch_answers_equal_direct_answers_in_request_order(
         openai_server: RunningServer, journal: Journal, api: str) -> None:
     requests = some_requests(7)
-    seen: list[Completion] = []
     with batch_client(openai_server, journal, api=api) as client:
-        futures = [client.submit(r, on_result=seen.append) for r in requests]
+        futures = [client.submit(r) for r in requests]
         twin = client.submit(requests[0])  # the same request again shares its line
         answers = results(futures)
         assert twin.result(timeout=10).text == answers[0].text
@@ -116,7 +114,6 @@ def test_batch_answers_equal_direct_answers_in_request_order(
     assert all(a.error is None and a.text and a.request_id and a.attempts == 1 for a in answers)
     # Identical bodies: each was answered once as a batch line and once directly.
     assert sorted(openai_server.stats()["success_fingerprints"].values()) == [2] * 7
-    assert {id(c) for c in seen} == {id(a) for a in answers}  # on_result got each answer
     kinds = [e["type"] for e in events(journal)]
     assert kinds == ["batch", "batch_done"] and not journal.pending_batches
     assert client.describe()["batch"] is True and "k" not in json.dumps(client.describe())
@@ -192,7 +189,7 @@ def test_failed_lines_are_retried_or_reported_like_direct_failures(
     else:
         assert all(a.error == error and a.text == "" for a in answers)
     answered = [e for e in events(journal) if e["type"] == "answer"]
-    assert answered == []  # the journal is the pipeline's business (via on_result)
+    assert answered == []  # the journal is the pipeline's business
 
 
 def test_lines_of_a_cancelled_job_go_into_a_new_job(journal: Journal) -> None:
@@ -381,32 +378,20 @@ def test_server_batch_completes_after_batch_seconds() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def pipeline_config(server: RunningServer, data_dir: Path) -> GenerateConfig:
+def pipeline_config(server: RunningServer, data_dir: Path, *, batch: bool,
+                    poll: float = 0.01) -> GenerateConfig:
     flags = {"seeds": "seeds/en_general.jsonl", "dataset": "d", "data_dir": data_dir,
              "num_instructions": 12, "base_url": server.base_url, "model": "test-model",
-             "seed": 3, "concurrency": 8}
-    return resolve_defaults(build_config(flags, environ={}), "en")
-
-
-def generator(config: GenerateConfig, client: Any, journal: Journal) -> Generator:
-    """`run.open_run` with the client swapped, until ``--batch-api`` is wired in there."""
-    return Generator(config, load_seeds(config.seeds), PromptSet("en"), client, journal,
-                     run_id=journal.run_dir.name, endpoint_kind="openai-compatible")
+             "seed": 3, "concurrency": 8, "batch_api": batch, "batch_poll_interval": poll,
+             "retry_base_delay": 0.01}
+    return build_config(flags, environ={})
 
 
 def generate_version(server: RunningServer, data_dir: Path, *, batch: bool) -> Path:
-    """Run the whole pipeline against `server` through a BatchClient or an LLMClient."""
-    config = pipeline_config(server, data_dir)
-    with Journal(runs_root(config.data_dir, config.dataset) / new_run_id()) as journal:
-        if batch:
-            client: Any = BatchClient(base_url=server.base_url, api_key="k", model="test-model",
-                                      api="chat", journal=journal, flush_after=0.03,
-                                      poll_interval=0.01, retry=FAST_RETRY)
-        else:
-            client = LLMClient(base_url=server.base_url, api_key="k", model="test-model",
-                               api="chat", retry=FAST_RETRY)
-        with client:
-            return Path(run(generator(config, client, journal)))
+    """Run the whole pipeline against `server`, in Batch API mode or direct."""
+    config = pipeline_config(server, data_dir, batch=batch)
+    with open_run(config, api_key="k", warn=False) as gen:
+        return Path(run(gen))
 
 
 def dataset_rows(version: Path, name: str) -> list[dict[str, Any]]:
@@ -440,8 +425,7 @@ def test_pipeline_in_batch_mode_writes_the_dataset_direct_mode_writes(
 
 def test_pipeline_killed_with_a_pending_job_resumes_without_paying_again(
         openai_server: RunningServer, tmp_path: Path) -> None:
-    config = pipeline_config(openai_server, tmp_path / "data")
-    run_dir = runs_root(config.data_dir, config.dataset) / new_run_id()
+    config = pipeline_config(openai_server, tmp_path / "data", batch=True, poll=3600)
     failures: list[BaseException] = []
 
     def run_until_killed(gen: Generator) -> None:
@@ -450,24 +434,21 @@ def test_pipeline_killed_with_a_pending_job_resumes_without_paying_again(
         except BaseException as exc:
             failures.append(exc)
 
-    with Journal(run_dir) as journal:
-        client = BatchClient(base_url=openai_server.base_url, api_key="k", model="test-model",
-                             api="chat", journal=journal, flush_after=0.03, poll_interval=3600)
-        worker = threading.Thread(target=run_until_killed,
-                                  args=(generator(config, client, journal),))
+    with open_run(config, api_key="k", warn=False) as gen:
+        worker = threading.Thread(target=run_until_killed, args=(gen,))
         worker.start()
-        wait_for(lambda: bool(journal.pending_batches))
-        client.close()  # the process dies while its first job is pending
+        wait_for(lambda: bool(gen.journal.pending_batches))
+        gen.client.close()  # the process dies while its first job is pending
         worker.join(timeout=10)
-        pending = next(iter(journal.pending_batches))
+        pending = next(iter(gen.journal.pending_batches))
+        run_dir = gen.journal.run_dir
     assert [type(e) for e in failures] == [BatchClientClosed]
 
-    with Journal(run_dir) as journal:
-        with BatchClient(base_url=openai_server.base_url, api_key="k", model="test-model",
-                         api="chat", journal=journal, flush_after=0.03,
-                         poll_interval=0.01) as client:
-            resumed = Path(run(generator(config, client, journal)))
-        kinds = [(e["type"], e.get("batch_id")) for e in events(journal)]
+    config, run_dir = resume_config(config.data_dir, config.dataset, run_dir,
+                                    {"batch_poll_interval": 0.01})
+    with open_run(config, api_key="k", run_dir=run_dir, warn=False) as gen:
+        resumed = Path(run(gen))
+        kinds = [(e["type"], e.get("batch_id")) for e in events(gen.journal)]
     stats = openai_server.stats()
     assert stats["max_success_count"] == 1  # no request line answered twice
     assert kinds.count(("batch", pending)) == 1 and ("batch_done", pending) in kinds

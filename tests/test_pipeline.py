@@ -119,6 +119,11 @@ def test_english_200_instructions_dedup_matches_rouge_score(openai_server, tmp_p
         assert scorer.score(neighbour, row["instruction"])["rougeL"].fmeasure > 0.7
     rows = read_jsonl(version / "train.jsonl")
     assert {r["is_classification"] for r in rows} == {True, False}
+    # The report is part of the immutable version: listed in the manifest, checked by validate.
+    from selfinstruct.dataset import validate
+
+    assert (version / "report" / "report.html").is_file()
+    assert "report/funnel.png" in manifest["files"] and validate(version) == []
     assert all(len(r["provenance"]["most_similar"]) == 10 for r in rows)
     assert all(len(r["provenance"]["prompt_hash"]) == 64 for r in rows)
 
