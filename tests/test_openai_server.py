@@ -28,6 +28,17 @@ import jinja2
 import openai
 import pytest
 
+from selfinstruct.llm import Completion, Request
+from selfinstruct.parsing import parse_instances
+from selfinstruct.prompts import PromptSet
+from selfinstruct.quality import (
+    Item,
+    _first_line,
+    _same_label,
+    check_label_consistency,
+    judge,
+    parse_judgement,
+)
 from tests.servers import openai_server as srv
 from tests.servers.openai_server import (
     FAULT_KINDS,
@@ -247,6 +258,10 @@ def test_every_template_is_recognised(env: jinja2.Environment, lang: str) -> Non
                                           instruction="x"),
         "alpaca": _render(env, lang, "alpaca", num_tasks=20, tasks=[
             {"instruction": "a", "input": "", "output": "b"}]),
+        "judge": _render(env, lang, "judge", labels=PromptSet(lang).labels, instruction="x",
+                         input="", output="y"),
+        "label": _render(env, lang, "label", labels=PromptSet(lang).labels, instruction="x",
+                         input="z", options=["a", "b"]),
     }
     for kind, prompt in rendered.items():
         assert detect_prompt(prompt) == (kind, lang)
@@ -420,6 +435,282 @@ def test_alpaca(client: openai.OpenAI, env: jinja2.Environment, lang: str, api: 
 def test_generic_prompt(client: openai.OpenAI, api: str) -> None:
     text, finish = _ask(client, api, "What is your name?")
     assert text and finish == "stop"
+
+
+# --------------------------------------------------------------------------------------------
+# Quality stage: the LLM judge and the label-consistency check (selfinstruct.quality)
+# --------------------------------------------------------------------------------------------
+# Prompts are rendered by the pipeline's own PromptSet and answers read by its own parsers,
+# so a drift between the templates, the server and selfinstruct.quality fails here.
+
+JUDGE_FIELDS = {"en": ("Clarity", "Correctness"), "ja": ("明確さ", "正確さ")}
+CLS_INSTRUCTION = {
+    "en": "Classify the following review of a bakery as positive, negative, or neutral.",
+    "ja": "次のパン屋のレビューを「肯定的」「否定的」「中立」のいずれかに分類してください。",
+}
+CLS_LABELS = {"en": ("Positive", "Negative", "Neutral"), "ja": ("肯定的", "否定的", "中立")}
+# The pipeline's request parameters (selfinstruct.quality.judge / check_label_consistency).
+JUDGE_PARAMS: dict[str, Any] = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 32}
+LABEL_PARAMS: dict[str, Any] = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 16,
+                                "stop": ["\n"]}
+
+
+@pytest.fixture(scope="module")
+def prompt_sets() -> dict[str, PromptSet]:
+    return {lang: PromptSet(lang) for lang in LANGS}
+
+
+def _is_classification(instruction: str, lang: str) -> bool:
+    if lang == "en":
+        return srv._EN_CLASSIFICATION_RE.search(instruction) is not None
+    return any(k in instruction for k in srv.JA_CLASSIFICATION_KEYWORDS)
+
+
+def _good_instructions(lang: str, seed: int, count: int, *, classification: bool) -> list[str]:
+    """Server-made instructions (only classification ones, or only the others)."""
+    rng = random.Random(seed)
+    make = srv._en_good_instruction if lang == "en" else srv._ja_good_instruction
+    found: list[str] = []
+    while len(found) < count:
+        text = make(rng)
+        if _is_classification(text, lang) == classification and text not in found:
+            found.append(text)
+    return found
+
+
+def _judge_cases(lang: str) -> list[tuple[str, str, str]]:
+    if lang == "en":
+        return [("Summarize the text in one sentence.", "Bees make honey from nectar.",
+                 "Bees turn nectar into honey."),
+                ("Tell me a joke.", "", ""),
+                ("Fix the spelling.", "Teh cat sat.", "Teh cat sat.")]
+    return [("次の文を一文で要約してください。", "蜂は花の蜜から蜂蜜を作る。",
+             "蜂は蜜を蜂蜜に変える。"),
+            ("冗談を一つ言ってください。", "", ""),
+            ("次の文の誤字を直してください。", "猫がすわつた。", "猫がすわつた。")]
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_judge(client: openai.OpenAI, prompt_sets: dict[str, PromptSet], lang: str,
+               api: str) -> None:
+    """Exactly the two rubric lines; empty or copied outputs get correctness 1."""
+    first, second = JUDGE_FIELDS[lang]
+    for k, (instruction, inp, out) in enumerate(_judge_cases(lang)):
+        prompt = prompt_sets[lang].render("judge", instruction=instruction, input=inp,
+                                          output=out)
+        text, finish = _ask(client, api, prompt, **JUDGE_PARAMS)
+        assert finish == "stop"
+        if api == "completions":
+            assert text.startswith("\n")  # the rubric ends with its own format line
+            text = text[1:]
+        assert re.fullmatch(rf"{first}: [1-5]\n{second}: [1-5]", text), text
+        scores = parse_judgement(text)
+        assert scores == srv.judge_scores(instruction, inp, out)
+        if k > 0:  # empty output; output == input
+            assert scores is not None and scores[1] == 1
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_label_consistency(client: openai.OpenAI, prompt_sets: dict[str, PromptSet], lang: str,
+                           api: str) -> None:
+    """The label of a generated input is the label generation paired with it."""
+    ps = prompt_sets[lang]
+    instruction = CLS_INSTRUCTION[lang]
+    generated, _ = _ask(client, api, ps.render("instances_output_first",
+                                                examples=_examples(lang), instruction=instruction),
+                        temperature=0, max_tokens=1024)
+    instances = parse_instances(generated, ps.labels, output_first=True, truncated=False)
+    assert len(instances) >= 2
+    options = sorted({inst.output for inst in instances})
+    for inst in instances:
+        assert srv.label_for_input(instruction, lang, inst.input) == inst.output
+        prompt = ps.render("label", instruction=instruction, input=inst.input,
+                           options=options if len(options) > 1 else [])
+        text, finish = _ask(client, api, prompt, **LABEL_PARAMS)
+        assert finish == "stop" and "\n" not in text
+        if api == "completions":
+            assert text.startswith(" ") and not text.startswith("  ")
+        answer = _first_line(text, ps.labels.class_label)
+        assert any(_same_label(answer, label) for label in CLS_LABELS[lang]), text
+    # An input the server did not generate: the first label of the task's label set.
+    unknown = "Great food!" if lang == "en" else "美味しかった！"
+    prompt = ps.render("label", instruction=instruction, input=unknown, options=[])
+    text, _ = _ask(client, api, prompt, **LABEL_PARAMS)
+    first_label = CLS_LABELS[lang][0]
+    if api == "completions":
+        assert text == f" {first_label}"
+    else:
+        assert _same_label(_first_line(text, ps.labels.class_label), first_label), text
+    no_input = ps.render("label", instruction=instruction, input="", options=[])
+    assert srv._label_prompt(no_input, lang) == (instruction, [], "")
+
+
+def test_label_prompt_parsing_keeps_multiline_inputs(prompt_sets: dict[str, PromptSet]) -> None:
+    for lang, tricky in (("en", "line one\nInput: line two"), ("ja", "一行目\n入力: 二行目")):
+        prompt = prompt_sets[lang].render("label", instruction="Task x", input=tricky,
+                                          options=["A", "B"])
+        assert srv._label_prompt(prompt, lang) == ("Task x", ["A", "B"], tricky)
+        judge_prompt = prompt_sets[lang].render("judge", instruction="Task x", input=tricky,
+                                                output="out\n\nmore")
+        assert srv._judge_example(judge_prompt, lang) == ("Task x", tricky, "out\n\nmore")
+
+
+def test_named_labels_of_a_generic_classification_task_stay_distinct() -> None:
+    labels = srv._label_set("Classify the following tweet as sarcastic or sincere.", "en",
+                            random.Random(0))
+    assert [label for label, _ in labels] == ["Sarcastic", "Sincere"]
+
+
+def test_quality_answers_are_deterministic_and_cut(
+    client: openai.OpenAI, prompt_sets: dict[str, PromptSet]
+) -> None:
+    """Pure functions of the request; stop, max_tokens and usage work as for every kind."""
+    ps = prompt_sets["en"]
+    instruction, inp, out = _judge_cases("en")[0]
+    judge_prompt = ps.render("judge", instruction=instruction, input=inp, output=out)
+    full, _ = _ask(client, "chat", judge_prompt, **JUDGE_PARAMS)
+    assert _ask(client, "chat", judge_prompt, **JUDGE_PARAMS)[0] == full
+    # Like a temperature-0 judge, the scores depend on the example only.
+    assert _ask(client, "chat", judge_prompt, temperature=1.0, seed=9)[0] == full
+    cut, reason = _ask(client, "chat", judge_prompt, max_tokens=2)
+    assert (cut, reason) == (full.split("\n")[0], "length")
+    assert _ask(client, "chat", judge_prompt, stop=["\n"]) == (full.split("\n")[0], "stop")
+    ja_prompt = prompt_sets["ja"].render("judge", instruction="冗談を言って。", input="",
+                                         output="布団が吹っ飛んだ。")
+    ja_cut, reason = _ask(client, "completions", ja_prompt, max_tokens=3)
+    assert (ja_cut, reason) == ("\n明確さ", "length")
+    chat = client.chat.completions.create(
+        model="test-model", messages=[{"role": "user", "content": judge_prompt}])
+    assert chat.usage is not None
+    assert chat.usage.completion_tokens == count_tokens(full) == 4
+    assert chat.usage.prompt_tokens == count_tokens(judge_prompt)
+
+    # The label answer is sampled: stable per request, varying with the seed.
+    instruction = CLS_INSTRUCTION["en"]
+    template = srv.EN_LABEL_SETS[0][1][1][1]  # the "Negative" input
+    label_prompt = ps.render("label", instruction=instruction, input=template.format(
+        topic="sourdough baking"), options=["Negative", "Neutral", "Positive"])
+    answers = [_ask(client, "completions", label_prompt, seed=seed, **LABEL_PARAMS)[0]
+               for seed in range(40)]
+    assert answers == [_ask(client, "completions", label_prompt, seed=seed, **LABEL_PARAMS)[0]
+                       for seed in range(40)]
+    counts = Counter(answers)
+    assert counts[" Negative"] >= 32 and 1 <= len(answers) - counts[" Negative"] <= 8, counts
+    assert set(counts) <= {" Negative", " Neutral", " Positive"}
+    three = client.completions.create(model="test-model", prompt=label_prompt, n=3, seed=1,
+                                      **LABEL_PARAMS)
+    assert three.choices[0].text == answers[1]  # choice 0 of n is the n=1 answer
+    assert {c.text for c in three.choices} <= set(counts) | {" Neutral", " Positive"}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_judge_and_label_rates(prompt_sets: dict[str, PromptSet], lang: str) -> None:
+    """~10 % low judge scores, correctness 1 for degenerate rows, ~8 % label disagreement.
+
+    Over the server's own instances (as the pipeline would judge and check them), through
+    generate_answer to stay fast; the HTTP path is the same function.
+    """
+    ps = prompt_sets[lang]
+    judged = low = degenerate = 0
+    scores: Counter[int] = Counter()
+    for n, instruction in enumerate(_good_instructions(lang, 5, 500, classification=False)):
+        for inp, out, category in srv._instance_pairs(instruction, lang, random.Random(n)):
+            prompt = ps.render("judge", instruction=instruction, input=inp, output=out)
+            chat = parse_judgement(generate_answer(prompt, chat=True, temperature=0.0))
+            assert chat is not None
+            assert parse_judgement(generate_answer(prompt, chat=False, seed=n)) == chat
+            if category in ("empty_output", "input_equals_output"):
+                degenerate += 1
+                assert chat[1] == 1, (inp, out)
+                continue
+            judged += 1
+            low += min(chat) <= 2
+            scores.update(chat)
+    assert degenerate >= 20
+    assert 0.07 <= low / judged <= 0.13, (low, judged)
+    assert (scores[4] + scores[5]) / sum(scores.values()) >= 0.85, scores
+
+    checked = disagreed = 0
+    for n, instruction in enumerate(_good_instructions(lang, 6, 250, classification=True)):
+        labels = [label for label, _ in srv._label_set(instruction, lang, random.Random(0))]
+        for inp_label, inp in srv._label_pairs(instruction, lang, random.Random(n)):
+            assert srv.label_for_input(instruction, lang, inp) == inp_label, (instruction, inp)
+            prompt = ps.render("label", instruction=instruction, input=inp, options=[])
+            answer = _first_line(generate_answer(prompt, chat=True, temperature=0.7, seed=n),
+                                 ps.labels.class_label)
+            assert any(_same_label(answer, label) for label in labels), (answer, labels)
+            checked += 1
+            disagreed += not _same_label(answer, inp_label)
+    assert checked >= 500
+    assert 0.05 <= disagreed / checked <= 0.11, (disagreed, checked)
+
+
+class _ClientCalls:
+    """The pipeline's make_request/complete pair over the real openai client (no journal).
+
+    Each nonce becomes a request seed, as Generator._request derives one from run seed + nonce.
+    """
+
+    def __init__(self, client: openai.OpenAI, api: str) -> None:
+        self.client, self.api = client, api
+
+    def make_request(self, stage: str, prompt: str, params: dict, nonce: str) -> Request:
+        return Request(stage, prompt, params, nonce)
+
+    def complete(self, requests: list[Request]) -> list[Completion]:
+        def one(request: Request) -> Completion:
+            seed = int(srv.fingerprint_of(request.nonce)[:8], 16)
+            text, finish = _ask(self.client, self.api, request.prompt, seed=seed,
+                                **request.params)
+            return Completion(text, finish)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(one, requests))
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_quality_stage_end_to_end(client: openai.OpenAI, prompt_sets: dict[str, PromptSet],
+                                  lang: str, api: str) -> None:
+    """Generated instances -> selfinstruct.quality's judge and consistency check -> drops.
+
+    Every answer parses; the only drops are the designed ones (low scores, disagreements),
+    and they are a minority, so the quality stage thins the data without emptying it.
+    """
+    ps = prompt_sets[lang]
+    calls = _ClientCalls(client, api)
+
+    def generate(template: str, instructions: list[str], output_first: bool) -> list[Item]:
+        prompts = [ps.render(template, examples=_examples(lang), instruction=i)
+                   for i in instructions]
+        answers = calls.complete([Request("gen", p, {"temperature": 0, "max_tokens": 1024}, p)
+                                  for p in prompts])
+        return [Item(f"t{n}-{k}", instruction, inst.input, inst.output)
+                for n, (instruction, answer) in enumerate(zip(instructions, answers, strict=True))
+                for k, inst in enumerate(parse_instances(answer.text, ps.labels,
+                                                         output_first=output_first,
+                                                         truncated=False))]
+
+    cls_items = generate("instances_output_first",
+                         _good_instructions(lang, 7, 40, classification=True), True)
+    verdicts = check_label_consistency(cls_items, prompts=ps, make_request=calls.make_request,
+                                       complete=calls.complete)
+    drops = [v for v in verdicts if v is not None]
+    assert {d.reason for d in drops} <= {"label_disagreement"}
+    assert 1 <= len(drops) <= 0.2 * len(cls_items), (len(drops), len(cls_items))
+
+    items = generate("instances_input_first",
+                     _good_instructions(lang, 8, 40, classification=False), False)
+    results = judge(items, prompts=ps, make_request=calls.make_request, complete=calls.complete)
+    reasons = Counter(r.drop.reason for r in results if r.drop is not None)
+    assert set(reasons) <= {"low_judge_score"}, reasons
+    assert all(r.clarity is not None and r.correctness is not None for r in results)
+    assert 1 <= reasons["low_judge_score"] <= 0.35 * len(items), (reasons, len(items))
+    for item, result in zip(items, results, strict=True):
+        if not item.output or item.output == item.input:
+            assert result.correctness == 1 and result.drop is not None
 
 
 # --------------------------------------------------------------------------------------------

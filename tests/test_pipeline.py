@@ -273,3 +273,23 @@ def test_seed_makes_runs_reproducible_and_resume_pays_no_request_twice(tmp_path)
         stats = server.stats()
         assert stats["max_success_count"] == 1  # no answered request was sent again
     assert resumed == reference
+
+
+def test_judge_consistency_and_pii_through_the_cli(openai_server, tmp_path, capsys):
+    version = generate(openai_server, tmp_path, capsys, "--seeds", "seeds/en_general.jsonl",
+                       "--num-instructions", "60", "--dataset", "q", "--seed", "3",
+                       "--judge-model", "test-model", "--judge-min-score", "3",
+                       "--consistency", "--pii", "mask")
+    manifest = check_accounting(version)
+    funnel = manifest["funnel"]
+    assert funnel["judge"]["drops"].get("low_judge_score", 0) > 0
+    assert set(funnel["judge"]["drops"]) <= {"low_judge_score"}
+    assert funnel["consistency"]["in"] > 0
+    assert set(funnel["consistency"]["drops"]) <= {"label_disagreement"}
+    assert manifest["config"]["filters"]["pii"] == "mask"
+    rows = read_jsonl(version / "train.jsonl")
+    assert rows and all(3 <= r["provenance"]["judge_clarity"] <= 5
+                        and 3 <= r["provenance"]["judge_correctness"] <= 5 for r in rows)
+    # The judge and consistency answers were requested once each and journaled.
+    assert manifest["usage"]["judge"]["requests"] == funnel["judge"]["in"]
+    assert openai_server.stats()["max_success_count"] == 1

@@ -26,13 +26,23 @@ OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``; every respon
 ``prompt`` may be a list of strings.
 
 Prompt kinds are recognised by the template's fixed first line (en and ja): bootstrap,
-classify, instances_input_first, instances_output_first, alpaca; anything else gets a short
-generic answer. Completions answers continue the prompt (" Rewrite ...\n10. ...", " Yes",
-"\nExample 1\n..."); chat answers are complete (about 20 % of chat bootstrap lists have a
-preamble, ``**9.**`` numbering or restart at "1."). About 24 % of generated instructions are
+classify, instances_input_first, instances_output_first, alpaca, and the quality stage's
+judge and label (``selfinstruct.quality``); anything else gets a short generic answer.
+Completions answers continue the prompt (" Rewrite ...\n10. ...", " Yes", "\nExample 1\n...",
+" Positive"); chat answers are complete (about 20 % of chat bootstrap lists have a preamble,
+``**9.**`` numbering or restart at "1."). About 24 % of generated instructions are
 deliberately bad (see ``_BAD_ITEM_RATES``: copies and near-copies of in-context instructions,
 blacklisted, too short, "Write a program", leading punctuation); instance answers contain
 input == output, empty outputs and outputs ending with ":" at low rates.
+
+Quality stage. judge: exactly ``Clarity: N\nCorrectness: N`` (ja ``明確さ: N\n正確さ: N``),
+scored by :func:`judge_scores` from the example alone (like a temperature-0 judge: seed and
+sampling parameters do not matter): mostly 4-5, ~10 % (``JUDGE_LOW_RATE``) with a 1 or 2 in one
+score, and correctness 1 when the output is empty or equals the input. label (consistency):
+the label that output-first generation paired with that input (:func:`label_for_input` matches
+the input back to its label's template), but for ~8 % of requests (``LABEL_DISAGREE_RATE``,
+drawn from the request like any sample) another label of those offered, else of the task's
+label set; an input the server did not generate gets the first label of the task's set.
 
 Determinism: an answer is a pure function of (endpoint kind, prompt text or messages, model,
 temperature, top_p, seed, choice index); ``stop`` and ``max_tokens`` then cut that same text,
@@ -100,6 +110,7 @@ import argparse
 import contextlib
 import email.parser
 import email.policy
+import functools
 import hashlib
 import ipaddress
 import itertools
@@ -124,7 +135,10 @@ __all__ = [
     "BOOTSTRAP_HEADERS",
     "DEFAULT_FAULT_KINDS",
     "FAULT_KINDS",
+    "JUDGE_LOW_RATE",
+    "LABEL_DISAGREE_RATE",
     "MODEL_IDS",
+    "NO_INPUT",
     "FaultPlan",
     "RunningServer",
     "ServerOptions",
@@ -134,6 +148,8 @@ __all__ = [
     "fingerprint_of",
     "generate_answer",
     "generate_instruction",
+    "judge_scores",
+    "label_for_input",
     "main",
     "start_server",
 ]
@@ -859,7 +875,12 @@ _HEADERS: tuple[tuple[str, str, str], ...] = (
     ("instances_output_first", "ja", "分類タスクの定義とクラスラベルが与えられます。"),
     ("alpaca", "en", "You are asked to come up with a set of"),
     ("alpaca", "ja", "言語モデルに与える多様なタスク指示を"),
+    ("judge", "en", "Rate the following instruction-tuning example."),
+    ("judge", "ja", "次の指示チューニング用の例を評価してください。"),
+    ("label", "en", "Classify the input of the following task. Answer with the class label only."),
+    ("label", "ja", "次のタスクの入力を分類してください。クラスラベルだけを答えてください。"),
 )
+NO_INPUT = "<noinput>"  # labels.json's no_input: what the templates show for an empty input
 _LABELS: dict[str, dict[str, str]] = {
     "en": {"task": "Task", "example": "Example", "input": "Input", "output": "Output",
            "class_label": "Class label", "instruction": "Instruction"},
@@ -1216,10 +1237,14 @@ def _label_set(instruction: str, lang: str, rng: random.Random) -> list[tuple[st
     m = re.search(r"\b(?:as|into)\s+([A-Za-z\- ]+?)(?:,\s*|\s+)or\s+([A-Za-z\- ]+?)[.?]", low)
     if m:
         return [
-            (_cap(m.group(1).strip()), f"A short text about {{topic}} that is clearly {lab}.")
+            (_cap(lab), f"A short text about {{topic}} that is clearly {lab}.")
             for lab in (m.group(1).strip(), m.group(2).strip())
         ]
     return list(table[0][1][:2])
+
+
+# Appended to the input of a repeated label, so two instances of one task never share an input.
+_REPEAT_SUFFIX: dict[str, str] = {"en": " Really.", "ja": "本当に。"}
 
 
 def _label_pairs(instruction: str, lang: str, rng: random.Random) -> list[tuple[str, str]]:
@@ -1238,7 +1263,7 @@ def _label_pairs(instruction: str, lang: str, rng: random.Random) -> list[tuple[
     for i, (label, template) in enumerate(chosen):
         text = _fill(template, topic)
         if i >= len(labels):  # a repeated label gets a different input
-            text = text + (" Really." if lang == "en" else "本当に。")
+            text = text + _REPEAT_SUFFIX[lang]
         out.append((label, text))
     return out
 
@@ -1334,7 +1359,7 @@ def _alpaca_item(lang: str, rng: random.Random, in_context: Sequence[str]) -> tu
         label, inp = rng.choice(_label_set(instruction, lang, rng))
         return instruction, _fill(inp, topic), label
     needs = _needs_input(instruction, lang) or rng.random() < 0.35
-    inp = _fill(rng.choice(inputs), topic) if needs else "<noinput>"
+    inp = _fill(rng.choice(inputs), topic) if needs else NO_INPUT
     return instruction, inp, _fill(rng.choice(outputs), topic)
 
 
@@ -1354,6 +1379,172 @@ def _alpaca_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
     return "\n".join(chunks)
 
 
+# --------------------------------------------------------------------------------------------
+# Quality stage: the LLM judge and the label-consistency check (selfinstruct.quality)
+# --------------------------------------------------------------------------------------------
+
+# Share of examples the judge scores 1-2 on clarity or correctness, so that a threshold of 3
+# drops some rows besides the degenerate ones (empty output, output == input).
+JUDGE_LOW_RATE = 0.10
+# Ordinary scores: mostly 4-5, now and then a 3 (which still passes a threshold of 3).
+_JUDGE_SCORE_WEIGHTS: tuple[tuple[int, int], ...] = ((3, 1), (4, 8), (5, 11))
+# Share of label-consistency answers that name another label than the generated one.
+LABEL_DISAGREE_RATE = 0.08
+# The judge template's field names and the first rubric line right after the example; the
+# rubric is found from the end, so an output that itself holds blank lines stays whole.
+_JUDGE_FIELDS: dict[str, tuple[str, str]] = {"en": ("Clarity", "Correctness"),
+                                             "ja": ("明確さ", "正確さ")}
+_JUDGE_RUBRIC: dict[str, str] = {"en": "\n\nScore two things from 1", "ja": "\n\n次の二点を"}
+# The optional choices line of the label template and how its labels are joined.
+_LABEL_OPTIONS: dict[str, tuple[str, str]] = {"en": ("Class labels", ", "),
+                                              "ja": ("クラスラベルの候補", "、")}
+_SLOT_RE = re.compile(r"\{(?:topic|Topic|t)\}")
+
+
+def _judge_example(text: str, lang: str) -> tuple[str, str, str] | None:
+    """``(instruction, input, output)`` of a judge prompt; ``None`` if it is not the template.
+
+    ``<noinput>`` becomes "" again, so "output equals input" compares what the row holds.
+    """
+    lab = _LABELS[lang]
+    end = text.rfind(_JUDGE_RUBRIC[lang])
+    body = text if end == -1 else text[:end]
+    match = re.search(
+        rf"^{re.escape(lab['instruction'])}:[ \t]?(.*?)\n{re.escape(lab['input'])}:[ \t]?(.*?)"
+        rf"\n{re.escape(lab['output'])}:[ \t]?(.*)\Z",
+        body, flags=re.MULTILINE | re.DOTALL,
+    )
+    if match is None:
+        return None
+    instruction, inp, out = (g.strip() for g in match.groups())
+    return instruction, "" if inp == NO_INPUT else inp, out
+
+
+def judge_scores(instruction: str, input_: str, output: str) -> tuple[int, int]:
+    """``(clarity, correctness)`` for one example: a pure function of the example alone.
+
+    The pipeline asks the judge at temperature 0, so like a greedy model the scores ignore the
+    seed and the sampling parameters: a resumed or re-seeded run judges a row the same way.
+    About :data:`JUDGE_LOW_RATE` of examples get a 1 or 2 in one of the two scores; an empty
+    output, or one that merely repeats the input, always gets correctness 1.
+    """
+    rng = _rng_for(["judge", instruction, input_, output])
+    scores, weights = zip(*_JUDGE_SCORE_WEIGHTS, strict=True)
+    clarity, correctness = rng.choices(scores, weights=weights, k=2)
+    if rng.random() < JUDGE_LOW_RATE:
+        low = rng.choice((1, 2))
+        if rng.random() < 0.5:
+            clarity = low
+        else:
+            correctness = low
+    if not output.strip() or output.strip() == input_.strip():
+        correctness = 1
+    return clarity, correctness
+
+
+def _judge_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
+    """Exactly the two lines the rubric asks for; completions start on a new line.
+
+    A prompt that is not the template's shape is still scored (from its whole text), because
+    a real judge answers whatever it is given; the degenerate-output rule then cannot apply.
+    """
+    clarity, correctness = judge_scores(*(_judge_example(text, lang) or (text, "", text)))
+    first, second = _JUDGE_FIELDS[lang]
+    body = f"{first}: {clarity}\n{second}: {correctness}"
+    return body if chat else "\n" + body
+
+
+def _label_prompt(text: str, lang: str) -> tuple[str, list[str], str]:
+    """``(instruction, offered labels, input)`` of a label-consistency prompt.
+
+    The input runs from the first ``Input:`` line after the task to the closing
+    ``Class label:`` line, so a multi-line input, even one holding "Input:", stays whole.
+    """
+    lab = _LABELS[lang]
+    options_word, sep = _LABEL_OPTIONS[lang]
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if lines and lines[-1].strip().rstrip(":：") == lab["class_label"]:
+        lines.pop()
+    instruction: str | None = None
+    options: list[str] = []
+    inp = ""
+    task_prefix, options_prefix, input_prefix = (
+        f"{lab['task']}:", f"{options_word}:", f"{lab['input']}:")
+    for i, line in enumerate(lines):
+        if instruction is None:
+            if line.startswith(task_prefix):
+                instruction = line[len(task_prefix):].strip()
+        elif not options and line.startswith(options_prefix):
+            options = [o.strip() for o in line[len(options_prefix):].split(sep) if o.strip()]
+        elif line.startswith(input_prefix):
+            inp = "\n".join([line[len(input_prefix):], *lines[i + 1:]]).strip()
+            break
+    return instruction or "", options, "" if inp == NO_INPUT else inp
+
+
+def _task_labels(instruction: str, lang: str) -> list[tuple[str, str]]:
+    """The label set generation used for ``instruction``, rebuilt from the instruction alone.
+
+    :func:`_label_set` draws nothing from its RNG, so a fixed one gives the very set the
+    output-first answer drew its labels and input templates from.
+    """
+    return _label_set(instruction, lang, random.Random(0))
+
+
+@functools.lru_cache(maxsize=512)
+def _template_pattern(template: str, lang: str) -> re.Pattern[str]:
+    """A regex matching every input ``_fill(template, topic)`` can give, for any topic.
+
+    The topic may be a vocabulary topic or a phrase cut from the instruction (or, for generic
+    tasks, a random one), so it is matched as a wildcard instead of being recomputed.
+    """
+    parts = [re.escape(part) for part in _SLOT_RE.split(template)]
+    suffix = re.escape(_REPEAT_SUFFIX[lang])
+    return re.compile("(.+?)".join(parts) + f"(?:{suffix})?", flags=re.DOTALL)
+
+
+def label_for_input(instruction: str, lang: str, input_: str) -> str | None:
+    """The label the output-first answer paired with ``input_``, or None if it made no such input.
+
+    Output-first generation fills the input template of a label from :func:`_label_set`, which
+    depends on the instruction only; matching the input back against those templates recovers
+    the label for instances from both the output-first and the Alpaca answers.
+    """
+    text = input_.strip()
+    for label, template in _task_labels(instruction, lang):
+        if _template_pattern(template, lang).fullmatch(text):
+            return label
+    return None
+
+
+def _label_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
+    """The class label of the input: the generated one, ~8 % of the time another one.
+
+    The consistency check samples at a temperature above 0, so the disagreement is drawn from
+    the request's RNG (prompt, seed, choice index ...): a different seed may flip a verdict,
+    as a real second sample would. The other label comes from the labels offered in the
+    prompt, else from the task's label set. An input this server did not generate gets the
+    first label of the task's label set. Completions continue "Class label:" with a space;
+    about 10 % of chat answers end with "." (ja: "です。"), which the pipeline normalises.
+    """
+    instruction, options, inp = _label_prompt(text, lang)
+    labels = [label for label, _ in _task_labels(instruction, lang)]
+    matched = label_for_input(instruction, lang, inp)
+    answer = labels[0] if matched is None else matched
+    if matched is not None and rng.random() < LABEL_DISAGREE_RATE:
+        pool = options if len(options) > 1 else labels
+        others = [label for label in pool if label != matched]
+        if others:
+            answer = rng.choice(others)
+    if not chat:
+        return f" {answer}"
+    if rng.random() < 0.1:
+        answer += "." if lang == "en" else "です。"
+    return answer
+
+
 def _generic_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
     return rng.choice(GENERIC_ANSWERS_EN if lang == "en" else GENERIC_ANSWERS_JA)
 
@@ -1364,6 +1555,8 @@ _ANSWERERS: dict[str, Callable[[str, str, random.Random, bool], str]] = {
     "instances_input_first": _instances_answer,
     "instances_output_first": _output_first_answer,
     "alpaca": _alpaca_answer,
+    "judge": _judge_answer,
+    "label": _label_answer,
     "generic": _generic_answer,
 }
 
