@@ -76,7 +76,8 @@ def test_input_first_block_without_output_is_rejected():
 
 
 def test_output_first_instances_japanese():
-    answer = "クラスラベル: 肯定的\n入力: とても良い映画でした。\nクラスラベル: 否定的\n入力: 退屈だった。"
+    answer = ("クラスラベル: 肯定的\n入力: とても良い映画でした。\n"
+              "クラスラベル: 否定的\n入力: 退屈だった。")
     parsed = parse_instances(answer, JA, output_first=True, truncated=False)
     assert [(p.input, p.output) for p in parsed] == [
         ("とても良い映画でした。", "肯定的"), ("退屈だった。", "否定的")]
@@ -95,7 +96,8 @@ def test_yes_no_english(answer, verdict):
     assert parse_yes_no(answer, EN) is verdict
 
 
-@pytest.mark.parametrize(("answer", "verdict"), [(" はい", True), ("いいえ。", False), ("たぶん", None)])
+@pytest.mark.parametrize(("answer", "verdict"),
+                         [(" はい", True), ("いいえ。", False), ("たぶん", None)])
 def test_yes_no_japanese(answer, verdict):
     assert parse_yes_no(answer, JA) is verdict
 

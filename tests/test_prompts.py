@@ -20,7 +20,8 @@ def test_all_templates_render(language):
     for name in ("classify", "instances_input_first", "instances_output_first"):
         text = ps.render(name, examples=EXAMPLES, instruction="NEW TASK")
         assert "Classify the mood." in text and "NEW TASK" in text
-    alpaca = ps.render("alpaca", num_tasks=20, tasks=[{"instruction": "I", "input": "", "output": "O"}])
+    alpaca = ps.render("alpaca", num_tasks=20,
+                       tasks=[{"instruction": "I", "input": "", "output": "O"}])
     assert "<noinput>" in alpaca and alpaca.endswith("2. " + ps.labels.instruction + ":")
 
 
