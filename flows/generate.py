@@ -1,42 +1,151 @@
 """The `generate_dataset` flow: the library's generation steps as coarse Prefect tasks.
 
-Each bootstrap round and each batch of classification or instance requests is one task run
+Each bootstrap round and each batch of classification or instance answers is one task run
 (never one per row: a Prefect task costs milliseconds and thousands of tiny ones stall its
 database), so a run of 10K instructions makes a few hundred task runs. The step order is
-`selfinstruct.pipeline.run` itself; this module only says how a step executes.
+`selfinstruct.pipeline.run` itself; this module only says how a step executes and which run
+folder a flow run works in.
+
+Resume. The flow's parameters name its run: the same parameters (minus speed settings and
+budgets, which a resumed run may change) map to the same run folder,
+``data/<dataset>/.runs/<time>-<id>-k<key>``. A re-run of a failed, crashed or killed flow
+therefore opens that run again and replays its journal: every request answered before is
+answered from the journal, not the endpoint, and generation — deterministic given the stored
+seed and those answers — continues where it stopped. A finished run returns its version
+without opening anything, so a re-run after a failure past the version write (say, in the
+release) does not write a second version. Pass another `run_key` to make a new version with
+the same settings.
+
+Why the journal and not Prefect's result cache for these steps: a bootstrap round or a batch
+changes the generator's in-memory state (novelty index, pool, funnel); a cached return value
+cannot restore that state, replaying the journal does. For the same reason the steps have no
+task retries — a step that failed half-way has already changed that state. Recovery is a
+re-run (or a flow retry): the run is reopened and replayed, which costs no LLM call.
 
 The API key is never a flow parameter — Prefect stores parameters — it comes from the
-environment (`OPENAI_API_KEY`) of the process running the flow.
+environment (`OPENAI_API_KEY`) of the process running the flow (and of each Dask worker).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from selfinstruct.config import build_config
+from flows.artifacts import publish_run_report
+from selfinstruct._errors import InputError
+from selfinstruct.config import GenerateConfig, build_config
+from selfinstruct.journal import Journal, new_run_id, runs_root
 from selfinstruct.pipeline import run
-from selfinstruct.run import open_run
+from selfinstruct.run import RESUMABLE_OVERRIDES, open_run, resume_config
+
+# Settings that a resumed run may change (`resume_config` accepts them) and that do not decide
+# what the run produces: speed, rate limits, budgets. A re-run that changes them — raising
+# --max-cost after a budget stop, say — continues the same run; changing the seeds, the model
+# or the number of instructions is another run.
+RUN_SHAPING = ("num_instructions", "max_rounds", "stall_rounds")
+NOT_IN_RUN_KEY = tuple(name for name in RESUMABLE_OVERRIDES if name not in RUN_SHAPING)
+TaskRunnerName = Literal["local", "dask"]
+
+
+def identity_key(settings: GenerateConfig, run_key: str | None = None) -> str:
+    """The run these settings name, as a hash (any `run_key` makes a safe folder name).
+
+    Taken from the validated config, so a partial `config` parameter and the CLI's complete
+    one name the same run when they mean the same settings.
+    """
+    identity = {k: v for k, v in settings.to_public().items()
+                if k not in NOT_IN_RUN_KEY and v is not None}
+    material = json.dumps([identity, run_key], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]
+
+
+def find_run(settings: GenerateConfig, key: str) -> Path | None:
+    """The newest run folder made for `key`, if a flow run made one before."""
+    root = runs_root(settings.data_dir, settings.dataset)
+    found = sorted(root.glob(f"*-k{key}")) if root.is_dir() else []
+    return found[-1] if found else None
+
+
+def finished_version(run_dir: Path) -> str | None:
+    """The version a run already wrote, from its journal."""
+    with Journal(run_dir) as journal:
+        return journal.finished_version
 
 
 def prefect_step(name: str, fn: Callable[..., Any], *args: Any) -> Any:
     """Execute one pipeline step as a Prefect task run named after the step."""
-    # The generator's state lives in this process; results are not persisted or cached here.
+    # The generator's state lives in this process; the journal, not Prefect, persists it.
     return task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)(*args)
 
 
-@flow(name="generate_dataset")
-def generate_dataset(config: dict[str, Any], run_dir: str | None = None) -> str:
-    """Generate a new dataset version; `config` holds `GenerateConfig` fields.
+@flow(name="generate_dataset", flow_run_name="generate-{config[dataset]}")
+def generate_dataset(
+    config: dict[str, Any],
+    run_dir: str | None = None,
+    run_key: str | None = None,
+    task_runner: TaskRunnerName = "local",
+    dask_address: str | None = None,
+) -> str:
+    """Generate a dataset version (or finish the run these parameters started); return its path.
 
-    `run_dir` continues an unfinished run from its journal.
+    `config` holds `GenerateConfig` fields. `run_dir` continues that run folder instead of
+    the one the parameters name; `run_key` names a distinct run with the same settings.
+    `task_runner="dask"` answers instance requests on a Dask cluster (`dask_address`, e.g.
+    ``tcp://scheduler:8786``, or a temporary local cluster when it is empty).
     """
     settings = build_config(config)
-    with open_run(settings, api_key=os.environ.get("OPENAI_API_KEY"),
-                  run_dir=Path(run_dir) if run_dir else None) as gen:
-        return run(gen, step=prefect_step)
+    if task_runner == "dask" and (settings.embedded or settings.batch_api):
+        raise InputError("the Dask task runner needs a direct endpoint (--base-url, no "
+                         "--batch-api): the embedded model serves one request at a time, and a "
+                         "Batch API job already runs on the provider's side")
+    if run_dir:
+        folder = Path(run_dir)
+    else:
+        key = identity_key(settings, run_key)
+        folder = (find_run(settings, key)
+                  or runs_root(settings.data_dir, settings.dataset) / f"{new_run_id()}-k{key}")
+    version = finished_version(folder) if (folder / "run.json").exists() else None
+    if version is None:
+        version = _generate(settings, folder, bool(run_dir), task_runner, dask_address)
+    else:
+        get_run_logger().info("run %s already wrote %s", folder, version)
+    publish_run_report(version)
+    return version
+
+
+def _generate(settings: GenerateConfig, folder: Path, named_by_caller: bool,
+              task_runner: TaskRunnerName, dask_address: str | None) -> str:
+    api_key = os.environ.get("OPENAI_API_KEY")
+    with ExitStack() as stack:
+        runner = None
+        if task_runner == "dask":
+            from prefect_dask import DaskTaskRunner
+
+            # Entered first, closed last: the run settles its answers before the cluster goes.
+            runner = stack.enter_context(DaskTaskRunner(address=dask_address))
+        if named_by_caller:  # e.g. `selfinstruct generate --resume --prefect`
+            settings, folder = resume_config(settings.data_dir, settings.dataset, folder,
+                                             settings.to_public())
+            gen = stack.enter_context(open_run(settings, api_key=api_key, run_dir=folder))
+        else:
+            # Resumes the run of this name if it exists (the speed settings and budgets given
+            # now apply), else starts it.
+            gen = stack.enter_context(open_run(settings, api_key=api_key, run_id=folder.name))
+        if gen.journal.cached_answers:
+            get_run_logger().info("resuming %s: %d answers in its journal",
+                                  gen.journal.run_dir, gen.journal.cached_answers)
+        step = prefect_step
+        if runner is not None:
+            from flows.scale_out import install, step_runner
+
+            stack.callback(install(gen, runner).close)
+            step = step_runner(prefect_step)
+        return run(gen, step=step)

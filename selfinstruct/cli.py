@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from selfinstruct import __version__
+from selfinstruct import __version__, cli_flows, prefect_env
 from selfinstruct._errors import InputError
 
 GENERATE_FLAGS = (
@@ -43,6 +43,30 @@ def _add_generate(sub: Any) -> None:
                     "--base-url (and no OPENAI_BASE_URL) the embedded demo model is used. The "
                     "last line on stdout is the version folder's path.",
     )
+    add_config_options(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the newest unfinished run of --dataset from its journal")
+    p.add_argument("--run-dir", type=Path, help="continue this run folder (implies --resume)")
+    p.add_argument("--prefect", action="store_true",
+                   help="run through the Prefect flow generate_dataset")
+    cli_flows.add_runner_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.set_defaults(func=_cmd_generate)
+
+
+def generation_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (None: not given), for `build_config`; the
+    filter flags become keys of the [filters] table."""
+    flags = {name: getattr(args, name) for name in GENERATE_FLAGS}
+    filters = {name: getattr(args, name) for name in FILTER_FLAGS
+               if getattr(args, name) is not None}
+    flags["filters"] = filters or None
+    return flags
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """The settings of a generation run (GENERATE_FLAGS, --api-key, --config): shared by
+    `generate` and `serve`."""
     p.add_argument("--seeds", type=Path, help="seed task file (JSONL, Self-Instruct or Alpaca "
                    "rows), e.g. seeds/en_general.jsonl")
     p.add_argument("--num-instructions", type=int, help="instructions to accept")
@@ -103,23 +127,13 @@ def _add_generate(sub: Any) -> None:
                    "--config file ([prices.\"MODEL\"] input/output per 1M tokens)")
     p.add_argument("--config", type=Path, help="TOML file with any of these settings "
                    "(keys like num_instructions); flags override it")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the newest unfinished run of --dataset from its journal")
-    p.add_argument("--run-dir", type=Path, help="continue this run folder (implies --resume)")
-    p.add_argument("--prefect", action="store_true",
-                   help="run through the Prefect flow generate_dataset")
-    p.add_argument("--no-progress", action="store_true", help="no live progress display")
-    p.set_defaults(func=_cmd_generate)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from selfinstruct.config import build_config, load_config_file
     from selfinstruct.run import resume_config
 
-    flags = {name: getattr(args, name) for name in GENERATE_FLAGS}
-    filters = {name: getattr(args, name) for name in FILTER_FLAGS
-               if getattr(args, name) is not None}
-    flags["filters"] = filters or None
+    flags = generation_flags(args)
     run_dir = args.run_dir
     if args.resume or run_dir is not None:
         overrides = {**(load_config_file(args.config) if args.config else {}),
@@ -129,8 +143,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     else:
         config = build_config(flags, args.config)
     api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
+    runner = cli_flows.runner_parameters(args)
     if args.prefect:
-        return _generate_with_prefect(config, api_key, run_dir)
+        return _generate_with_prefect(config, api_key, run_dir, runner)
+    if args.task_runner != "local":
+        raise InputError("--task-runner dask needs --prefect")
     from selfinstruct.pipeline import BudgetExhausted, run
     from selfinstruct.progress import ProgressDisplay, print_summary
     from selfinstruct.run import open_run
@@ -155,14 +172,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_with_prefect(config: Any, api_key: str | None, run_dir: Path | None) -> int:
+def _generate_with_prefect(config: Any, api_key: str | None, run_dir: Path | None,
+                          runner: dict[str, Any]) -> int:
     if api_key:
         # Flow parameters are stored by Prefect: the key goes through the environment instead.
         os.environ["OPENAI_API_KEY"] = api_key
+    prefect_env.configure()
     from flows.generate import generate_dataset
 
     path = generate_dataset(config=config.to_public(),
-                            run_dir=str(run_dir) if run_dir else None)
+                            run_dir=str(run_dir) if run_dir else None, **runner)
     print(path)
     return 0
 
@@ -204,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_serve_local(sub)
     cli_dataset.register(sub)
+    cli_flows.register(sub)
     cli_report.register(sub)
     return parser
 

@@ -96,6 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", type=Path, default=Path("dist"), help="default: %(default)s")
     p.add_argument("--push-to-hub", metavar="ORG/NAME", help="publish to this dataset repo")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    p.add_argument("--prefect", action="store_true",
+                   help="run through the Prefect flow release_dataset (with a run artifact)")
     p.set_defaults(func=_release)
 
 
@@ -174,6 +176,18 @@ def _export(args: argparse.Namespace) -> int:
 def _release(args: argparse.Namespace) -> int:
     if args.private and not args.push_to_hub:
         raise InputError("--private only applies with --push-to-hub ORG/NAME")
+    if args.prefect:
+        from selfinstruct import prefect_env
+
+        prefect_env.configure()
+        from flows.release import release_dataset
+
+        result = release_dataset(version=str(args.path), output_dir=str(args.output_dir),
+                                 push_to_hub=args.push_to_hub, private=args.private)
+        print(f"release: {result['archive']} (sha256 {result['sha256']})")
+        if result["hub"]:
+            print(f"published: {result['hub']['commit_url']} (tag {result['hub']['tag']})")
+        return 0
     artifact = build_release(args.path, args.output_dir)
     digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
     print(f"release: {artifact} (sha256 {digest})")
