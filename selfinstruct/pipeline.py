@@ -237,6 +237,11 @@ class Generator:
         self.usage.record(item.request.stage, completion, cached=item.cached)
         return completion
 
+    @property
+    def in_flight(self) -> int:
+        """Requests issued and not yet used (some may already be answered)."""
+        return sum(len(w) for w in (self._generation, *self._stage_windows.values()))
+
     def settle(self, timeout: float | None = None) -> None:
         """Let requests in flight finish (journaled) before the run stops early."""
         for window in (self._generation, *self._stage_windows.values()):

@@ -139,7 +139,12 @@ def open_run(
             # Stopped early (Ctrl-C, an error): answers already on their way are journaled,
             # so a resume does not pay for them again. Bounded by one request timeout; a
             # Batch API job is not waited for (its id is journaled, a resume polls it).
-            generator.settle(timeout=0 if config.batch_api else config.timeout)
+            wait = 0 if config.batch_api else config.timeout
+            if generator.in_flight and wait:
+                print(f"selfinstruct: saving the answers of {generator.in_flight} requests in "
+                      f"flight (up to {wait:.0f} s; Ctrl-C again abandons them)",
+                      file=sys.stderr)
+            generator.settle(timeout=wait)
 
 
 def _direct_client(config: GenerateConfig, base_url: str, api_key: str | None,

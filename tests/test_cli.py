@@ -138,3 +138,36 @@ def test_config_file_not_utf8(tmp_path):
                  str(tmp_path / "d"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"selfinstruct: error: {tmp_path / 'run.toml'}: not valid UTF-8"
+
+
+def test_ctrl_c_saves_answers_in_flight_and_says_how_to_resume(tmp_path):
+    import signal
+    import time
+
+    from tests.servers.openai_server import start_server
+
+    with start_server(latency_ms=600) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "selfinstruct", "generate", "--seeds",
+             "seeds/en_general.jsonl", "--dataset", "x", "--num-instructions", "300",
+             "--data-dir", str(tmp_path), "--base-url", server.base_url, "--model",
+             "test-model", "--no-progress"],
+            cwd=ROOT, env={"PATH": "", "OPENAI_API_KEY": "k"}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        journal = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until the first round is in flight
+            journals = list(tmp_path.glob("x/.runs/*/journal.jsonl"))
+            if journals and server.stats()["in_flight"] >= 4:
+                journal = journals[0]
+                break
+            time.sleep(0.05)
+        assert journal is not None
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        answered = server.stats()["successes_total"]
+    assert process.returncode == 130
+    assert "saving the answers of" in err and "--resume" in err
+    assert out == "" and not list(tmp_path.glob("x/v*"))
+    saved = journal.read_text().count('"type": "answer"')
+    assert saved == answered > 0  # every answer the server gave is in the journal
