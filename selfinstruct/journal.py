@@ -115,18 +115,28 @@ class Journal:
         return len(self._answers)
 
     def answer(self, key: str) -> Completion | None:
-        """The journaled answer for a request key, if a successful one exists."""
+        """The journaled answer for a request key, if a successful one exists (a peek)."""
         return self._answers.get(key)
 
+    def take_answer(self, key: str) -> Completion | None:
+        """Hand a journaled answer over to its one user, and forget it.
+
+        A 52K-instruction run replays ~150K answers; keeping each after its single use would
+        cost hundreds of MB.
+        """
+        return self._answers.pop(key, None)
+
     def record_answer(self, key: str, stage: str, completion: Completion,
-                      then: Callable[[], None] | None = None) -> None:
+                      then: Callable[[], None] | None = None, *, keep: bool = True) -> None:
         """Make an answer durable; `then()` runs once it is on disk (fsynced).
 
         Without `then` the call waits for the disk itself. The pipeline passes `then` and uses
         the answer only when it runs, so nothing is used before it is durable, while many
-        answers share one fsync.
+        answers share one fsync. `keep=False`: the caller uses the answer now, so it is not
+        kept in memory for a later `take_answer` (answers recorded ahead of their use — a
+        Batch API job's other lines — are kept).
         """
-        if not completion.error:
+        if keep and not completion.error:
             self._answers[key] = completion
         line = json.dumps({"type": "answer", "key": key, "stage": stage,
                            "completion": completion.to_json()}, ensure_ascii=False)

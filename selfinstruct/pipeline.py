@@ -207,7 +207,7 @@ class Generator:
         """Answer from the journal, or start the request; None when a budget forbids it."""
         client = client or self.client
         key = request.key(client.model, client.api)
-        cached = self.journal.answer(key)
+        cached = self.journal.take_answer(key)
         if cached is not None:
             future: concurrent.futures.Future[Completion] = concurrent.futures.Future()
             future.set_result(cached)
@@ -228,7 +228,7 @@ class Generator:
                 return
             completion = sent.result()
             self.journal.record_answer(key, request.stage, completion,
-                                       then=lambda: durable.set_result(completion))
+                                       then=lambda: durable.set_result(completion), keep=False)
 
         client.submit(request).add_done_callback(arrived)
         return InFlight(request, context, durable, cached=False)
@@ -427,7 +427,7 @@ class Generator:
             self._reject("novelty", Drop("too_similar", detail), **where)
             return None
         self.funnel.count("novelty")
-        neighbours = [{"instruction": t, "score": s} for t, s in self.index.most_similar(text, 10)]
+        neighbours = self.index.most_similar(text, 10)
         task = Task(
             id=f"task-{len(self.tasks) + 1:06d}", instruction=text, round=self.round,
             prompt_hash=prompt_hash, request_id=request_id, most_similar=neighbours,
@@ -638,7 +638,8 @@ class Generator:
                         "instance_prompt_hash": task.instance_prompt_hash,
                         "request_id": task.request_id,
                         "round": task.round,
-                        "most_similar": task.most_similar,
+                        "most_similar": [{"instruction": text, "score": score}
+                                         for text, score in task.most_similar],
                         "avg_similarity": task.avg_similarity,
                         "judge_clarity": clarity,
                         "judge_correctness": correctness,

@@ -17,7 +17,7 @@ class Task:
     round: int
     prompt_hash: str
     request_id: str | None
-    most_similar: list[dict[str, Any]]
+    most_similar: list[tuple[str, float]]  # (instruction, ROUGE-L F), nearest first
     avg_similarity: float | None
     is_classification: bool | None = None
     instances: list[ParsedInstance] = field(default_factory=list)
