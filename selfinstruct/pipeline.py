@@ -34,7 +34,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from selfinstruct import __version__
@@ -620,12 +620,13 @@ class Generator:
 
     # -- output ----------------------------------------------------------------------------
 
-    def train_rows(self) -> list[dict[str, Any]]:
-        rows = []
+    def train_rows(self) -> Iterator[dict[str, Any]]:
+        """The rows of train.jsonl, one per instance, made as they are written (a 52K run has
+        ~130K rows with 10 neighbours each: building them all at once costs hundreds of MB)."""
         for task in self.tasks:
             for k, inst in enumerate(task.instances):
                 clarity, correctness = task.scores[k] if task.scores else (None, None)
-                rows.append({
+                yield {
                     "id": f"{task.id}-{k}",
                     "task_id": task.id,
                     "instruction": task.instruction,
@@ -644,8 +645,7 @@ class Generator:
                         "judge_clarity": clarity,
                         "judge_correctness": correctness,
                     },
-                })
-        return rows
+                }
 
     def manifest(self) -> dict[str, Any]:
         cfg = self.config

@@ -116,7 +116,7 @@ class Stats:
 
 def collect(folder: Path, manifest: dict[str, Any]) -> Stats:
     """Read a version's rows and compute the report's numbers."""
-    rows = list(iter_rows(folder / TRAIN_FILE))
+    rows = [_light(row) for row in iter_rows(folder / TRAIN_FILE)]
     rejected = list(iter_rows(folder / REJECTED_FILE))
     language = "ja" if manifest.get("language") == "ja" else "en"
     tasks: dict[str, dict[str, Any]] = {}
@@ -129,19 +129,27 @@ def collect(folder: Path, manifest: dict[str, Any]) -> Stats:
         for row in tasks.values()
     )
     nearest, pairs = nearest_neighbours(instructions, language)
-    at_acceptance = [
-        row["provenance"]["most_similar"][0]["score"]
-        for row in tasks.values()
-        if row.get("provenance", {}).get("most_similar")
-    ]
+    at_acceptance = [row["provenance"]["nearest"] for row in tasks.values()
+                     if row["provenance"]["nearest"] is not None]
     judged = [
         (row["provenance"]["judge_clarity"], row["provenance"]["judge_correctness"])
         for row in rows
-        if row.get("provenance", {}).get("judge_clarity") is not None
-        and row["provenance"].get("judge_correctness") is not None
+        if row["provenance"]["judge_clarity"] is not None
+        and row["provenance"]["judge_correctness"] is not None
     ]
     return Stats(manifest, language, rows, rejected, instructions, types, nearest,
                  at_acceptance, pairs, leading_verbs(instructions, language), judged)
+
+
+def _light(row: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the provenance the report reads: with every row's 10 neighbours, a
+    52K-instruction version would take gigabytes in memory."""
+    provenance = row.get("provenance") or {}
+    near = provenance.get("most_similar") or []
+    row["provenance"] = {"nearest": near[0]["score"] if near else None,
+                         "judge_clarity": provenance.get("judge_clarity"),
+                         "judge_correctness": provenance.get("judge_correctness")}
+    return row
 
 
 def nearest_neighbours(
