@@ -46,3 +46,37 @@ def test_server_starts_answers_and_stops():
     assert [m["id"] for m in models["data"]] == [MODEL_ALIAS]
     assert process.poll() is not None  # stopped with the context
     assert server.base_url.startswith("http://127.0.0.1:")
+
+
+def test_serve_local_answers_the_openai_client_until_interrupted():
+    import signal
+    import socket
+    import time
+
+    import openai
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "selfinstruct", "serve-local", "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x",
+                               max_retries=0, timeout=60)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                models = [m.id for m in client.models.list()]
+                break
+            except openai.APIConnectionError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+        reply = client.completions.create(model=MODEL_ALIAS, prompt="1. Say hi.\n2.",
+                                          max_tokens=8, temperature=0)
+        assert models == [MODEL_ALIAS] and reply.choices[0].text
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "DEMO QUALITY" in err and f"--base-url http://127.0.0.1:{port}/v1" in err
