@@ -22,7 +22,7 @@ from selfinstruct.quality import (
     judge,
     parse_judgement,
 )
-from selfinstruct.run import open_run
+from selfinstruct.run import open_run, resume_config
 
 SENTIMENT = "Classify the sentiment of the review as positive or negative."
 ITEMS = [
@@ -73,12 +73,27 @@ def test_judge_against_the_test_server(generator: Generator, openai_server: Any)
             assert (result.clarity, result.correctness) == scores
             assert (result.drop is None) == (min(scores) >= FilterSettings().judge_min_score)
     assert generator.usage.stages["judge"].requests == len(ITEMS)
-    # Journaled: asking again (as a resumed run does) pays for nothing.
-    before = openai_server.stats()["successes_total"]
-    again = judge(ITEMS, prompts=generator.prompts, make_request=generator._request,
-                  complete=generator.complete)
+
+
+def test_judge_answers_are_paid_once_across_a_resume(openai_server: Any, tmp_path: Path) -> None:
+    config = build_config(
+        {"seeds": "seeds/en_general.jsonl", "dataset": "q", "num_instructions": 5,
+         "data_dir": str(tmp_path / "data"), "base_url": openai_server.base_url,
+         "model": "test-model", "seed": 3},
+        environ={},
+    )
+    with open_run(config, api_key="k", warn=False) as first:
+        results = judge(ITEMS, prompts=first.prompts, make_request=first._request,
+                        complete=first.complete)
+        run_dir = first.journal.run_dir
+    paid = openai_server.stats()["successes_total"]
+    config, run_dir = resume_config(config.data_dir, config.dataset, run_dir, {})
+    with open_run(config, api_key="k", run_dir=run_dir, warn=False) as resumed:
+        again = judge(ITEMS, prompts=resumed.prompts, make_request=resumed._request,
+                      complete=resumed.complete)
+        assert resumed.usage.stages["judge"].cached == len(ITEMS)
     assert again == results
-    assert openai_server.stats()["successes_total"] == before
+    assert openai_server.stats()["successes_total"] == paid
 
 
 def test_consistency_against_the_test_server(generator: Generator, openai_server: Any) -> None:
