@@ -23,10 +23,10 @@ from typing import Any
 
 from selfinstruct._errors import InputError
 from selfinstruct.filters import FilterSettings
+from selfinstruct.prompts import LANGUAGES
 
 RECIPES = ("self-instruct", "alpaca")
 APIS = ("chat", "completions")
-LANGUAGES = ("en", "ja")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 

@@ -12,11 +12,6 @@ _JAPANESE = re.compile(r"[\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u
 _LETTER = re.compile(r"[^\W\d_]")
 
 
-def is_japanese_char(ch: str) -> bool:
-    """Kanji, hiragana or katakana (the letters a Japanese sentence is written in)."""
-    return bool(_JAPANESE.match(ch))
-
-
 def japanese_share(text: str) -> float:
     """Share of letters that are Japanese; 0.0 for a text without letters."""
     letters = len(_LETTER.findall(text))

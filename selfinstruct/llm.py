@@ -35,8 +35,6 @@ import openai
 
 from selfinstruct.redact import redact
 
-STAGES = ("bootstrap", "classify", "instances", "alpaca")
-
 
 @dataclass(frozen=True)
 class Request:
@@ -121,12 +119,6 @@ class Usage:
     def total_requests(self) -> int:
         """Requests sent by this process."""
         return sum(s.requests for s in self.stages.values())
-
-    @property
-    def run_requests(self) -> int:
-        """Requests of the whole run: this process's plus those answered from the journal
-        (paid for by an earlier process of the same run)."""
-        return sum(s.requests + s.cached for s in self.stages.values())
 
     def cost(self, price: dict[str, float] | None) -> float | None:
         """USD for the tokens so far at `price` (USD per 1M input/output tokens)."""
