@@ -202,15 +202,16 @@ def _cmd_serve_local(args: argparse.Namespace) -> int:
         raise InputError(f"--port: must be from 1 to 65535 (got {args.port})")
     if args.n_threads < 1:
         raise InputError(f"--n-threads: must be at least 1 (got {args.n_threads})")
-    with LocalModelServer(port=args.port, n_threads=args.n_threads) as server:
-        print(f"selfinstruct: warning: {DEMO_WARNING}", file=sys.stderr)
-        print(f"serving {MODEL_ALIAS} at {server.base_url} (Ctrl-C to stop); use: "
-              f"--base-url {server.base_url} --model {MODEL_ALIAS} --api completions",
-              file=sys.stderr)
-        try:
+    # Ctrl-C is the way to stop it, whenever it comes (even while the model loads).
+    try:
+        with LocalModelServer(port=args.port, n_threads=args.n_threads) as server:
+            print(f"selfinstruct: warning: {DEMO_WARNING}", file=sys.stderr)
+            print(f"serving {MODEL_ALIAS} at {server.base_url} (Ctrl-C to stop); use: "
+                  f"--base-url {server.base_url} --model {MODEL_ALIAS} --api completions",
+                  file=sys.stderr, flush=True)
             return server.wait()
-        except KeyboardInterrupt:
-            return 0
+    except KeyboardInterrupt:
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

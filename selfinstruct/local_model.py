@@ -97,7 +97,11 @@ class LocalModelServer:
             command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:  # Ctrl-C included: `__exit__` will not run, so stop it here
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self) -> None:
