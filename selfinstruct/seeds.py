@@ -5,24 +5,45 @@ Two row shapes are accepted in one JSON Lines file (or a JSON array, as Alpaca s
 * Self-Instruct: ``{"id", "name", "instruction", "instances": [{"input", "output"}],
   "is_classification"}`` — the schema of ``seeds/*.jsonl``.
 * Alpaca: ``{"instruction", "input", "output"}`` — one instance; whether it is a
-  classification task is unknown (``None``).
+  classification task is unknown (``None``) unless the row says so.
 
 Validation is strict and up front because a seed set is small, hand-written and read by
 every round: a typo found after an hour of paid generation is expensive. Every problem is
-reported as one line naming the file, the line (or array item) and the field.
+reported as one line naming the file, the line (or array item) and the field. That includes
+fields this module does not know (a misspelt ``is_clasification`` would otherwise be ignored
+silently) and strings no UTF-8 writer can store (a ``"\\ud800"`` escape would otherwise crash
+the journal after paid requests).
+
+``--seeds`` takes a path or the name of a bundled set (``en_general``): an installed wheel
+carries ``seeds/`` inside the package, where no user would type the path.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from selfinstruct._errors import InputError, located
+from selfinstruct.prompts import bundled_dir
 
 MAX_LINE_BYTES = 1_000_000  # a seed task is a few hundred bytes; a 1 MB line is a broken file
+# 175 seeds are ~50 KB; 100 MB is far beyond any hand-written set and still fits in memory.
+# Checked before reading, so `/dev/zero` or a runaway file is refused instead of filling RAM.
+MAX_FILE_BYTES = 100 * 1024 * 1024
+
+SELF_INSTRUCT_FIELDS = ("id", "name", "instruction", "instances", "is_classification")
+INSTANCE_FIELDS = ("input", "output")
+ALPACA_FIELDS = ("id", "instruction", "input", "output", "is_classification")
+# Fields of well-known Alpaca-shaped files that carry nothing a seed needs, so they are
+# skipped rather than refused: the `text` column of the Hub's tatsu-lab/alpaca (the row
+# rendered into a prompt) and `task_id`/`provenance` of selfinstruct's own train rows.
+IGNORED_ALPACA_FIELDS = ("text", "task_id", "provenance")
 
 
 @dataclass(frozen=True)
@@ -53,17 +74,38 @@ class SeedSet:
     tasks: tuple[SeedTask, ...]
 
 
-def load_seeds(path: str | Path) -> SeedSet:
-    """Read and validate a seed file; raise `InputError` with a one-line location on any fault."""
-    path = Path(path)
+def bundled_seed_sets() -> list[str]:
+    """Names of the seed sets shipped with selfinstruct, accepted by ``--seeds NAME``."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: seed file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a seed file (.jsonl)") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read seed file: {exc.strerror}") from None
+        folder = bundled_dir("seeds")
+    except InputError:
+        return []
+    return sorted(p.stem for p in folder.glob("*.jsonl") if p.is_file())
+
+
+def resolve_seed_path(path: str | Path) -> Path:
+    """The file `path` names: an existing path first, else a bundled set of that name.
+
+    A bundled set may be named ``en_general``, ``en_general.jsonl`` or — so the README's
+    ``seeds/en_general.jsonl`` works from any folder of an installed copy —
+    ``seeds/en_general.jsonl``. Anything else is returned unchanged (and fails to open with
+    the path the user typed).
+    """
+    path = Path(path)
+    if os.path.lexists(path):
+        return path
+    parts = path.parts
+    plain = len(parts) == 1 and path.suffix in ("", ".jsonl")
+    in_seeds = len(parts) == 2 and parts[0] == "seeds" and path.suffix == ".jsonl"
+    if (plain or in_seeds) and path.stem in bundled_seed_sets():
+        return bundled_dir("seeds") / f"{path.stem}.jsonl"
+    return path
+
+
+def load_seeds(path: str | Path) -> SeedSet:
+    """Read and validate a seed file or bundled set; raise `InputError` on any fault."""
+    path = resolve_seed_path(path)
+    raw = _read_seed_file(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -92,36 +134,90 @@ def load_seeds(path: str | Path) -> SeedSet:
     return SeedSet(path=path, sha256=hashlib.sha256(raw).hexdigest(), tasks=tuple(tasks))
 
 
+_FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def _read_seed_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most `MAX_FILE_BYTES`.
+
+    Opened non-blocking and checked on the open descriptor (not by name first, which could
+    change in between): opening a FIFO for reading would otherwise wait forever for a writer,
+    and a device such as ``/dev/zero`` never ends.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        names = ", ".join(bundled_seed_sets()) or "none"
+        raise InputError(f"{path}: seed file not found (bundled sets: {names})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read seed file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        mode = info.st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError(f"{path}: is a directory, expected a seed file (.jsonl)")
+        if not stat.S_ISREG(mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            raise InputError(f"{path}: is {kind}; a seed file must be a regular file")
+        too_large = InputError(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; "
+                               f"a seed file is a small hand-written set")
+        if info.st_size > MAX_FILE_BYTES:
+            raise too_large
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):  # bounded again: the file may grow meanwhile
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise too_large
+            chunks.append(chunk)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read seed file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def _jsonl_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+    """Rows of a JSON Lines file, split on line feeds only.
+
+    `str.splitlines` would also split at U+0085, U+2028 and U+2029, which JSON allows raw
+    inside strings; a CRLF file keeps working because the CR is dropped.
+    """
     rows = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         if len(line.encode("utf-8")) > MAX_LINE_BYTES:
             raise InputError(located(path, f"line longer than {MAX_LINE_BYTES} bytes", line_no))
-        try:
-            rows.append((line_no, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise InputError(located(path, f"invalid JSON: {exc.msg} (column {exc.colno})",
-                                     line_no)) from None
+        rows.append((line_no, _parse_json(path, line, line_no)))
     return rows
 
 
 def _json_array_rows(path: Path, text: str) -> list[tuple[int, Any]]:
     """Rows of an Alpaca-style JSON array, located by the line each item starts on."""
-    decoder = json.JSONDecoder()
-    try:
-        data, _ = decoder.raw_decode(text.lstrip())
-    except json.JSONDecodeError as exc:
-        offset = len(text) - len(text.lstrip())
-        line = text.count("\n", 0, exc.pos + offset) + 1
-        raise InputError(located(path, f"invalid JSON: {exc.msg}", line)) from None
+    data = _parse_json(path, text, 0)
     if not isinstance(data, list):
         raise InputError(located(path, "expected a JSON array of tasks", 1))
     # json does not report positions of items, so recover each item's line by scanning for
     # the object starts at nesting depth 1; good enough for error messages.
     starts = _top_level_object_lines(text)
     return [(starts[i] if i < len(starts) else 1, row) for i, row in enumerate(data)]
+
+
+def _parse_json(path: Path, text: str, first_line: int) -> Any:
+    """`json.loads` with one-line errors; `first_line` is the line number `text` starts on
+    in the file (0 when `text` is the whole file)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        message = "unexpected text after the JSON value" if exc.msg == "Extra data" else exc.msg
+        line = first_line or exc.lineno
+        raise InputError(located(path, f"invalid JSON: {message} (column {exc.colno})",
+                                 line)) from None
+    except RecursionError:
+        raise InputError(located(path, "invalid JSON: nested too deeply", first_line or 1)) \
+            from None
 
 
 def _top_level_object_lines(text: str) -> list[int]:
@@ -145,45 +241,92 @@ def _top_level_object_lines(text: str) -> list[int]:
     return lines
 
 
+def _printable(text: str) -> str:
+    """`text` safe to print: lone surrogates (which no terminal encoding takes) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _check_fields(path: Path, line: int, row: dict, known: tuple[str, ...],
+                  where: str = "", ignored: tuple[str, ...] = ()) -> None:
+    """Refuse a field outside `known` (+ `ignored`), suggesting the closest known name."""
+    for key in row:
+        if key in known or key in ignored:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise InputError(located(path, f"unknown field ({hint}known: {', '.join(known)})",
+                                 line, where + _printable(key)))
+
+
+def _check_text(path: Path, line: int, value: str, label: str) -> str:
+    """Refuse a string holding a lone surrogate (a JSON escape such as ``"\\ud800"``).
+
+    json accepts those escapes, but the string cannot be written as UTF-8: it would fail
+    only when the first prompt or journal line containing it is written, after paying.
+    """
+    for index, ch in enumerate(value):
+        if "\ud800" <= ch <= "\udfff":
+            raise InputError(located(path, f"lone surrogate \\u{ord(ch):04x} at character "
+                                     f"{index}: not valid Unicode text", line, label))
+    return value
+
+
 def _require_str(path: Path, line: int, row: dict, name: str, label: str | None = None) -> str:
     """Return a non-empty string field or fail naming it (`label` is its full dotted path)."""
     label = label or name
     value = row.get(name)
     if value is None:
         raise InputError(located(path, "missing", line, label))
+    return _optional_str(path, line, value, label, empty_ok=False)
+
+
+def _optional_str(path: Path, line: int, value: Any, label: str, empty_ok: bool = True) -> str:
     if not isinstance(value, str):
         raise InputError(located(path, f"expected a string, got {type(value).__name__}",
                                  line, label))
-    if not value.strip():
+    if not empty_ok and not value.strip():
         raise InputError(located(path, "empty", line, label))
+    return _check_text(path, line, value, label)
+
+
+def _optional_flag(path: Path, line: int, row: dict) -> bool | None:
+    value = row.get("is_classification")
+    if value is not None and not isinstance(value, bool):
+        raise InputError(located(path, f"expected true or false, got {json.dumps(value)}",
+                                 line, "is_classification"))
     return value
+
+
+def _task_id(path: Path, line: int, row: dict) -> str:
+    task_id = row.get("id", f"line-{line}")
+    if not isinstance(task_id, str | int) or isinstance(task_id, bool):
+        raise InputError(located(path, f"expected a string, got {type(task_id).__name__}",
+                                 line, "id"))
+    return _check_text(path, line, str(task_id), "id")
 
 
 def _task_from_row(path: Path, line: int, row: Any) -> SeedTask:
     if not isinstance(row, dict):
         raise InputError(located(path, f"expected a JSON object, got {type(row).__name__}", line))
-    instruction = _require_str(path, line, row, "instruction").strip()
     if "instances" in row:
-        return _self_instruct_task(path, line, row, instruction)
+        _check_fields(path, line, row, SELF_INSTRUCT_FIELDS)
+        return _self_instruct_task(path, line, row)
     if "output" in row:
-        return _alpaca_task(path, line, row, instruction)
+        _check_fields(path, line, row, ALPACA_FIELDS, ignored=IGNORED_ALPACA_FIELDS)
+        return _alpaca_task(path, line, row)
+    # Neither shape: a misspelt key is the likeliest cause, so name it before what is missing.
+    _check_fields(path, line, row, tuple(dict.fromkeys(SELF_INSTRUCT_FIELDS + ALPACA_FIELDS)),
+                  ignored=IGNORED_ALPACA_FIELDS)
+    _require_str(path, line, row, "instruction")
     raise InputError(located(path, "missing (a task needs 'instances' or 'output')", line,
                              "instances"))
 
 
-def _self_instruct_task(path: Path, line: int, row: dict, instruction: str) -> SeedTask:
-    task_id = row.get("id", f"line-{line}")
-    if not isinstance(task_id, str | int) or isinstance(task_id, bool):
-        raise InputError(located(path, f"expected a string, got {type(task_id).__name__}",
-                                 line, "id"))
-    name = row.get("name", "")
-    if not isinstance(name, str):
-        raise InputError(located(path, f"expected a string, got {type(name).__name__}",
-                                 line, "name"))
-    is_clf = row.get("is_classification")
-    if is_clf is not None and not isinstance(is_clf, bool):
-        raise InputError(located(path, f"expected true or false, got {json.dumps(is_clf)}",
-                                 line, "is_classification"))
+def _self_instruct_task(path: Path, line: int, row: dict) -> SeedTask:
+    instruction = _require_str(path, line, row, "instruction").strip()
+    task_id = _task_id(path, line, row)
+    name = _optional_str(path, line, row.get("name", ""), "name")
+    is_clf = _optional_flag(path, line, row)
     raw_instances = row["instances"]
     if not isinstance(raw_instances, list):
         raise InputError(located(path, f"expected a list, got {type(raw_instances).__name__}",
@@ -193,21 +336,19 @@ def _self_instruct_task(path: Path, line: int, row: dict, instruction: str) -> S
         where = f"instances[{i}]"
         if not isinstance(inst, dict):
             raise InputError(located(path, "expected an object", line, where))
-        input_ = inst.get("input", "")
-        if not isinstance(input_, str):
-            raise InputError(located(path, "expected a string", line, f"{where}.input"))
+        _check_fields(path, line, inst, INSTANCE_FIELDS, where=f"{where}.")
+        input_ = _optional_str(path, line, inst.get("input", ""), f"{where}.input")
         output = _require_str(path, line, inst, "output", f"{where}.output")
         instances.append(Instance(input=input_.strip(), output=output.strip()))
-    return SeedTask(id=str(task_id), instruction=instruction, instances=tuple(instances),
+    return SeedTask(id=task_id, instruction=instruction, instances=tuple(instances),
                     is_classification=is_clf, name=name)
 
 
-def _alpaca_task(path: Path, line: int, row: dict, instruction: str) -> SeedTask:
-    input_ = row.get("input", "")
-    if not isinstance(input_, str):
-        raise InputError(located(path, f"expected a string, got {type(input_).__name__}",
-                                 line, "input"))
+def _alpaca_task(path: Path, line: int, row: dict) -> SeedTask:
+    instruction = _require_str(path, line, row, "instruction").strip()
+    input_ = _optional_str(path, line, row.get("input", ""), "input")
     output = _require_str(path, line, row, "output")
     input_ = "" if input_.strip() == "<noinput>" else input_.strip()
-    return SeedTask(id=str(row.get("id", f"line-{line}")), instruction=instruction,
-                    instances=(Instance(input=input_, output=output.strip()),))
+    return SeedTask(id=_task_id(path, line, row), instruction=instruction,
+                    instances=(Instance(input=input_, output=output.strip()),),
+                    is_classification=_optional_flag(path, line, row))

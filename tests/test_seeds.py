@@ -1,13 +1,20 @@
 """Seed loading: both schemas, the shipped sets, and one clear error per malformed input."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from selfinstruct._errors import InputError
 from selfinstruct.prompts import bundled_dir
-from selfinstruct.seeds import load_seeds
+from selfinstruct.seeds import MAX_FILE_BYTES, bundled_seed_sets, load_seeds
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SI_ROW = {"id": "t1", "name": "x", "instruction": "Say hi.",
           "instances": [{"input": "", "output": "Hi"}], "is_classification": False}
@@ -24,6 +31,11 @@ def write(tmp_path: Path, content: str | bytes, name: str = "seeds.jsonl") -> Pa
 
 def lines(*rows: object) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def ascii_lines(*rows: object) -> str:
+    """JSONL with every non-ASCII character as a \\u escape (lone surrogates included)."""
+    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 def test_shipped_english_set_meets_the_brief():
@@ -114,3 +126,175 @@ def test_huge_line_is_refused(tmp_path):
     path = write(tmp_path, json.dumps({**SI_ROW, "name": "x" * 1_100_000}) + "\n")
     with pytest.raises(InputError, match=r":1: line longer than"):
         load_seeds(path)
+
+
+# --- hardening (issue 12 items 5, 20, 22) ------------------------------------------------
+
+
+@pytest.mark.parametrize(("row", "field"), [
+    ({**SI_ROW, "instruction": "Say \ud800 hi."}, "instruction"),
+    ({**SI_ROW, "instances": [{"input": "", "output": "x\udfff"}]}, r"instances\[0\].output"),
+    ({**SI_ROW, "instances": [{"input": "\udc00", "output": "x"}]}, r"instances\[0\].input"),
+    ({**SI_ROW, "name": "\ud83d"}, "name"),
+    ({**SI_ROW, "id": "t\ud800"}, "id"),
+    ({"instruction": "Reply.", "input": "\ud800", "output": "ok"}, "input"),
+])
+def test_lone_surrogate_is_refused_with_file_line_and_field(tmp_path, row, field):
+    # json.dumps writes the surrogate as a "\udXXX" escape: valid JSON, not valid Unicode.
+    path = write(tmp_path, ascii_lines(SI_ROW | {"id": "first"}, row))
+    with pytest.raises(InputError, match=rf"seeds.jsonl:2: field '{field}': lone surrogate") \
+            as info:
+        load_seeds(path)
+    str(info.value).encode("utf-8")  # the message itself must be printable
+
+
+def test_raw_line_separators_inside_strings_are_accepted(tmp_path):
+    text = "Line\u2028two\u2029three\u0085four"
+    rows = [{**SI_ROW, "instruction": text}, {**SI_ROW, "id": "t2", "instruction": "B c d e"}]
+    seeds = load_seeds(write(tmp_path, lines(*rows)))
+    assert [t.instruction for t in seeds.tasks] == [text, "B c d e"]
+
+
+def test_crlf_file_is_read_and_located(tmp_path):
+    good = json.dumps(SI_ROW) + "\r\n"
+    seeds = load_seeds(write(tmp_path, good.encode()))
+    assert seeds.tasks[0].instruction == "Say hi."
+    bad = good + "\r\n" + json.dumps({**SI_ROW, "id": "t2", "instruction": ""}) + "\r\n"
+    with pytest.raises(InputError, match=r"seeds.jsonl:3: field 'instruction': empty"):
+        load_seeds(write(tmp_path, bad.encode()))
+
+
+def test_json_array_with_trailing_garbage_is_refused_with_its_line(tmp_path):
+    rows = [{"instruction": "A b c d", "input": "", "output": "x"}]
+    path = write(tmp_path, json.dumps(rows, indent=2) + "\n\ngarbage\n", "alpaca.json")
+    with pytest.raises(InputError, match=r"alpaca.json:9: invalid JSON: unexpected text after "
+                                         r"the JSON value \(column 1\)"):
+        load_seeds(path)
+
+
+def test_deeply_nested_json_is_one_line_not_a_recursion_crash(tmp_path):
+    with pytest.raises(InputError, match=r"seeds.jsonl:1: invalid JSON: nested too deeply"):
+        load_seeds(write(tmp_path, "[" * 200_000 + "]" * 200_000 + "\n"))
+
+
+UNKNOWN_FIELDS = [
+    ({**SI_ROW, "is_clasification": True},
+     r":1: field 'is_clasification': unknown field \(did you mean 'is_classification'\?"),
+    ({**SI_ROW, "colour": "red"}, r":1: field 'colour': unknown field \(known: id, name,"),
+    ({**SI_ROW, "instances": [{"input": "", "ouput": "Hi"}]},
+     r":1: field 'instances\[0\].ouput': unknown field \(did you mean 'output'\?"),
+    ({"instruction": "Reply.", "output": "ok", "inputs": "x"},
+     r":1: field 'inputs': unknown field \(did you mean 'input'\?"),
+    ({"instruction": "Reply.", "instance": [{"output": "x"}]},
+     r":1: field 'instance': unknown field \(did you mean 'instances'\?"),
+    ({"instrucion": "Reply.", "instances": []},
+     r":1: field 'instrucion': unknown field \(did you mean 'instruction'\?"),
+    ({**SI_ROW, "\ud800": 1}, r":1: field '\\ud800': unknown field"),
+]
+
+
+@pytest.mark.parametrize(("row", "message"), UNKNOWN_FIELDS)
+def test_unknown_fields_are_refused_with_a_hint(tmp_path, row, message):
+    with pytest.raises(InputError, match=message) as info:
+        load_seeds(write(tmp_path, ascii_lines(row)))
+    str(info.value).encode("utf-8")
+
+
+def test_known_extra_fields_of_alpaca_shaped_files_are_accepted(tmp_path):
+    # The Hub's tatsu-lab/alpaca has a `text` column; a selfinstruct train row (exported with
+    # --format jsonl, or train.jsonl itself) has task_id, is_classification and provenance.
+    hub_row = {"instruction": "Name a fruit.", "input": "", "output": "Apple",
+               "text": "Below is an instruction..."}
+    train_row = {"id": "task-1-0", "task_id": "task-1", "instruction": "Is it odd?",
+                 "input": "3", "output": "Yes", "is_classification": True,
+                 "provenance": {"model": "m"}}
+    hub, train = load_seeds(write(tmp_path, lines(hub_row, train_row))).tasks
+    assert hub.is_classification is None and hub.instances[0].output == "Apple"
+    assert train.is_classification is True and train.id == "task-1-0"
+
+
+def test_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "seeds.jsonl"
+    os.mkfifo(fifo)
+    # Runs in a thread so that a regression (blocking in open) fails the test instead of
+    # hanging the suite; the join bound is a watchdog, not a timing assumption.
+    outcome: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _capture(outcome, fifo), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # release the reader, then fail
+        pytest.fail("load_seeds blocked on a FIFO")
+    assert len(outcome) == 1 and isinstance(outcome[0], InputError)
+    assert str(outcome[0]) == f"{fifo}: is a FIFO; a seed file must be a regular file"
+
+
+def _capture(outcome: list[BaseException], path: Path) -> None:
+    try:
+        load_seeds(path)
+    except BaseException as exc:  # handed to the test thread, which asserts on it
+        outcome.append(exc)
+
+
+def test_device_is_refused_before_reading():
+    with pytest.raises(InputError, match=r"^/dev/zero: is a character device; a seed file must "
+                                         r"be a regular file$"):
+        load_seeds("/dev/zero")
+
+
+def test_file_over_the_size_cap_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk, no time
+    with pytest.raises(InputError, match=r"huge.jsonl: larger than 100 MB"):
+        load_seeds(path)
+
+
+def test_bundled_sets_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert bundled_seed_sets() == ["en_general", "ja_general"]
+    expected = bundled_dir("seeds") / "en_general.jsonl"
+    for name in ("en_general", "en_general.jsonl", "seeds/en_general.jsonl"):
+        seeds = load_seeds(name)
+        assert seeds.path == expected and len(seeds.tasks) >= 120, name
+    with pytest.raises(InputError, match=r"^fr_general: seed file not found \(bundled sets: "
+                                         r"en_general, ja_general\)$"):
+        load_seeds("fr_general")
+
+
+def test_an_existing_path_wins_over_a_bundled_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, lines(SI_ROW), "en_general")
+    seeds = load_seeds("en_general")
+    assert seeds.path == Path("en_general") and [t.id for t in seeds.tasks] == ["t1"]
+
+
+def test_installed_wheel_layout_finds_bundled_seeds_and_prompts(tmp_path):
+    """A copy of the package laid out as the wheel installs it (pyproject.toml's
+    force-include puts seeds/ and prompts/ under selfinstruct/_bundled/), beside a decoy
+    `seeds/` folder of some other distribution, imported from an unrelated folder."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "selfinstruct", site / "selfinstruct",
+                    ignore=shutil.ignore_patterns("__pycache__", "_bundled"))
+    for name in ("seeds", "prompts"):
+        shutil.copytree(ROOT / name, site / "selfinstruct" / "_bundled" / name,
+                        ignore=shutil.ignore_patterns("README.md"))
+    (site / "seeds").mkdir()
+    (site / "seeds" / "decoy.jsonl").write_text(lines(SI_ROW), encoding="utf-8")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    code = ("from selfinstruct.seeds import bundled_seed_sets, load_seeds\n"
+            "from selfinstruct.prompts import PromptSet\n"
+            "print(bundled_seed_sets())\n"
+            "for name in ('en_general', 'seeds/ja_general.jsonl'):\n"
+            "    s = load_seeds(name); print(s.path, len(s.tasks))\n"
+            "print(PromptSet('ja').dir)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(site)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    bundled = site / "selfinstruct" / "_bundled"
+    names, en, ja, prompts = out.stdout.splitlines()
+    assert names == "['en_general', 'ja_general']"
+    assert en.startswith(f"{bundled / 'seeds' / 'en_general.jsonl'} ")
+    assert ja.startswith(f"{bundled / 'seeds' / 'ja_general.jsonl'} ")
+    assert prompts == str(bundled / "prompts" / "ja")
