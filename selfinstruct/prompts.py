@@ -35,6 +35,7 @@ TEMPLATE_NAMES = (
     "alpaca",
     "label",  # selfinstruct.quality: the second label sample of the consistency check
     "judge",  # selfinstruct.quality: the LLM judge's rubric
+    "answer",  # instances answered directly, in chat (the embedded model's instance mode)
 )
 LANGUAGES = ("en", "ja")
 
