@@ -59,6 +59,7 @@ _SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
     "label": {"instruction": "Is it positive?", "input": "Great day",
               "options": ["negative", "positive"]},
     "judge": {"instruction": "Name a fruit.", "input": "", "output": "Apple"},
+    "answer": {"instruction": "Name a fruit."},
 }
 
 
