@@ -1,204 +1,201 @@
 """Turn model answers into candidates: numbered lists, instances, Yes/No, Alpaca items.
 
-Models do not follow formats reliably, so every parser is lenient about layout (preambles,
-``**bold**`` numbering, restarts at 1, blank lines, full-width punctuation) and strict about
-content: whatever cannot be read is returned as a rejected item with a reason instead of
-being silently lost, so the funnel accounts for every candidate.
+Models do not follow formats reliably (shared DESIGN.md §10), so every parser is lenient about
+layout and strict about content: whatever cannot be read is returned as a rejected item with
+a reason and a human-readable detail instead of being silently lost, so the funnel accounts
+for every candidate. An answer with nothing readable in it gives an empty list; the pipeline
+records that answer as ``unparseable_answer``.
+
+A list item may be written ``9. …``, ``9) …``, ``(9) …``, ``**9.** …``, ``９．…`` (full-width),
+``①…``, ``Task 9: …``, ``**Task 9:** …``, ``### Task 9`` (text on the next line), ``タスク9：…``,
+or as a bullet (``- ``, ``* ``, ``+ ``, ``• ``, ``・``); lists may restart at 1 and bullets may
+follow numbers. Preambles, headings, code fences and closing remarks are not items. Item text
+is returned as the model wrote it (no NFKC): full-width characters are part of Japanese
+text; only the markup around them is matched in either width.
 
 Completions-mode answers continue the prompt (after ``9.`` or ``9. Instruction:``), so the
 callers pass ``continuation=True`` and the parser restores the missing head.
+
+Field answers (instances, Alpaca items) are parsed in selfinstruct.parse_fields.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
+from selfinstruct.parse_fields import parse_alpaca, parse_instances
+from selfinstruct.parse_text import (
+    EMPHASIS,
+    INDENT,
+    SEPARATOR,
+    TRUNCATED_DETAIL,
+    Parsed,
+    ParsedInstance,
+    ParsedTask,
+    clean,
+    is_chatter,
+    is_fence,
+)
 from selfinstruct.prompts import Labels
 
-# "9. text", "9) text", "**9.** text", "9．text" (full-width), "９. text" after NFKC upstream.
-_ITEM = re.compile(r"^\s*(?:[*_]{1,2})?(\d{1,3})\s*[.)．、](?:[*_]{1,2})?(?:\s+|(?=\S))(.*)$")
-_MARKDOWN_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
-_WHITESPACE = re.compile(r"\s+")
+__all__ = [
+    "Parsed", "ParsedInstance", "ParsedTask", "clean", "parse_alpaca", "parse_instances",
+    "parse_numbered_list", "parse_yes_no",
+]
+
+# A number: ASCII or full-width digits (\d is Unicode-aware) or a circled ①-⑳, which needs
+# no delimiter after it.
+_CIRCLED = r"[\u2460-\u2473]"
+_NUMBER = rf"(?:\d{{1,3}}|{_CIRCLED})"
+_DELIMITER = r"[.)．、）:：]"
+# Words that label a list item in place of (or before) its number.
+_ITEM_WORDS = r"(?:task|instruction|タスク|指示)"
+# What may precede an item on its line: indentation, a blockquote and a markdown heading.
+_LEAD = rf"(?P<indent>{INDENT})(?:>[ \t]*)?(?:#{{1,6}}[ \t]*)?"
+_NUMBERED = re.compile(
+    rf"^{_LEAD}{EMPHASIS}(?:[(（]?\d{{1,3}}{EMPHASIS}[ \t]*{_DELIMITER}|{_CIRCLED}[ \t]*"
+    rf"{_DELIMITER}?){EMPHASIS}(?!\d)[ \t\u3000]*(?P<rest>.*)$")
+_LABELLED = re.compile(
+    rf"^{_LEAD}{EMPHASIS}{_ITEM_WORDS}(?:[ \t]*#?[ \t]*{_NUMBER}{EMPHASIS}[ \t]*[.)．:：]?"
+    rf"|{EMPHASIS}[ \t]*[:：]){EMPHASIS}[ \t\u3000]*(?P<rest>.*)$",
+    re.IGNORECASE)
+_BULLET = re.compile(rf"^(?P<indent>{INDENT})(?:[-*+][ \t]+|[•・●▪◦‣][ \t\u3000]*)(?P<rest>.*)$")
+# A heading or a line that is bold and nothing else ("**Creative writing:**"): a section
+# title between groups of items, never part of one.
+_TITLE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]|\*\*[^*]+(?::\*\*|\*\*[ \t]*:)[ \t]*$)")
 
 
-@dataclass(frozen=True)
-class Parsed:
-    """A parsed item, or a rejected one with `reason` set."""
+@dataclass
+class _Item:
+    """An item being collected: its lines so far and how it was introduced."""
 
-    text: str
-    reason: str | None = None
+    parts: list[str]
+    bullet: bool
+    indent: int
+    head: bool = False  # the number the continuation prompt ended with, not the model's
+    number: str = ""  # the marker as written, for details
+
+    @property
+    def empty(self) -> bool:
+        return not clean(" ".join(self.parts))
 
 
-def clean(text: str) -> str:
-    """Collapse whitespace and drop markdown emphasis: the form instructions are compared in."""
-    text = _MARKDOWN_EMPHASIS.sub(r"\2", text)
-    return _WHITESPACE.sub(" ", text).strip().strip("*").strip()
+def _match_item(line: str) -> tuple[re.Match[str], bool] | None:
+    """(match, is_bullet) when `line` starts a list item."""
+    for pattern, bullet in ((_LABELLED, False), (_NUMBERED, False), (_BULLET, True)):
+        match = pattern.match(line)
+        if match:
+            return match, bullet
+    return None
+
+
+def _item_text(match: re.Match[str]) -> str:
+    """The text after an item marker, without a second marker ("- Task 9: …", "9. Task: …")."""
+    rest = match.group("rest")
+    inner = _LABELLED.match(rest) or _NUMBERED.match(rest)
+    return inner.group("rest") if inner else rest
 
 
 def parse_numbered_list(
     text: str, first_number: int, *, continuation: bool, truncated: bool
 ) -> list[Parsed]:
-    """Split a numbered list answer into items.
+    """Split a list answer into items (see the module docstring for the accepted shapes).
 
     `continuation`: the answer continues a prompt that ended with ``{first_number}.``.
     `truncated`: the answer hit max_tokens, so its last item is cut off and rejected
     (Alpaca's rule; Self-Instruct dropped the whole answer, wasting the complete items).
+    An item with a marker but no text ("Task 10:") is rejected as ``empty``.
     """
     if continuation:
         text = f"{first_number}.{'' if text[:1].isspace() else ' '}{text}"
-    items: list[list[str]] = []
-    blank_since_item = False
+    items: list[_Item] = []
+    gap = False  # a blank line, fence, title or remark since the last item line
     for line in text.splitlines():
-        match = _ITEM.match(line)
-        if match:
-            items.append([match.group(2)])
-            blank_since_item = False
-        elif not line.strip():
-            blank_since_item = bool(items)
-        elif items and not blank_since_item:
-            items[-1].append(line)  # a wrapped item continues on the next line
-        # else: a preamble ("Here are more tasks:") or an epilogue after a blank line
+        if not line.strip() or is_fence(line) or SEPARATOR.match(line):
+            gap = True
+            continue
+        found = _match_item(line)
+        if found is not None:
+            match, bullet = found
+            indent = len(match.group("indent").expandtabs(4))
+            last = items[-1] if items else None
+            if bullet and last is not None and not last.bullet and not gap \
+                    and indent > last.indent:
+                last.parts.append(line.strip())  # sub-points of a numbered item
+                continue
+            marker = line[:len(line) - len(match.group("rest"))].strip()
+            items.append(_Item([_item_text(match)], bullet, indent,
+                               head=continuation and not items, number=marker))
+            gap = False
+        elif _TITLE.match(line) or is_chatter(line):
+            gap = True
+        elif items and (not gap or items[-1].empty):
+            items[-1].parts.append(line)  # a wrapped item, or a heading's text on the next line
+            gap = False
+        # else: a preamble ("Here are more tasks:") or text after the list
     parsed = []
-    for i, parts in enumerate(items):
-        item = clean(" ".join(parts))
+    for i, item in enumerate(items):
+        body = clean(" ".join(item.parts))
         if truncated and i == len(items) - 1:
-            parsed.append(Parsed(item, "truncated"))
-        elif not item:
-            parsed.append(Parsed(item, "empty"))
+            parsed.append(Parsed(body, "truncated", TRUNCATED_DETAIL))
+        elif not body:
+            if item.head:
+                continue  # the model wrote nothing after the prompt's "9.": nothing offered
+            parsed.append(Parsed(body, "empty", f"the list item {item.number!r} has no text"))
         else:
-            parsed.append(Parsed(item))
+            parsed.append(Parsed(body))
     return parsed
 
 
-@dataclass(frozen=True)
-class ParsedInstance:
-    input: str
-    output: str
-    reason: str | None = None
+# --------------------------------------------------------------------------- Yes/No verdicts
+
+def _script(ch: str) -> str:
+    """A coarse script class, for telling where a verdict word ends ("no" vs "not", はい vs
+    してはいけない): a word counts only where the neighbouring character is of another class."""
+    if ch.isascii():
+        return "latin" if ch.isalnum() else "other"
+    name = unicodedata.name(ch, "")
+    for script in ("HIRAGANA", "KATAKANA", "CJK"):
+        if name.startswith(script):
+            return script
+    return "latin" if ch.isalnum() else "other"
 
 
-def _label_pattern(word: str) -> str:
-    return rf"^[ \t]*{re.escape(word)}[ \t]*[:：]"
+def _bounded(text: str, start: int, end: int) -> bool:
+    before = text[start - 1] if start > 0 else ""
+    after = text[end] if end < len(text) else ""
+    return not (before and _script(before) != "other" and _script(before) == _script(text[start])) \
+        and not (after and _script(after) != "other" and _script(after) == _script(text[end - 1]))
 
 
-def parse_instances(
-    text: str, labels: Labels, *, output_first: bool, truncated: bool
-) -> list[ParsedInstance]:
-    """Parse an instance-generation answer.
-
-    Input-first answers are ``Example k / Input: … / Output: …`` blocks (Input may be absent
-    for tasks without input); output-first answers are ``Class label: … / Input: …`` pairs.
-    """
-    if output_first:
-        blocks = _split_blocks(text, _label_pattern(labels.class_label), keep_marker=True)
-        instances = [_output_first_block(b, labels) for b in blocks]
-    else:
-        example = rf"^[ \t]*(?:[*_#]+[ \t]*)?{re.escape(labels.example)}[ \t]*\d+[ \t]*[:：.]?"
-        blocks = _split_blocks(text, example, keep_marker=False)
-        instances = [_input_first_block(b, labels) for b in blocks]
-    instances = [inst for inst in instances if inst is not None]
-    if truncated and instances:
-        last = instances[-1]
-        instances[-1] = ParsedInstance(last.input, last.output, "truncated")
-    return instances
-
-
-def _split_blocks(text: str, marker: str, *, keep_marker: bool) -> list[str]:
-    """Cut `text` at each line matching `marker`; text before the first marker is preamble."""
-    matches = list(re.finditer(marker, text, re.MULTILINE))
-    if not matches:
-        return [text] if text.strip() else []
-    ends = [m.start() for m in matches[1:]] + [len(text)]
-    return [text[m.start() if keep_marker else m.end():end] for m, end in zip(matches, ends,
-                                                                            strict=True)]
-
-
-def _field_values(block: str, labels: Labels) -> dict[str, str]:
-    """Map each field label found in `block` to its (multi-line) value."""
-    names = {labels.input: "input", labels.output: "output", labels.class_label: "class_label"}
-    pattern = re.compile(
-        "|".join(rf"(?P<f{i}>{_label_pattern(word)})" for i, word in enumerate(names)),
-        re.MULTILINE,
-    )
-    matches = list(pattern.finditer(block))
-    values: dict[str, str] = {}
-    for i, match in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(block)
-        word = list(names)[int(match.lastgroup[1:])]
-        values.setdefault(names[word], block[match.end():end].strip())
-    return values
-
-
-def _input_first_block(block: str, labels: Labels) -> ParsedInstance | None:
-    values = _field_values(block, labels)
-    if "output" not in values:
-        if not block.strip():
-            return None
-        return ParsedInstance(values.get("input", ""), "", "no_output_field")
-    input_ = values.get("input", "")
-    return ParsedInstance("" if input_ == labels.no_input else input_, values["output"])
-
-
-def _output_first_block(block: str, labels: Labels) -> ParsedInstance | None:
-    values = _field_values(block, labels)
-    if "class_label" not in values:
-        return None
-    input_ = values.get("input", "")
-    return ParsedInstance("" if input_ == labels.no_input else input_, values["class_label"])
+def _first_word(text: str, words: tuple[str, ...]) -> int | None:
+    """Offset of the earliest of `words` in `text` that stands on its own, else None."""
+    best = None
+    for word in words:
+        start = text.find(word)
+        while start != -1 and (best is None or start < best):
+            if _bounded(text, start, start + len(word)):
+                best = start
+                break
+            start = text.find(word, start + 1)
+    return best
 
 
 def parse_yes_no(text: str, labels: Labels) -> bool | None:
-    """Read a classification verdict from the first word of the answer; None if unreadable."""
-    head = clean(text).lower().lstrip(" :：*")
-    for word in labels.yes:
-        if head.startswith(word.lower()):
-            return True
-    for word in labels.no:
-        if head.startswith(word.lower()):
-            return False
-    return None
+    """Read a classification verdict; None only when the answer holds none.
 
-
-@dataclass(frozen=True)
-class ParsedTask:
-    """One item of an Alpaca-style answer (instruction with its input and output)."""
-
-    instruction: str
-    input: str
-    output: str
-    reason: str | None = None
-
-
-def parse_alpaca(
-    text: str, labels: Labels, first_number: int, *, continuation: bool, truncated: bool
-) -> list[ParsedTask]:
-    """Parse ``###``-separated ``N. Instruction / N. Input / N. Output`` items."""
-    if continuation:
-        text = f"{first_number}. {labels.instruction}:{text}"
-    fields = (labels.instruction, labels.input, labels.output)
-    field_re = re.compile(
-        rf"^[ \t]*(?:\d+[ \t]*[.)．][ \t]*)?({'|'.join(map(re.escape, fields))})[ \t]*[:：]",
-        re.MULTILINE,
-    )
-    tasks = []
-    for block in re.split(r"^[ \t]*#{3,}[ \t]*$", text, flags=re.MULTILINE):
-        if not block.strip():
-            continue
-        matches = list(field_re.finditer(block))
-        values: dict[str, str] = {}
-        for i, match in enumerate(matches):
-            end = matches[i + 1].start() if i + 1 < len(matches) else len(block)
-            values.setdefault(match.group(1), block[match.end():end].strip())
-        instruction = clean(values.get(labels.instruction, ""))
-        if labels.instruction not in values or labels.output not in values:
-            tasks.append(ParsedTask(instruction or clean(block), "", "", "unparseable"))
-            continue
-        input_ = values.get(labels.input, "")
-        if input_.strip().lower() in (labels.no_input, "<no input>", "none", ""):
-            input_ = ""
-        tasks.append(ParsedTask(instruction, input_, values[labels.output]))
-    if truncated and tasks:
-        last = tasks[-1]
-        tasks[-1] = ParsedTask(last.instruction, last.input, last.output, "truncated")
-    return tasks
+    Chat models answer "The answer is: Yes.", "**No** — this is a generation task.",
+    「はい」 or "いいえ、…", so the earliest verdict word that stands on its own wins ("not",
+    "know" and "none" are not "no"; してはいけない is not はい). Lines that echo a task
+    (``Task: …``) are skipped: the task text may itself say "yes" or "no".
+    """
+    task = re.compile(rf"^[ \t*_#>]*{re.escape(labels.task)}[ \t]*[:：]", re.IGNORECASE)
+    lines = [line for line in text.splitlines() if not task.match(line)]
+    body = unicodedata.normalize("NFKC", "\n".join(lines)).casefold()
+    yes = _first_word(body, tuple(w.casefold() for w in labels.yes))
+    no = _first_word(body, tuple(w.casefold() for w in labels.no))
+    if yes is None and no is None:
+        return None
+    return no is None or (yes is not None and yes < no)
