@@ -48,6 +48,7 @@ import openai
 from selfinstruct.journal import Journal
 from selfinstruct.llm import FATAL_STATUSES, Completion, EndpointRefused, Request, RetryPolicy
 from selfinstruct.redact import redact
+from selfinstruct.wire import AnswerError, coerce_id, completion_from_body, error_message
 
 ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -82,38 +83,32 @@ def _failure(kind: str, message: str | None = None) -> Completion:
     return Completion("", None, error=f"{kind}: {message}" if message else kind)
 
 
-def line_outcome(record: dict[str, Any], api: str) -> Outcome:
+def line_outcome(record: Any, api: str) -> Outcome:
     """The answer held by one record of an output or error file.
 
     Retryable, as in direct mode: 429, 5xx, a malformed body, and a line never executed
-    (``"response": null``, e.g. the job expired before reaching it).
+    (``"response": null``, e.g. the job expired before reaching it). The body is parsed by
+    `selfinstruct.wire`, exactly as a direct answer is.
     """
+    if not isinstance(record, dict):
+        return _failure("invalid_response", "a result line is not a JSON object"), True
     response = record.get("response")
     if not isinstance(response, dict):
-        error = record.get("error") or {}
-        return _failure(str(error.get("code") or "batch_error"), error.get("message")), True
+        error = record.get("error")
+        code = error.get("code") if isinstance(error, dict) else None
+        return _failure(coerce_id(code) or "batch_error", error_message(record)), True
     status = response.get("status_code")
-    body = response.get("body") if isinstance(response.get("body"), dict) else {}
+    body = response.get("body")
     if status != 200:
-        message = (body.get("error") or {}).get("message")
+        message = error_message(body)
         if status == 429:
             return _failure("rate_limited", message), True
-        return _failure(f"http_{status}", message), not isinstance(status, int) or status >= 500
-    choices = body.get("choices")
-    if not choices or not isinstance(choices[0], dict):
-        return _failure("empty_choices"), True
-    choice = choices[0]
-    text = (choice.get("message") or {}).get("content") if api == "chat" else choice.get("text")
-    if not isinstance(text, str):
-        return _failure("invalid_response"), True
-    usage = body.get("usage") or {}
-    return Completion(
-        text=text,
-        finish_reason=choice.get("finish_reason"),
-        request_id=response.get("request_id") or body.get("id"),
-        prompt_tokens=usage.get("prompt_tokens") or 0,
-        completion_tokens=usage.get("completion_tokens") or 0,
-    ), False
+        kind = f"http_{status}" if isinstance(status, int) else "invalid_response"
+        return _failure(kind, message), not isinstance(status, int) or status >= 500
+    try:
+        return completion_from_body(body, api, response.get("request_id")), False
+    except AnswerError as exc:
+        return exc.completion(), exc.retryable
 
 
 class BatchClientClosed(RuntimeError):
@@ -372,9 +367,18 @@ class BatchClient:
         self._finish(job, batch.status, outcomes, reason)
 
     def _read_results(self, file_id: str) -> dict[str, Outcome]:
-        text = self._client.files.content(file_id).content.decode("utf-8")
-        records = (json.loads(row) for row in text.splitlines() if row.strip())
-        return {str(r.get("custom_id")): line_outcome(r, self.api) for r in records}
+        """Outcomes by request key. A line that cannot be read names no request: the request
+        it answered counts as not run and goes into a later job."""
+        outcomes: dict[str, Outcome] = {}
+        for row in self._client.files.content(file_id).content.split(b"\n"):
+            try:
+                record = json.loads(row) if row.strip() else None
+            except (ValueError, RecursionError):
+                continue
+            key = record.get("custom_id") if isinstance(record, dict) else None
+            if isinstance(key, str):
+                outcomes[key] = line_outcome(record, self.api)
+        return outcomes
 
     def _finish(
         self, job: _Job, status: str, outcomes: dict[str, Outcome], reason: str | None

@@ -21,10 +21,19 @@ in `pending_batches` on resume and waits for that job instead of paying for a ne
 A process killed mid-append leaves a partial last line; opening the journal cuts it off, so
 the next append starts on a clean line. An exclusive lock stops two processes from writing
 the same run.
+
+A write that fails (disk full, an I/O error) stops the run instead of hanging it: the lines
+of the failed group are cut off again (so every line on disk stays whole), every later
+journal call raises `JournalError`, and callbacks still run so nobody waits forever — the
+next `sync` or synchronous write in the run's thread raises, before anything built on an
+answer that is not durable leaves the process. Any damage other than a torn last line (a
+corrupt line in the middle, a bad ``run.json``) is refused with the file and line, and the
+journal is left untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -40,6 +49,13 @@ from selfinstruct._errors import InputError
 from selfinstruct.llm import Completion
 
 RUNS_DIR = ".runs"
+
+
+class JournalError(InputError):
+    """The journal could not be written: the run stops (exit 1); what is on disk is whole and
+    a resume continues from it once the cause (often a full disk) is fixed."""
+
+    exit_code = 1
 
 
 def new_run_id() -> str:
@@ -75,9 +91,13 @@ class Journal:
             self._lock_file.close()
             raise InputError(f"{self.run_dir}: another selfinstruct process is using this run") \
                 from None
-        self._replay()
-        self._file = open(self.path, "a", encoding="utf-8")
-        self._writer = _GroupWriter(self._file)
+        try:
+            self._replay()
+            self._file = open(self.path, "ab", buffering=0)
+        except BaseException:
+            self._unlock()
+            raise
+        self._writer = _GroupWriter(self._file.fileno(), self.path)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -85,30 +105,58 @@ class Journal:
             self._writer.close()
         if self._file is not None:
             self._file.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
         if self._lock_file is not None:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
+            self._lock_file = None
 
     def _replay(self) -> None:
+        """Read every event; cut a torn last line off only once all others have been read,
+        so a journal refused for damage elsewhere is left exactly as it was."""
         if not self.path.exists():
             return
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: not a regular file")
         with open(self.path, "rb+") as handle:
             data = handle.read()
             end = data.rfind(b"\n") + 1
+            for number, line in enumerate(data[:end].split(b"\n")[:-1], start=1):
+                try:
+                    self._apply(json.loads(line))
+                except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+                    raise InputError(
+                        f"{self.path}:{number}: corrupt journal line ({_reason(exc)}); only a "
+                        f"torn last line is repaired — restore the file or start a new run "
+                        f"without --resume") from None
             if end < len(data):
                 handle.truncate(end)  # a torn last line from a killed writer
-        for line in data[:end].decode("utf-8").splitlines():
-            event = json.loads(line)
-            if event["type"] == "answer" and not event["completion"].get("error"):
-                self._answers[event["key"]] = Completion.from_json(event["completion"])
-            elif event["type"] == "accepted":
-                self.accepted[event["task_id"]] = event["instruction"]
-            elif event["type"] == "finished":
-                self.finished_version = event["version"]
-            elif event["type"] == "batch":
-                self.pending_batches[event["batch_id"]] = event["requests"]
-            elif event["type"] == "batch_done":
-                self.pending_batches.pop(event["batch_id"], None)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        """Take one event into the replay state (any malformed field raises)."""
+        kind = event["type"]
+        if kind == "answer":
+            key, completion = _text(event["key"]), event["completion"]
+            if not isinstance(completion, dict):
+                raise TypeError("'completion' is not an object")
+            if not completion.get("error"):
+                self._answers[key] = Completion.from_json(completion)
+        elif kind == "accepted":
+            self.accepted[_text(event["task_id"])] = _text(event["instruction"])
+        elif kind == "finished":
+            self.finished_version = _text(event["version"])
+        elif kind == "batch":
+            requests = event["requests"]
+            if not isinstance(requests, dict):
+                raise TypeError("'requests' is not an object")
+            self.pending_batches[_text(event["batch_id"])] = requests
+        elif kind == "batch_done":
+            self.pending_batches.pop(_text(event["batch_id"]), None)
+        elif not isinstance(kind, str):
+            raise TypeError("'type' is not a string")
+        # Other event types are notes for readers; replay does not need them.
 
     @property
     def cached_answers(self) -> int:
@@ -138,9 +186,8 @@ class Journal:
         """
         if keep and not completion.error:
             self._answers[key] = completion
-        line = json.dumps({"type": "answer", "key": key, "stage": stage,
-                           "completion": completion.to_json()}, ensure_ascii=False)
-        self._write(line, then)
+        self._write({"type": "answer", "key": key, "stage": stage,
+                     "completion": completion.to_json()}, then)
 
     def record_accepted(self, task_id: str, instruction: str) -> None:
         """Note an accepted instruction (made durable with the next group of writes).
@@ -151,41 +198,73 @@ class Journal:
         if task_id in self.accepted:
             return
         self.accepted[task_id] = instruction
-        line = json.dumps({"type": "accepted", "task_id": task_id, "instruction": instruction},
-                          ensure_ascii=False)
-        assert self._writer is not None
-        self._writer.put(line, None)
+        writer = self._open_writer()
+        writer.check()
+        writer.put(_encode({"type": "accepted", "task_id": task_id,
+                            "instruction": instruction}), None)
 
     def sync(self) -> None:
-        """Wait until everything recorded so far is on disk."""
+        """Wait until everything recorded so far is on disk (`JournalError` if it cannot be)."""
         self._write(None, None)
 
     def record_batch(self, batch_id: str, requests: dict[str, str]) -> None:
         """Note a Batch API job ({request key: stage}) before waiting for it: the job is paid
         for once created, so a restarted run must find it here rather than create another."""
         self.pending_batches[batch_id] = dict(requests)
-        self._write(json.dumps({"type": "batch", "batch_id": batch_id, "requests": requests,
-                                "at": time.time()}), None)
+        self._write({"type": "batch", "batch_id": batch_id, "requests": requests,
+                     "at": time.time()}, None)
 
     def record_batch_done(self, batch_id: str, status: str) -> None:
         """Note that every answer of a job is journaled (or the job ended without them)."""
         self.pending_batches.pop(batch_id, None)
-        self._write(json.dumps({"type": "batch_done", "batch_id": batch_id, "status": status,
-                                "at": time.time()}), None)
+        self._write({"type": "batch_done", "batch_id": batch_id, "status": status,
+                     "at": time.time()}, None)
 
     def record_finished(self, version: str) -> None:
         self.finished_version = version
-        self._write(json.dumps({"type": "finished", "version": version, "at": time.time()}),
-                    None)
+        self._write({"type": "finished", "version": version, "at": time.time()}, None)
 
-    def _write(self, line: str | None, then: Callable[[], None] | None) -> None:
+    def _open_writer(self) -> _GroupWriter:
         assert self._writer is not None, "use the journal as a context manager"
+        return self._writer
+
+    def _write(self, event: dict[str, Any] | None, then: Callable[[], None] | None) -> None:
+        """Queue `event`; run `then` once it is durable, or, without `then`, wait for that
+        here and raise `JournalError` if the journal has failed."""
+        writer = self._open_writer()
+        line = None if event is None else _encode(event)
         if then is not None:
-            self._writer.put(line, then)
+            writer.put(line, then)
             return
         done = threading.Event()
-        self._writer.put(line, done.set)
+        writer.put(line, done.set)
         done.wait()
+        writer.check()
+
+
+def _encode(event: dict[str, Any]) -> bytes:
+    """One journal line. Text is kept readable (not \\u-escaped) unless it cannot be UTF-8
+    (a lone surrogate): then escaped JSON, which replays to exactly the same strings."""
+    try:
+        return json.dumps(event, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(event).encode("ascii")
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg} at column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8"
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return " ".join(str(exc).split())[:120] or type(exc).__name__
 
 
 class _GroupWriter:
@@ -194,18 +273,28 @@ class _GroupWriter:
     fsync takes milliseconds; done per answer on the client's event loop it stalled all
     requests. Here a thread writes whatever has queued up, fsyncs once, then runs the
     callbacks of those lines — group commit, as databases do it.
+
+    The thread never dies: after a failed write it stops writing, keeps `failure`, and still
+    runs every callback, so no caller waits forever for a line that will never be written.
     """
 
-    def __init__(self, file: Any) -> None:
-        self._file = file
-        self._queue: queue.SimpleQueue[tuple[str | None, Callable[[], None] | None] | None] = \
+    def __init__(self, fd: int, path: Path) -> None:
+        self._fd = fd
+        self._path = path
+        self.failure: JournalError | None = None
+        self._queue: queue.SimpleQueue[tuple[bytes | None, Callable[[], None] | None] | None] = \
             queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, daemon=True, name="journal-writer")
         self._thread.start()
 
-    def put(self, line: str | None, then: Callable[[], None] | None) -> None:
+    def put(self, line: bytes | None, then: Callable[[], None] | None) -> None:
         """Queue a line (None: only wait for what is queued) and its callback."""
         self._queue.put((line, then))
+
+    def check(self) -> None:
+        """Raise the failure, if writing has failed."""
+        if self.failure is not None:
+            raise self.failure
 
     def close(self) -> None:
         self._queue.put(None)
@@ -213,39 +302,70 @@ class _GroupWriter:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            group = [item]
+            group = [self._queue.get()]
             while not self._queue.empty():
                 group.append(self._queue.get())
             entries = [entry for entry in group if entry is not None]
-            lines = [line for line, _ in entries if line is not None]
-            if lines:
-                self._file.write("".join(line + "\n" for line in lines))
-                self._file.flush()
-                os.fsync(self._file.fileno())
+            if self.failure is None:
+                self._append([line for line, _ in entries if line is not None])
             for _, then in entries:
-                if then is not None:
+                if then is None:
+                    continue
+                try:
                     then()
+                except Exception as exc:  # a caller's bug: stop the run, do not kill the thread
+                    self._fail(f"a journal callback failed ({type(exc).__name__}: {exc})")
             if len(entries) < len(group):
                 return  # closed
+
+    def _append(self, lines: list[bytes]) -> None:
+        """Write and fsync `lines`; on failure cut the file back to where it was, so the
+        journal holds whole lines only, and remember the failure."""
+        if not lines:
+            return
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            data = memoryview(b"".join(line + b"\n" for line in lines))
+            while data:
+                data = data[os.write(self._fd, data):]
+            os.fsync(self._fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            self._fail(exc.strerror or str(exc))
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = JournalError(
+                f"{self._path}: cannot write the run journal ({reason}); the run stopped. "
+                f"Lines already written are intact: fix the cause and continue with --resume")
 
 
 def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:
     """Write ``run.json`` once, atomically; a resumed run reads it back."""
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+    tmp.write_bytes(_encode(config))
     os.replace(tmp, run_dir / "run.json")
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The stored run: an object with a ``config`` object (anything else is refused here, in
+    one line, rather than failing later with a KeyError)."""
     path = run_dir / "run.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        stored = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise InputError(f"{path}: not a selfinstruct run folder (no run.json)") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: invalid JSON: {exc.msg}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{path}: {_reason(exc)}") from None
+    if not isinstance(stored, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(stored).__name__}")
+    if not isinstance(stored.get("config"), dict):
+        raise InputError(f"{path}: field 'config': missing or not an object")
+    return stored
 
 
 def latest_unfinished_run(data_dir: Path, dataset: str) -> Path | None:

@@ -12,6 +12,19 @@ hammering the endpoint on its own schedule. Delays honour ``Retry-After`` and ot
 exponentially with full jitter. A request that still fails is returned with `error` set; the
 caller records it as a rejected candidate rather than crashing the run.
 
+Nothing an endpoint sends can stall or crash a run; every wait it can ask for is capped:
+
+* ``Retry-After`` (seconds, an HTTP date, ``inf``, garbage) and ``x-ratelimit-reset-*``
+  (``99999h``) are obeyed up to `MAX_WAIT` (60 s); unreadable values fall back to the
+  client's own backoff (at most `RetryPolicy.max_delay`, 60 s by default);
+* a learnt ``x-ratelimit-limit-*`` that is 0, negative, not finite or below one per minute
+  is ignored (an explicit ``--rpm``/``--tpm`` is the user's own choice and is obeyed);
+* one attempt — connect, headers and the whole body — is bounded by ``timeout``: the SDK's
+  timeout bounds each read, so a body trickling in a byte a second would never time out;
+* a body is read up to `wire.MAX_BODY_BYTES` and no further (``oversized_answer``);
+* the body is parsed by `selfinstruct.wire`, shared with the Batch API client: malformed
+  answers become errors with a kind, never exceptions.
+
 The API key is handed to the SDK and never kept in any object that is logged or serialised:
 `LLMClient.describe()` is the only view of the client meant for manifests.
 """
@@ -24,6 +37,7 @@ import contextlib
 import email.utils
 import hashlib
 import json
+import math
 import random
 import re
 import threading
@@ -31,9 +45,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpx2  # the openai SDK's HTTP library: its errors reach us while a body streams
 import openai
 
 from selfinstruct.redact import redact
+from selfinstruct.wire import (
+    MAX_BODY_BYTES,
+    AnswerError,
+    Completion,
+    completion_from_body,
+    oversized,
+    parse_body,
+)
+
+MAX_WAIT = 60.0  # seconds: the longest wait an endpoint's header can impose on a request
 
 
 @dataclass(frozen=True)
@@ -54,34 +79,6 @@ class Request:
 
 
 @dataclass
-class Completion:
-    """A model answer, or the reason there is none (`error`)."""
-
-    text: str
-    finish_reason: str | None
-    request_id: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
-    attempts: int = 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "finish_reason": self.finish_reason,
-            "request_id": self.request_id,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "error": self.error,
-            "attempts": self.attempts,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Completion:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
-
-
-@dataclass
 class StageUsage:
     requests: int = 0
     cached: int = 0
@@ -89,6 +86,7 @@ class StageUsage:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    usage_unknown: int = 0  # answers whose token counts were unusable (counted as 0)
 
 
 @dataclass
@@ -105,6 +103,7 @@ class Usage:
         usage = self.stage(stage)
         usage.prompt_tokens += completion.prompt_tokens
         usage.completion_tokens += completion.completion_tokens
+        usage.usage_unknown += completion.usage_unknown
         if cached:
             usage.cached += 1
             return
@@ -165,39 +164,48 @@ FATAL_STATUSES = {401: "the endpoint rejected the API key", 403: "access denied"
 class _Transient(Exception):
     """A failure worth retrying, with the server's requested delay if it gave one."""
 
-    def __init__(self, kind: str, retry_after: float | None = None) -> None:
+    def __init__(self, kind: str, retry_after: float | None = None, detail: str = "") -> None:
         super().__init__(kind)
         self.kind = kind
         self.retry_after = retry_after
+        self.detail = detail
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), capped at
+    `MAX_WAIT`; None when absent or unreadable (the caller backs off on its own)."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return _capped(seconds)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
 
 def parse_reset(value: str | None) -> float | None:
-    """Seconds from an ``x-ratelimit-reset-*`` value such as ``1s``, ``6m0s`` or ``120ms``."""
+    """Seconds from an ``x-ratelimit-reset-*`` value such as ``1s``, ``6m0s`` or ``120ms``,
+    capped at `MAX_WAIT`."""
     if not value:
         return None
     parts = _DURATION.findall(value)
     if not parts:
         return parse_retry_after(value)
     scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(number) * scale[unit] for number, unit in parts)
+    return _capped(sum(float(number) * scale[unit] for number, unit in parts))
+
+
+def _capped(seconds: float) -> float | None:
+    if math.isnan(seconds):
+        return None
+    return min(MAX_WAIT, max(0.0, seconds))
 
 
 class TokenBucket:
@@ -222,17 +230,27 @@ class TokenBucket:
         return 0.0 if self.level >= 0 else -self.level / self.rate
 
 
+def _bucket(per_minute: float | None, minimum: float = 0.0) -> TokenBucket | None:
+    """A bucket for a limit that makes sense (finite, above `minimum`), else no limit."""
+    if (per_minute is None or not math.isfinite(per_minute) or per_minute <= 0
+            or per_minute < minimum):
+        return None
+    return TokenBucket(per_minute)
+
+
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute limits shared by all requests of a client.
 
     Limits come from --rpm/--tpm, or are learnt from the ``x-ratelimit-limit-*`` headers that
     OpenAI and several compatible servers send; ``x-ratelimit-remaining-* == 0`` pauses every
-    request until the matching reset.
+    request until the matching reset (at most `MAX_WAIT`). A learnt limit below one per
+    minute, or one that is not a finite number, is ignored, so a learnt limit never makes a
+    request wait more than a minute.
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
-        self.requests = TokenBucket(rpm) if rpm else None
-        self.tokens = TokenBucket(tpm) if tpm else None
+        self.requests = _bucket(rpm)
+        self.tokens = _bucket(tpm)
         self._explicit = (rpm is not None, tpm is not None)
         self.paused_until = 0.0
 
@@ -249,8 +267,9 @@ class RateLimiter:
         for kind, explicit in zip(("requests", "tokens"), self._explicit, strict=True):
             limit = headers.get(f"x-ratelimit-limit-{kind}")
             if limit and not explicit and getattr(self, kind) is None:
+                # Below one per minute a learnt limit is nonsense (0 divided by zero once).
                 with contextlib.suppress(ValueError):
-                    setattr(self, kind, TokenBucket(float(limit)))
+                    setattr(self, kind, _bucket(float(limit), minimum=1.0))
             remaining = headers.get(f"x-ratelimit-remaining-{kind}")
             reset = parse_reset(headers.get(f"x-ratelimit-reset-{kind}"))
             if remaining is not None and reset and remaining.strip() in ("0", "0.0"):
@@ -348,7 +367,7 @@ class LLMClient:
         self.close()
 
     async def _send_with_retries(self, request: Request) -> Completion:
-        last_error = "unknown"
+        last = _Transient("unknown")
         for attempt in range(self.retry.max_retries + 1):
             wait = self._cooldown_until - time.monotonic()
             if wait > 0:
@@ -362,7 +381,7 @@ class LLMClient:
                 completion.attempts = attempt + 1
                 return completion
             except _Transient as exc:
-                last_error = exc.kind
+                last = exc
                 delay = exc.retry_after
                 if delay is None:
                     delay = self.retry.backoff(attempt, self._rng)
@@ -371,6 +390,8 @@ class LLMClient:
                     self._cooldown_until = max(self._cooldown_until, time.monotonic() + delay)
                 if attempt < self.retry.max_retries:
                     await asyncio.sleep(delay)
+            except AnswerError as exc:  # not worth repeating (no content, oversized)
+                return exc.completion(attempts=attempt + 1)
             except openai.APIStatusError as exc:
                 # 4xx other than 429: retrying the same request cannot help.
                 message = redact(_short(exc), [self._api_key])
@@ -381,55 +402,58 @@ class LLMClient:
                         f"{message}") from None
                 return Completion("", None, error=f"http_{exc.status_code}: {message}",
                                   attempts=attempt + 1)
-        return Completion("", None, error=f"{last_error}: gave up after "
+        detail = f"{last.detail}; " if last.detail else ""
+        return Completion("", None, error=f"{last.kind}: {detail}gave up after "
                           f"{self.retry.max_retries + 1} attempts",
                           attempts=self.retry.max_retries + 1)
 
     async def _send(self, request: Request) -> Completion:
-        params = dict(request.params)
+        """One attempt, bounded as a whole by `timeout`; a parsed answer or an exception."""
         try:
-            if self.api == "chat":
-                raw = await self._client.chat.completions.with_raw_response.create(
-                    model=self.model,
-                    messages=[{"role": "user", "content": request.prompt}],
-                    **params,
-                )
-            else:
-                raw = await self._client.completions.with_raw_response.create(
-                    model=self.model, prompt=request.prompt, **params
-                )
-            self.limiter.learn(raw.headers)
-            response = raw.parse()
+            async with asyncio.timeout(self.timeout):
+                request_id, data = await self._post(request)
+        except TimeoutError:
+            raise _Transient("timeout", detail=f"no whole answer within {self.timeout:g} s") \
+                from None
         except openai.RateLimitError as exc:
             self.limiter.learn(exc.response.headers)
             raise _Transient("rate_limited", _retry_after(exc)) from None
         except openai.InternalServerError as exc:
             raise _Transient(f"http_{exc.status_code}", _retry_after(exc)) from None
-        except openai.APITimeoutError:
+        except (openai.APITimeoutError, httpx2.TimeoutException):
             raise _Transient("timeout") from None
-        except openai.APIConnectionError:
+        # While the body is read (after the SDK returned), transport errors come raw.
+        except (openai.APIConnectionError, httpx2.TransportError):
             raise _Transient("connection_error") from None
-        except openai.APIResponseValidationError:
+        except (openai.APIResponseValidationError, httpx2.HTTPError):  # e.g. bad gzip
             raise _Transient("invalid_response") from None
-        except (json.JSONDecodeError, ValueError):
-            raise _Transient("invalid_response") from None
-        if isinstance(response, str):  # the SDK hands back non-JSON bodies as text
-            raise _Transient("invalid_response")
-        choices = getattr(response, "choices", None)
-        if not choices:
-            raise _Transient("empty_choices")
-        choice = choices[0]
-        text = choice.message.content if self.api == "chat" else choice.text
-        if not isinstance(text, str):
-            raise _Transient("invalid_response")
-        usage = getattr(response, "usage", None)
-        return Completion(
-            text=text,
-            finish_reason=choice.finish_reason,
-            request_id=raw.request_id or getattr(response, "id", None),
-            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-        )
+        try:
+            return completion_from_body(parse_body(data), self.api, request_id)
+        except AnswerError as exc:
+            if exc.retryable:
+                raise _Transient(exc.kind, detail=exc.detail) from None
+            raise
+
+    async def _post(self, request: Request) -> tuple[str | None, bytes]:
+        """Send the request; return the x-request-id header and the body, read only up to
+        `MAX_BODY_BYTES` (streamed, so a flood is cut off instead of held in memory)."""
+        if self.api == "chat":
+            call = self._client.chat.completions.with_streaming_response.create(
+                model=self.model, messages=[{"role": "user", "content": request.prompt}],
+                **request.params)
+        else:
+            call = self._client.completions.with_streaming_response.create(
+                model=self.model, prompt=request.prompt, **request.params)
+        async with call as response:
+            self.limiter.learn(response.headers)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise oversized(size)
+                chunks.append(chunk)
+            return response.headers.get("x-request-id"), b"".join(chunks)
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:

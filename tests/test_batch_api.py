@@ -229,11 +229,40 @@ def test_line_outcome_reads_every_record_shape() -> None:
     assert (completion.text, completion.request_id, completion.prompt_tokens, retry) == (
         "hi", "r1", 3, False)
     empty = {"response": {"status_code": 200, "body": {"choices": []}}}
-    assert line_outcome(empty, "chat")[0].error == "empty_choices" and line_outcome(empty,
-                                                                                    "chat")[1]
+    assert line_outcome(empty, "chat")[0].error.startswith("empty_choices") and line_outcome(
+        empty, "chat")[1]
     not_run = {"response": None, "error": {"code": "batch_expired", "message": "late"}}
     assert line_outcome(not_run, "chat") == (Completion("", None, error="batch_expired: late"),
                                              True)
+
+
+@pytest.mark.parametrize(("body", "kind", "retry"), [
+    ({"choices": "oops"}, "invalid_response", True),
+    ({"choices": [None]}, "invalid_response", True),
+    ({"choices": [{"finish_reason": "stop"}]}, "invalid_response", True),
+    ({"choices": [{"message": {"content": None}, "finish_reason": "content_filter"}]},
+     "no_content", False),
+    ("not an object", "invalid_response", True),
+])
+def test_hostile_batch_lines_fail_with_a_kind_not_an_exception(body, kind, retry) -> None:
+    """The same wire rules as direct mode: a malformed line is an error kind, never a crash."""
+    record = {"custom_id": "a", "response": {"status_code": 200, "body": body}}
+    completion, retryable = line_outcome(record, "chat")
+    assert completion.error.split(":")[0] == kind and retryable is retry
+    error_body = {"custom_id": "a", "response": {"status_code": 400, "body": {"error": "x"}}}
+    assert line_outcome(error_body, "chat")[0].error == "http_400: x"
+    assert line_outcome("garbage", "chat")[0].error.startswith("invalid_response")
+
+
+def test_foreign_ids_and_absurd_usage_in_batch_lines_are_coerced() -> None:
+    body = {"id": {"weird": 1}, "usage": {"prompt_tokens": 1e308, "completion_tokens": "2"},
+            "choices": [{"message": {"content": "a\ud800b"}, "finish_reason": "stop"}]}
+    line = json.loads(json.dumps({"response": {"status_code": 200, "request_id": 42,
+                                                "body": body}}))
+    completion, retryable = line_outcome(line, "chat")
+    assert completion.request_id == "42" and not retryable
+    assert (completion.prompt_tokens, completion.completion_tokens) == (0, 0)
+    assert completion.usage_unknown and completion.text == "a\ufffdb"
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,14 @@ import time
 
 import pytest
 
-from selfinstruct.llm import EndpointRefused, LLMClient, Request, RetryPolicy, parse_retry_after
+from selfinstruct.llm import (
+    MAX_WAIT,
+    EndpointRefused,
+    LLMClient,
+    Request,
+    RetryPolicy,
+    parse_retry_after,
+)
 from selfinstruct.redact import redact
 from tests.servers.openai_server import start_server
 
@@ -140,6 +147,13 @@ def test_parse_retry_after():
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.0 + 1e-9
+    # Every wait an endpoint asks for is capped; nonsense falls back to our own backoff.
+    assert parse_retry_after("999999999") == MAX_WAIT
+    assert parse_retry_after("inf") == MAX_WAIT
+    assert parse_retry_after("1e400") == MAX_WAIT
+    assert parse_retry_after("-5") == 0.0
+    assert parse_retry_after("nan") is None
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT") == MAX_WAIT
 
 
 def test_rpm_limit_paces_requests():
@@ -200,6 +214,9 @@ def test_parse_reset_durations():
     from selfinstruct.llm import parse_reset
 
     assert parse_reset("1s") == 1.0
-    assert parse_reset("6m0s") == 360.0
+    assert parse_reset("0m45s") == 45.0
     assert parse_reset("120ms") == pytest.approx(0.12)
     assert parse_reset(None) is None
+    # Capped at MAX_WAIT: a 6-minute reset is waited for a minute, then the 429 says more.
+    assert parse_reset("6m0s") == MAX_WAIT == 60.0
+    assert parse_reset("99999h") == MAX_WAIT
