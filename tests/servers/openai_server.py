@@ -75,6 +75,13 @@ last reset): see :class:`FaultPlan`. Only the first ``max_faults_per_request`` (
 sends of a fingerprint can be faulted, so a client that retries the identical request that
 many times always gets its answer, and two runs with the same seed fault the same requests.
 
+Styles (``style`` / ``--style``, see docs/test-server.md): ``clean`` (the default, everything
+above), ``messy`` (what real chat and completion models write: markdown lists and labels,
+chatty verdicts, defective items, unreadable answers, heavy-tailed latency; built over the clean
+content by tests/servers/messy_lists.py and messy_fields.py) and ``recorded`` (real answers of
+the embedded model replayed from tests/fixtures/recorded_real.jsonl, tests/servers/recorded.py).
+``RunningServer.offered()`` tells what every answered choice offered, for accounting tests.
+
 Stats (``RunningServer.stats()`` == ``GET /_stats``): ``requests_total``,
 ``requests_by_endpoint``, ``fingerprints`` (attempts per body) and ``max_fingerprint_count``,
 ``successes_total``, ``successes_by_endpoint``, ``success_fingerprints`` (non-faulted 200
@@ -130,6 +137,64 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.servers.vocab_en import (
+    _EN_CLASSIFICATION_RE,
+    EN_AUDIENCE_LEADS,
+    EN_AUDIENCES,
+    EN_BLACKLISTED,
+    EN_CLASSIFICATION_FRAMES,
+    EN_CLASSIFICATION_TAILS,
+    EN_CONSTRAINTS,
+    EN_FILLERS,
+    EN_FORMATS,
+    EN_IMPERATIVE_FRAMES,
+    EN_INPUTS,
+    EN_LABEL_SETS,
+    EN_LANGUAGES,
+    EN_NUMBERS,
+    EN_OUTPUTS,
+    EN_PROGRAMS,
+    EN_QUESTION_FRAMES,
+    EN_TOO_SHORT,
+    EN_TOPICS,
+    EN_WRAPPERS,
+)
+from tests.servers.vocab_ja import (
+    GENERIC_ANSWERS_EN,
+    GENERIC_ANSWERS_JA,
+    JA_ASPECTS,
+    JA_AUDIENCE_OPENERS,
+    JA_AUDIENCES,
+    JA_BLACKLISTED,
+    JA_CLASSIFICATION_FRAMES,
+    JA_CLASSIFICATION_KEYWORDS,
+    JA_CONSTRAINTS,
+    JA_CREATIVE_COUNTS,
+    JA_CREATIVE_FORMS,
+    JA_CREATIVE_LINKS,
+    JA_CREATIVE_VERBS,
+    JA_DOC_VERBS,
+    JA_DOCUMENTS,
+    JA_ENDINGS,
+    JA_EVENTS,
+    JA_EXTRACTS,
+    JA_INPUTS,
+    JA_LABEL_SETS,
+    JA_NEAR_DUP_CHARS,
+    JA_NOUN_ENDINGS,
+    JA_OUTPUTS,
+    JA_PROGRAMS,
+    JA_PURPOSES,
+    JA_QUESTION_FRAMES,
+    JA_TEXT_TASKS,
+    JA_TEXTS,
+    JA_TOO_SHORT,
+    JA_TOPICS,
+    JA_VERBS,
+    JA_VIEWPOINTS,
+    JUNK_SYLLABLES,
+)
+
 __all__ = [
     "BATCH_ERROR_KINDS",
     "BOOTSTRAP_HEADERS",
@@ -139,6 +204,7 @@ __all__ = [
     "LABEL_DISAGREE_RATE",
     "MODEL_IDS",
     "NO_INPUT",
+    "STYLES",
     "FaultPlan",
     "RunningServer",
     "ServerOptions",
@@ -155,6 +221,9 @@ __all__ = [
 ]
 
 MODEL_IDS: tuple[str, ...] = ("test-model",)
+# Answer styles (tests/servers/styles.py): the prompt's own format, what real models write,
+# and replayed real answers of the embedded model.
+STYLES: tuple[str, ...] = ("clean", "messy", "recorded")
 
 # --------------------------------------------------------------------------------------------
 # Tokens, stop sequences, max_tokens
@@ -213,648 +282,6 @@ def apply_stop_and_max_tokens(
     return text, "stop"
 
 
-# --------------------------------------------------------------------------------------------
-# Vocabulary: English
-# --------------------------------------------------------------------------------------------
-# Every good instruction avoids the Self-Instruct/Alpaca blacklist even as a substring
-# (image, graph, picture, file, map, draw, plot, go to, video, audio, music, flowchart,
-# diagram): "paragraph", "photography", "profile" or "drawback" would be dropped by a
-# substring filter, so they do not appear. Generation frames also avoid the classification
-# keywords, so that the classify answer is Yes exactly for the classification frames.
-
-EN_TOPICS: tuple[str, ...] = (
-    "the water cycle", "compound interest", "remote work", "the French Revolution",
-    "sourdough baking", "electric cars", "sleep hygiene", "volcanoes", "black holes",
-    "public libraries", "honeybees", "urban gardening", "the Roman Empire", "climate change",
-    "renewable energy", "personal budgeting", "job interviews", "time management",
-    "machine learning", "the human immune system", "coral reefs", "the stock market",
-    "recycling programs", "chess openings", "marathon training", "vegetarian cooking",
-    "ancient Egypt", "the printing press", "solar panels", "first aid", "public speaking",
-    "online privacy", "cryptocurrency", "the Olympic Games", "houseplants", "minimalism",
-    "the Silk Road", "photosynthesis", "inflation", "electric bicycles", "meditation",
-    "the Industrial Revolution", "tea ceremonies", "space tourism", "plastic pollution",
-    "volunteering", "board games", "the Great Barrier Reef", "composting",
-    "wildfire prevention", "negotiation skills", "bird migration", "vaccines", "fast fashion",
-    "the Renaissance", "desert ecosystems", "microplastics", "earthquakes", "freelancing",
-    "the Moon landing", "origami", "antibiotics", "mountain hiking", "quantum computing",
-    "urban traffic", "the Cold War", "coffee farming", "language learning", "team sports",
-    "artificial sweeteners", "central banks", "carbon taxes", "dog training",
-    "the Amazon rainforest", "digital literacy", "social media addiction",
-    "community gardens", "ocean tides", "the Apollo program", "wind turbines",
-    "home insurance", "credit scores", "food waste", "the Byzantine Empire",
-    "vertical farming", "citizen science", "noise pollution", "the Mars rovers",
-    "rainwater harvesting", "circadian rhythms", "grocery shopping on a budget",
-    "retirement savings", "cybersecurity", "the Great Depression", "electric grids",
-    "pottery", "camping safety", "nuclear fusion", "medieval castles", "shared housing",
-    "microfinance", "bicycle commuting", "the periodic table", "glaciers", "cloud computing",
-    "online dating", "wine tasting", "the Ottoman Empire", "aging populations",
-    "handwriting", "fermentation", "open-source software", "the Arctic", "street food",
-    "patent law", "earthquake-resistant buildings", "beekeeping", "local elections",
-    "the Panama Canal", "sign language", "hybrid work schedules", "e-books",
-    "kindergarten education", "balcony gardening", "tsunamis", "supply chains",
-    "the Wright brothers", "hydroponics", "fossil fuels", "the Northern Lights",
-    "independent bookstores", "dinosaurs", "tropical storms", "cooking with kids",
-    "fire safety at home", "moving to a new city", "sustainable tourism",
-    "rare earth metals", "ride-sharing apps", "homeschooling", "sports injuries",
-    "the gig economy", "desalination", "mushroom foraging", "the Mongol Empire",
-    "biodiversity loss", "electric scooters", "public transport", "tax returns",
-    "food allergies", "smart homes", "3D printing", "virtual reality", "knitting",
-    "chocolate making", "the Hubble Space Telescope", "jazz improvisation",
-    "ancient Greek theater", "lighthouses", "sea turtles", "standardized testing",
-)
-
-EN_AUDIENCES: tuple[str, ...] = (
-    "a ten-year-old", "busy executives", "first-year university students", "retirees",
-    "a non-native English speaker", "a skeptical reader", "new parents",
-    "small business owners", "high school students", "a curious grandparent",
-    "software engineers", "night-shift nurses", "readers of a local newspaper",
-    "first-time tourists", "a job candidate", "food bank volunteers", "a book club",
-    "an elementary school teacher", "a city council member", "farmers", "complete beginners",
-    "a podcast audience", "newsletter subscribers", "museum visitors", "science fair judges",
-    "a sports coach", "college applicants", "hospital administrators", "amateur chefs",
-    "a startup founder", "people with slow internet access", "a debate team",
-    "travel bloggers", "online learners", "a neighborhood association", "exchange students",
-    "librarians", "factory workers", "a radio host", "lawyers", "teenage gamers",
-    "first-time voters", "stay-at-home dads", "rural doctors", "apprentice electricians",
-)
-# How an audience joins an imperative sentence; questions only use "for {a}".
-EN_AUDIENCE_LEADS: tuple[str, ...] = (
-    "for {a}", "for {a}", "aimed at {a}", "suitable for {a}", "with {a} in mind",
-    "so that {a} can follow it", "that would make sense to {a}",
-)
-
-EN_CONSTRAINTS: tuple[str, ...] = (
-    "in under 50 words", "using only simple words", "in three bullet points",
-    "without using technical jargon", "in a humorous tone", "with one concrete example",
-    "in the style of a sports commentator", "as a numbered list", "in exactly two sentences",
-    "using an analogy from cooking", "in a friendly and encouraging voice",
-    "while staying strictly neutral", "in fewer than one hundred words",
-    "with a catchy title", "ending with a question for the reader",
-    "from the point of view of a historian", "in the form of a short dialogue",
-    "with at least one surprising statistic", "in plain language",
-    "with a clear call to action", "in the second person", "using a metaphor about the ocean",
-    "addressing two common objections", "in a single tweet-length message", "step by step",
-    "with a short summary at the end", "in a formal register",
-    "without mentioning any brand names", "in rhyming couplets",
-    "from the perspective of a child", "with a list of key terms",
-    "in the voice of a pirate", "using examples from everyday life",
-    "in no more than five lines", "in an optimistic tone",
-    "comparing it to something familiar", "with three follow-up questions",
-    "in a calm, reassuring tone", "as if writing for an encyclopedia", "in a playful way",
-    "citing one historical example", "without exceeding 120 words",
-    "while avoiding exaggeration", "and keep each sentence short",
-    "highlighting what beginners usually overlook", "including a memorable quote",
-)
-
-EN_FORMATS: tuple[str, ...] = (
-    "short poem", "haiku", "limerick", "news article", "blog post introduction",
-    "motivational speech", "product review", "short story", "cover letter", "diary entry",
-    "fable", "FAQ section", "radio advertisement", "job advertisement", "press release",
-    "movie synopsis", "menu description", "travel guide entry", "wedding toast",
-    "letter to the editor", "sonnet", "eulogy", "bedtime story", "recipe introduction",
-    "horoscope", "thank-you note", "LinkedIn post", "podcast episode outline", "op-ed",
-    "children's rhyme", "museum plaque", "product slogan", "stand-up comedy routine",
-    "campaign speech", "apology email", "book blurb", "tour itinerary", "lab report abstract",
-)
-
-EN_NUMBERS: tuple[str, ...] = ("two", "three", "four", "five", "six", "seven", "ten")
-EN_LANGUAGES: tuple[str, ...] = (
-    "Spanish", "French", "German", "Japanese", "Italian", "Portuguese", "Korean", "Dutch",
-)
-
-# Frames use "[a|b|c]" alternations (expanded by _expand) so that two items from the same
-# frame share only a few words: word-level ROUGE-L between them stays well under 0.7.
-# {aud} and {cons} are optional slots (" for ..." / " in ..." or nothing).
-EN_IMPERATIVE_FRAMES: tuple[str, ...] = (
-    "[Explain|Clarify|Break down|Demystify|Unpack] {topic}{aud}{cons}.",
-    "[Write|Compose|Draft|Produce|Pen] a {fmt} [about|on|inspired by|that celebrates|that"
-    " pokes fun at|centered on] {topic}{aud}.",
-    "Summarize the [main|strongest|most common|most convincing] arguments [for and against|in"
-    " favor of|against] {topic}{cons}.",
-    "[Give|Share|Offer|Suggest] {n} [practical|simple|low-cost|evidence-based|unusual|"
-    "time-saving] [tips|habits|strategies|rules of thumb] [on|for|about] {topic}{aud}.",
-    "[Suggest|Invent|Propose|Come up with] {n} [creative|catchy|memorable|witty] names for a"
-    " [podcast|newsletter|club|festival|workshop series] about {topic}.",
-    "[Rewrite|Rephrase|Revise|Edit] the following [sentence|announcement|complaint|note|"
-    "message] about {topic} [so that it sounds|to make it] [more formal|friendlier|more concise|"
-    "less technical|more persuasive]{aud}.",
-    "[Create|Prepare|Put together|Design] a [short|quick|fun|ten-minute] quiz with {n}"
-    " questions about {topic}{aud}.",
-    "Describe how {topic} has [changed|evolved|developed|shifted] over the [last fifty years|"
-    "past century|last decade|past two generations]{cons}.",
-    "[List|Weigh|Outline|Set out] the [advantages and disadvantages|benefits and risks|"
-    "strengths and weaknesses|costs and benefits] of {topic}{cons}.",
-    "[Propose|Sketch|Plan] a [weekend|one-day|week-long|family-friendly] [schedule|itinerary|"
-    "program] that involves {topic} on a [tight|modest|generous] budget.",
-    "Write a [persuasive|polite|passionate|short] letter to [the mayor|a newspaper|the school"
-    " board|a local charity|your neighbors] about {topic}{cons}.",
-    "Compare {topic} with {topic2} in terms of [cost, risk and benefit|public impact|long-term"
-    " value|ease of learning|environmental footprint].",
-    "Draft [an email|a message|a short note] to a [colleague|manager|mentor|client] asking for"
-    " feedback on a [report|proposal|presentation|draft] about {topic}.",
-    "[Generate|Prepare|Write|List] {n} [interview|discussion|exam|icebreaker] questions [for an"
-    " expert on|about|for a debate on] {topic}.",
-    "[Find|Spot|Expose|Point out] the [logical flaw|weak assumption|hidden bias|factual error]"
-    " in the following [argument|claim|advertisement|opinion] about {topic}.",
-    "[Outline|Plan|Structure|Design] a [lesson|workshop|lecture|study session|training day] on"
-    " {topic}{aud}.",
-    "[Provide|Write|Put together] a [beginner's guide|starter kit|first-week plan|quick-start"
-    " guide] [to|for] {topic}{cons}.",
-    "Write a [dialogue|conversation|debate|phone call] between [two friends|a parent and a"
-    " teenager|a doctor and a patient|two neighbors|a teacher and a student] who [disagree"
-    " about|are discussing|are confused about] {topic}.",
-    "[Invent|Write|Create|Compose] a [riddle|brain teaser|trivia question] whose answer is"
-    " [connected to|related to|hidden in] {topic}{aud}.",
-    "[Estimate|Work out|Guess] how much [a beginner|a family|a small company|a student|a"
-    " school] should [budget|set aside|spend each month] for {topic} and [justify the estimate|"
-    "explain your reasoning|list the main costs].",
-    "Tell me [a fun fact|an interesting story|a surprising detail|a little-known fact] about"
-    " {topic}[ that most people do not know|| that would impress my friends].",
-    "Define the [key terms|basic concepts|essential words|ten most useful terms] a newcomer to"
-    " {topic} should learn first{cons}.",
-    "Recommend {n} [books|podcasts|documentaries|online courses|magazines] for someone"
-    " [curious about|new to|passionate about|struggling with] {topic}.",
-    "Write a [product description|sales pitch|review|user manual introduction] for a [gadget|"
-    "mobile app|service|subscription box] that helps with {topic}.",
-    "Turn the following [notes|bullet points|meeting minutes|interview answers] about {topic}"
-    " into a [coherent summary|short report|clear email|news brief].",
-    "[Extract|Pull out|Collect] all the [dates|names|numbers|places|claims] mentioned in the"
-    " following [text|article|transcript|letter] about {topic}[| and list them in order| and"
-    " group them by type| and count them].",
-    "Design a [simple|cheap|home|classroom] experiment to test a [popular claim|common belief|"
-    "widespread assumption] about {topic}.",
-    "Write a [short|cheerful|urgent|witty] social media post announcing a [community event|"
-    "charity drive|public lecture|free workshop] about {topic}.",
-    "[Brainstorm|Pitch|Imagine|Propose] {n} [startup|business|side project|charity] ideas"
-    " [related to|built around|that address] {topic}.",
-    "[Create|Make|Prepare|Compile] a [checklist|to-do list|packing list|safety checklist|"
-    "shopping list] for {topic}{aud}.",
-    "Offer advice to a [student|career changer|retiree|teenager|young professional] who wants"
-    " to [specialize in|get into|learn about|start a career in] {topic}{cons}.",
-    "Write the opening [line|scene|sentence|chapter summary] of a [mystery|science fiction|"
-    "romance|comedy|thriller] novel in which {topic} plays a central role.",
-    "[Rank|Order|Sort] the following [factors|options|reasons|arguments] by their [impact on|"
-    "relevance to|importance for] {topic}[ and explain your ranking| and justify each choice|"
-    "]{aud}.",
-    "[Paraphrase|Reword|Simplify|Restate] the given [statement|quote|definition|headline] about"
-    " {topic}{cons}.",
-    "[Correct|Fix|Proofread] [any grammar mistakes|the spelling errors|the punctuation|awkward"
-    " phrasing] in the following [text|email|essay|announcement] about {topic}.",
-    "Translate the following [sentence|sign|greeting card|short notice] about {topic} into"
-    " {lang}.",
-    "[Predict|Forecast|Imagine] {n} ways {topic} might [change|evolve|surprise us] by the year"
-    " [2030|2040|2050|2100].",
-    "[Argue|Make the case|Write a short speech] for [more|less|better targeted] public funding"
-    " of {topic}{cons}.",
-    "[Debunk|Correct|Challenge|Fact-check] a [common|popular|persistent|dangerous] myth about"
-    " {topic}{aud}.",
-    "Summarize the following [article|blog post|speech|report|review] about {topic}{cons}.",
-    "[Develop|Design|Create] a [thirty-day|one-week|seven-day|month-long] challenge built"
-    " around {topic}.",
-    "[Create|Coin|Suggest] a [motivational|funny|memorable|short] slogan for a [campaign|school"
-    " club|local shop|nonprofit] about {topic}.",
-    "Answer the following question about {topic}{aud}.",
-    "Point out the [weaknesses|risks|hidden costs|blind spots] in this [proposal|policy|"
-    "business idea|budget] about {topic}.",
-    "Name {n} [famous|influential|overlooked|controversial] [people|inventions|events|places]"
-    " associated with {topic} and [say why they matter|explain their importance|describe each"
-    " briefly].",
-    "Suggest a [catchy|thoughtful|provocative|funny] [headline|title|subtitle] for an [essay|"
-    "article|opinion piece|academic talk] on {topic}.",
-    "Teach me the basics of {topic}{cons}.",
-)
-
-EN_QUESTION_FRAMES: tuple[str, ...] = (
-    "What are the [most common|biggest|most persistent|most harmful] [misconceptions|myths|"
-    "misunderstandings] about {topic}{aud}?",
-    "[How would you|How can I|What is the best way to|How should a teacher] [explain|"
-    "introduce|describe|summarize|present] {topic}{aud}?",
-    "Why do [some people|many students|so many adults|beginners|older relatives] [find|"
-    "consider] {topic} [difficult|hard|intimidating|confusing|boring][| at first| to discuss]?",
-    "What questions should a [journalist|policy maker|curious student|skeptical investor] ask"
-    " [when investigating|before supporting|about] {topic}?",
-    "[How can|In what ways can|Why should] a [small town|large city|rural school|family"
-    " business|public hospital] [benefit from|invest in|learn from] {topic}?",
-    "What would [happen|change|people miss] if {topic} [disappeared|became illegal|became"
-    " free|doubled in popularity] [tomorrow|overnight|next year|within a decade]?",
-    "Which [skills|personal qualities|tools|habits|school subjects] [are most useful|matter"
-    " most|help the most] for someone [working on|interested in|new to] {topic}{aud}?",
-    "What [ethical|practical|legal|environmental] [concerns|questions|challenges] does {topic}"
-    " raise{aud}?",
-    "How [does|will|could] {topic} [affect|change|shape|influence] the daily [life|routine|"
-    "budget] of [ordinary families|people in big cities|farmers|teenagers|older adults]?",
-    "Where should a [beginner|curious adult|busy parent|retired engineer|high school"
-    " graduate] [start|begin|look first] when [learning about|getting into|exploring|reading up"
-    " on] {topic}[| on a small budget| with only an hour a week| without a teacher]?",
-    "What [lessons|warnings|good habits|practical ideas] can [businesses|schools|governments|"
-    "athletes|artists] [learn from|take from|borrow from] {topic}{aud}?",
-    "[How might|How will|In what ways could] {topic} [look different|change|be transformed] in"
-    " [a hundred years|the next decade|twenty years|another century]{aud}?",
-    "When did {topic} first [become|start to be] [widely discussed|popular|a public concern|"
-    "part of school curricula|a topic in newspapers], and [why|who pushed it forward|what"
-    " changed]?",
-    "What is the [strongest|weakest|most emotional|most practical] argument [in favor of|"
-    "against] {topic}?",
-    "[Can you describe|Could you sketch|Would you outline] a typical [day|week|morning|"
-    "workday] for [someone|a professional|a volunteer|an intern] who [works with|studies|writes"
-    " about|teaches] {topic}?",
-    "In what ways are {topic} and {topic2} [connected|similar|different|at odds]?",
-)
-
-# Classification frames: each names its labels so that output-first instances can reuse them.
-EN_CLASSIFICATION_FRAMES: tuple[str, ...] = (
-    "[Classify|Categorize] the following [review|comment|testimonial|tweet|forum post] [of|"
-    "about|on] {topic} as positive, negative, or neutral.",
-    "Decide whether the following [statement|claim|sentence|rumor] about {topic} is true or"
-    " false.",
-    "Identify whether the given [sentence|remark|line from an interview|headline] about"
-    " {topic} is a fact or an opinion.",
-    "Determine whether the following [email|text message|newsletter|letter] about {topic} is"
-    " spam or not spam.",
-    "Categorize the following [news headline|press release|article summary] about {topic}"
-    " into politics, business, science, sports, or culture.",
-    "[Analyze|Judge|Assess] the sentiment of this [customer comment|product review|forum"
-    " reply|survey answer] about {topic}.",
-    "Given a question about {topic}, tell whether it can be answered with yes or no.",
-    "Label the following [message|email|reply|notice] about {topic} as formal or informal.",
-    "Which category does the following [expense|purchase|receipt] related to {topic} belong"
-    " to: housing, food, transport, or leisure?",
-    "Detect whether the following [text|passage|story|leaflet] about {topic} was written for"
-    " children or for adults.",
-    "Classify the following [comment|answer|tip|forum reply] about {topic} as helpful or"
-    " unhelpful.",
-    "Is the following [claim|statement|headline|rumor] about {topic} supported by evidence?"
-    " Answer yes or no.",
-)
-
-# Optional tails for classification frames: different words, same task.
-EN_CLASSIFICATION_TAILS: tuple[str, ...] = (
-    "", "", "", " Reply with the label only.", " Explain your choice in one sentence.",
-    " If unsure, pick the closest option.", " Give a confidence score from 1 to 5.",
-    " Quote the words that justify your answer.", " Consider the author's intent.",
-    " Ignore spelling mistakes.", " Base your answer only on the text.",
-    " Justify the answer briefly.", " Treat sarcasm carefully.",
-)
-
-EN_WRAPPERS: tuple[str, ...] = ("Please {x}.", "Could you {x}?", "I need you to {x}.")
-
-EN_BLACKLISTED: tuple[str, ...] = (
-    "Draw a picture of {topic}.",
-    "Plot a graph of {topic} over the last decade.",
-    "Create an image that represents {topic}.",
-    "Make a map of places connected to {topic}.",
-    "Record a video that explains {topic}.",
-    "Compose music inspired by {topic}.",
-    "Go to the library and find a book on {topic}.",
-)
-EN_TOO_SHORT: tuple[str, ...] = (
-    "Do it now.", "Summarize this.", "Explain.", "Tell me more.", "Try again.",
-)
-EN_PROGRAMS: tuple[str, ...] = (
-    "Write a program that tracks {topic}.",
-    "Write a program that answers questions about {topic}.",
-    "Write a program that ranks articles about {topic}.",
-)
-EN_FILLERS: tuple[str, ...] = (
-    "brief", "simple", "clear", "new", "good", "quick", "modern", "useful", "detailed", "fresh",
-)
-
-EN_INPUTS: tuple[str, ...] = (
-    "I have been reading about {topic} and I am not sure where to start.",
-    "Our team wants to learn more about {topic} before the next meeting.",
-    "{Topic} is often misunderstood, but it affects daily life in many ways.",
-    "Notes: {topic}; key benefit: saves time; key risk: higher cost.",
-    "What is the single most important thing to know about {topic}?",
-    "A friend says {topic} is a waste of time. How should I respond?",
-    "The report on {topic} was delayed because the data arrived late.",
-    "Last year our town held its first meeting about {topic}, and forty people came.",
-)
-EN_OUTPUTS: tuple[str, ...] = (
-    "A good starting point for {topic} is to learn the basic terms and try one small example.",
-    "{Topic} matters because it changes how people plan, spend and decide.",
-    "In short, {topic} works best when the goals are clear and progress is measured.",
-    "Three points stand out about {topic}: it has a long history, it keeps evolving, and it"
-    " rewards practice.",
-    "Most experts agree that {topic} benefits from patience, curiosity and honest feedback.",
-    "One common mistake with {topic} is trying to do everything at once.",
-    "Think of {topic} like a garden: small, regular care brings the best results.",
-    "People who enjoy {topic} usually begin with a simple goal and build on it week by week.",
-)
-
-# Label sets: (trigger substrings, labels, input template per label).
-EN_LABEL_SETS: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...] = (
-    (("positive, negative", "positive or negative", "sentiment"), (
-        ("Positive", "I absolutely loved {topic}; it was worth every minute."),
-        ("Negative", "Honestly, {topic} was a huge disappointment for me."),
-        ("Neutral", "I tried {topic} once and it was fine, nothing special."),
-    )),
-    (("true or false",), (
-        ("True", "{Topic} has been discussed by researchers for many years."),
-        ("False", "{Topic} was invented last Tuesday by a single person."),
-    )),
-    (("fact or an opinion", "fact or opinion"), (
-        ("Fact", "{Topic} is mentioned in many school textbooks."),
-        ("Opinion", "{Topic} is the most boring subject anyone could study."),
-    )),
-    (("spam",), (
-        ("Spam", "CONGRATULATIONS! Click here to win a free course on {topic} now!!!"),
-        ("Not spam", "Hi Sam, could we move our meeting about {topic} to Thursday?"),
-    )),
-    (("formal or informal",), (
-        ("Formal", "We would be grateful for your comments on the attached summary of {topic}."),
-        ("Informal", "hey, wanna chat about {topic} later? lol"),
-    )),
-    (("politics, business",), (
-        ("Politics", "Parliament debates new rules on {topic}"),
-        ("Business", "Investors pour money into start-ups focused on {topic}"),
-        ("Science", "New study sheds light on {topic}"),
-        ("Sports", "Local team raises funds with a charity match about {topic}"),
-        ("Culture", "Museum opens an exhibition celebrating {topic}"),
-    )),
-    (("housing, food",), (
-        ("Housing", "Monthly rent for a flat near a centre for {topic}"),
-        ("Food", "Groceries for a dinner party about {topic}"),
-        ("Transport", "Train ticket to a conference on {topic}"),
-        ("Leisure", "Weekend workshop on {topic}"),
-    )),
-    (("children or", "for adults"), (
-        ("Children", "Did you know? {Topic} can be super fun, just like a game!"),
-        ("Adults", "A detailed review of {topic} and its long-term financial implications."),
-    )),
-    (("helpful or unhelpful",), (
-        ("Helpful", "If you are new to {topic}, start with the free guide on the city website."),
-        ("Unhelpful", "Whatever, {topic} is dumb."),
-    )),
-    (("yes or no",), (
-        ("Yes", "Is {topic} taught in most schools?"),
-        ("No", "Why do people enjoy {topic} so much?"),
-    )),
-)
-
-EN_CLASSIFICATION_KEYWORDS: tuple[str, ...] = (
-    "classify", "classification", "categorize", "categorise", "identify whether", "is it",
-    "which category", "sentiment", "true or false", "yes or no", "fact or an opinion",
-    "fact or opinion", "spam", "decide whether", "determine whether", "detect whether",
-    "label the", "label each",
-)
-_EN_CLASSIFICATION_RE = re.compile(
-    r"\b(?:" + "|".join(re.escape(k) for k in EN_CLASSIFICATION_KEYWORDS) + r")\b",
-    re.IGNORECASE,
-)
-
-# --------------------------------------------------------------------------------------------
-# Vocabulary: Japanese
-# --------------------------------------------------------------------------------------------
-# Japanese instructions are compared with CHARACTER-level ROUGE-L at thresholds as low as
-# ~0.5, so sentences are assembled from independent slots (audience opener, constraint,
-# action phrase with its own kanji verb noun, one of many endings) rather than a few long
-# frames. Kanji-heavy slots share few characters with each other; kana endings vary.
-# Good items avoid the characters of likely blacklists (画, 図, 描, 絵, 写真, 映像, 音声,
-# 音楽, 地図, ファイル, グラフ) and the classification keywords (分類, 判定, どちら, 判断,
-# 感情, ジャンル, 見分け).
-
-JA_TOPICS: tuple[str, ...] = (
-    "発酵食品", "地方の公共交通", "江戸時代の町人文化", "睡眠不足", "在宅勤務",
-    "再生可能エネルギー", "量子コンピューター", "円安", "少子高齢化", "家計簿", "就職面接",
-    "時間管理", "機械学習", "免疫の仕組み", "珊瑚礁", "株式投資", "資源回収",
-    "将棋の序盤戦術", "マラソン練習", "精進料理", "古代エジプト", "活版印刷", "太陽光発電",
-    "応急手当", "人前での発表", "個人情報保護", "暗号資産", "五輪大会", "観葉植物", "断捨離",
-    "シルクロード", "光合成", "物価上昇", "電動自転車", "瞑想", "産業革命", "茶道",
-    "宇宙旅行", "海洋プラスチック", "ボランティア活動", "ボードゲーム", "堆肥作り",
-    "山火事対策", "交渉術", "渡り鳥", "予防接種", "ファストファッション", "鎌倉幕府",
-    "砂漠の生態系", "地震への備え", "副業", "月面着陸", "折り紙", "抗生物質", "登山",
-    "都市の渋滞", "冷戦", "珈琲栽培", "外国語学習", "団体競技", "人工甘味料", "中央銀行",
-    "炭素税", "犬のしつけ", "熱帯雨林", "情報リテラシー", "SNS依存", "市民農園",
-    "潮の満ち引き", "風力発電", "火災保険", "信用情報", "食品ロス", "垂直農法", "騒音問題",
-    "火星探査", "雨水利用", "体内時計", "節約術", "老後資金", "情報セキュリティ", "世界恐慌",
-    "送電網", "陶芸", "キャンプの安全", "核融合", "中世の城", "シェアハウス", "自転車通勤",
-    "周期表", "氷河", "クラウド", "婚活", "日本酒の醸造", "高齢者介護", "書道", "味噌作り",
-    "オープンソース", "北極圏", "屋台料理", "特許制度", "耐震建築", "養蜂", "選挙制度",
-    "運河", "手話", "電子書籍", "幼児教育", "ベランダ菜園", "津波避難", "物流網",
-    "水耕栽培", "化石燃料", "オーロラ", "恐竜", "台風", "親子料理", "防犯対策", "引っ越し",
-    "持続可能な観光", "希少金属", "配車サービス", "通信制高校", "スポーツ障害",
-    "海水淡水化", "きのこ採り", "生物多様性", "電動キックボード", "確定申告",
-    "食物アレルギー", "家電の省エネ", "仮想現実", "編み物", "和菓子作り", "宇宙望遠鏡",
-    "温泉地の歴史", "伝統工芸", "落語", "歌舞伎", "俳句の季語", "城下町", "方言",
-    "漢字検定", "防災訓練", "地産地消", "空き家問題", "過疎化", "年金制度", "働き方改革",
-    "育児休業", "地方創生", "観光公害", "災害ボランティア", "医療費", "健康診断",
-    "腸内環境", "花粉症", "熱中症予防",
-)
-
-JA_AUDIENCES: tuple[str, ...] = (
-    "小学生", "中学生", "高校生", "大学一年生", "新入社員", "管理職", "高齢者",
-    "外国人観光客", "留学生", "子育て中の親", "農家", "看護師", "教師", "保護者", "経営者",
-    "研究者", "投資初心者", "料理好き", "登山愛好家", "受験生", "若手技術者", "自治体職員",
-    "消防士", "薬剤師", "小売店店長", "漁師", "弁護士", "医師", "大工", "司書", "記者",
-    "営業担当者", "経理担当者", "介護職員", "保育士", "大学教授", "町内会長", "定年退職者",
-    "転職希望者", "商店街の店主",
-)
-JA_AUDIENCE_OPENERS: tuple[str, ...] = (
-    "{a}向けに", "{a}宛てに", "{a}を対象に", "{a}の視点で", "{a}に向けて", "{a}目線で",
-)
-JA_CONSTRAINTS: tuple[str, ...] = (
-    "百字以内で", "三点に絞って", "箇条書きで", "敬語で", "具体例付きで", "平易な言葉で",
-    "比喩を用いて", "数値を示して", "対話形式で", "一段落で", "結論先行で", "時系列順に",
-    "簡潔に", "論理的に", "三段階で", "質問形式で", "新聞記事風に", "物語風に", "見出し付きで",
-    "一文で", "統計付きで", "関西弁で", "五項目で", "二百字程度で", "専門用語抜きで",
-    "冗談交じりに", "賛否両論併記で", "表形式で", "口語調で", "文語調で", "丁寧語で", "短文で",
-    "体言止めで", "例え話付きで", "最新情報を交えて", "歴史的背景込みで", "反論想定で",
-    "三百字前後で", "要点先出しで", "季節感を添えて",
-)
-# Aspects of a topic: kanji compounds, so two instructions rarely share characters here.
-JA_ASPECTS: tuple[str, ...] = (
-    "長所と短所", "歴史的経緯", "基本原理", "将来展望", "経済効果", "社会的影響", "主要課題",
-    "成功要因", "失敗原因", "安全対策", "費用対効果", "最新動向", "国際比較", "地域差",
-    "倫理的論点", "法規制", "環境負荷", "健康効果", "教育的価値", "文化的背景", "技術的限界",
-    "代表的事例", "基本用語", "始め方", "続け方", "注意点", "典型的誤解", "魅力", "問題点",
-    "改善策", "利用者層", "市場規模", "人材不足", "雇用への影響", "運営費用", "季節変動",
-    "普及率", "品質管理", "世代間格差", "都市と地方の差", "専門家の見解", "賛否両論", "起源",
-    "流行の理由", "衰退の理由", "必要な道具", "準備手順", "習得期間", "資格制度", "関連法令",
-    "海外事例", "失敗事例", "成功事例", "行政の支援策", "家計への影響", "子供への影響",
-    "高齢者への影響", "今後十年", "意外な豆知識", "よくある質問",
-)
-# Suru-nouns that fit any aspect, so every (aspect, verb, ending) triple is grammatical.
-JA_VERBS: tuple[str, ...] = (
-    "説明", "要約", "解説", "整理", "考察", "論述", "概説", "報告", "紹介", "検討", "分析",
-    "評価", "列挙", "指摘", "検証", "記述", "概観", "批評",
-)
-JA_ENDINGS: tuple[str, ...] = (
-    "してください。", "しなさい。", "せよ。", "して下さい。", "してほしい。", "して。",
-    "すること。", "してもらえますか？", "していただけますか？", "しましょう。",
-    "してくれませんか？", "するよう依頼します。", "するよう願います。", "してみて。",
-)
-# Endings after a noun ("…の解説を" + ending).
-JA_NOUN_ENDINGS: tuple[str, ...] = (
-    "お願いします。", "頼みます。", "求めます。", "希望します。", "依頼したい。", "お願い。",
-)
-JA_CREATIVE_FORMS: tuple[str, ...] = (
-    "川柳", "短歌", "俳句", "標語", "宣伝文句", "寸劇台本", "童話", "新聞見出し", "社説",
-    "演説原稿", "推薦文", "謝罪文", "招待状", "挨拶文", "求人広告", "商品説明文", "紹介文",
-    "書評", "日記", "手紙", "詩", "小噺", "早口言葉", "格言", "物語冒頭", "講演原稿",
-    "記者会見原稿", "応援歌詞",
-)
-JA_CREATIVE_LINKS: tuple[str, ...] = (
-    "を題材に", "をテーマに", "に着想を得た", "にちなんだ", "を主題とする", "を扱った",
-)
-JA_CREATIVE_COUNTS: tuple[str, ...] = ("", "", "一つ", "二つ", "三つ", "一編")
-JA_CREATIVE_VERBS: tuple[str, ...] = ("創作", "作成", "執筆", "考案", "起草")
-JA_EVENTS: tuple[str, ...] = ("入門講座", "研修", "説明会", "勉強会", "体験教室", "講演会")
-JA_DOCUMENTS: tuple[str, ...] = (
-    "資料", "台本", "教材", "冊子目次", "進行表", "確認項目", "案内状", "募集要項", "配布物",
-)
-JA_DOC_VERBS: tuple[str, ...] = ("作成", "準備", "設計", "用意", "立案", "構成")
-JA_TEXTS: tuple[str, ...] = ("文章", "記事", "投稿", "意見文", "メモ", "会話", "広告文", "案内文")
-JA_TEXT_TASKS: tuple[str, ...] = (
-    "要約", "校正", "英訳", "添削", "三行に圧縮", "論評", "書き換え", "敬語に修正",
-)
-JA_EXTRACTS: tuple[str, ...] = ("固有名詞", "数値", "日付", "主張", "根拠", "専門用語", "地名")
-JA_VIEWPOINTS: tuple[str, ...] = (
-    "費用", "安全性", "将来性", "難易度", "環境負荷", "人気", "歴史", "手軽さ", "社会的意義",
-)
-JA_QUESTION_FRAMES: tuple[str, ...] = (
-    "{t}の{asp}とは[何ですか|どのようなものですか|何を指しますか]？",
-    "{t}の{asp}は[近年|この十年で|戦後|最近]どう[変化|進化|推移]しましたか？",
-    "なぜ[今|近年|最近]{t}の{asp}が[注目|議論|問題視]されるのですか？",
-    "{a}にとって{t}の{asp}は[重要|身近|理解しやすい]でしょうか？",
-    "{t}における{asp}を[教えて|手短に教えて|具体的に知りたい]。",
-    "{t}の{asp}について、{a}の立場で[答えて|意見を述べて|助言して]。",
-    "{t}を[始める|学ぶ|仕事にする]なら、[最初に|まず|事前に]何を[準備|確認|勉強]すべきですか？",
-    "{t}で[失敗しやすい|初心者がつまずく|見落としがちな]点は[どこ|何]？",
-    "[十年後|二十年後|次世代]の{t}はどう変わると[予想しますか|思いますか|考えられますか]？",
-    "{t}と{t2}の[共通点|相違点|意外な接点]は何でしょう？",
-    "もし{t}が[突然消えたら|無料になったら|義務化されたら]、[社会|暮らし|経済]はどうなりますか？",
-    "{t}を[友人|同僚|家族|上司]に勧める一言は？",
-    "{t}の分野で[活躍する|長く働く|成果を出す]には、どんな[能力|資質|経験]が必要？",
-    "[地方の小さな町|大都市|離島|商店街]は{t}からどんな恩恵を受けますか？",
-    "{t}について[子供|孫|生徒|部下]に聞かれたら、どう答えますか？",
-    "{t}に[倫理面|安全面|費用面|法律面]の懸念はありますか？",
-    "{t}を[一言|四字熟語|一文]で表すなら？",
-    "{t}の最大の[課題|魅力|弱点]は何だと考えますか？",
-    "{t}を巡る議論で見落とされがちな[視点|論点|事実]とは？",
-)
-JA_CLASSIFICATION_FRAMES: tuple[str, ...] = (
-    "[次の|以下の|この]{t}[に関する|についての]{doc}を[「肯定的」「否定的」「中立」|"
-    "「好意的」「批判的」|「満足」「不満」]のいずれかに分類{end}",
-    "[次の|以下の]{t}[に関する|についての]{doc}が[事実か意見か|正しいか誤りか|"
-    "子供向けか大人向けか]を[判定|判断|識別]{end}",
-    "{t}[に関する|関連の][メール|通知|広告メール]が迷惑メールかどうか[判定|判断]{end}",
-    "{t}関連の[ニュース見出し|記事タイトル|報道]を[「政治」「経済」「科学」「スポーツ」「文化」|"
-    "「国内」「海外」]のジャンルに分類{end}",
-    "{t}に関する[質問|問い合わせ]が「はい」か「いいえ」で答えられるかを判定{end}",
-    "{t}に関する[支出|出費|購入品]を「住居」「食費」「交通」「娯楽」のどれかに分類{end}",
-    "{t}についての{doc}の文体が[丁寧かくだけているか|硬いか柔らかいか]を判定{end}",
-)
-# Optional context at the start of an instruction: more distinct characters per item.
-JA_PURPOSES: tuple[str, ...] = (
-    "来週の会議に備えて", "社内報に載せるため", "授業の導入として", "地域の広報誌用に",
-    "就職活動の準備として", "卒業論文の下調べとして", "家族会議の資料用に",
-    "観光案内の一部として", "新人研修の教材用に", "自由研究の参考に", "講演の冒頭用に",
-    "町内回覧板に載せる前提で", "取引先への説明用に", "ラジオ番組の台本用に",
-    "留学生との交流会用に", "防災週間に合わせて", "年度末の報告用に", "地元紙の投稿欄向けに",
-    "雑誌の特集記事として", "朝礼の話題として", "動機付けの一環として", "市役所の窓口掲示用に",
-)
-JA_BLACKLISTED: tuple[str, ...] = (
-    "{t}の画像を作成してください。", "{t}の推移をグラフに描いてください。",
-    "{t}に関する地図を作ってください。", "{t}を紹介する動画を撮影して。",
-    "{t}をテーマに音楽を作曲してください。", "{t}のイラストを描いて。",
-)
-JA_TOO_SHORT: tuple[str, ...] = ("やって。", "説明して。", "書いて。", "要約。", "答えて。")
-JA_PROGRAMS: tuple[str, ...] = (
-    "{t}を管理するプログラムを書いてください。", "{t}の情報を集めるプログラムを書いて。",
-)
-JA_NEAR_DUP_CHARS = "新旧大小高低長短多少早遅強弱軽重明暗"
-
-JA_INPUTS: tuple[str, ...] = (
-    "{t}について調べ始めたのですが、何から手を付ければよいか分かりません。",
-    "来週の会議までに{t}の基礎を押さえておきたいです。",
-    "友人に「{t}なんて時間の無駄だ」と言われました。",
-    "メモ: {t}／利点: 時間の節約／課題: 初期費用",
-    "{t}で一番大切なことは何ですか？",
-    "{t}に関する報告書の提出が、資料の遅れで延期になった。",
-    "昨年、町で初めて{t}についての集まりが開かれ、四十人が参加した。",
-)
-JA_OUTPUTS: tuple[str, ...] = (
-    "{t}を始めるには、まず基本用語を覚え、小さな例で試してみるのが近道です。",
-    "{t}は、人々の計画や支出の仕方を変える点で重要です。",
-    "要するに、{t}は目標を明確にし、進み具合を測ると上手くいきます。",
-    "{t}のポイントは三つです。歴史が長いこと、変化し続けること、練習が報われることです。",
-    "多くの専門家は、{t}には忍耐と好奇心が欠かせないと考えています。",
-    "{t}でよくある失敗は、一度に全部をやろうとすることです。",
-    "{t}は庭の手入れに似ています。小さな世話を続けることが一番の成果につながります。",
-)
-JA_LABEL_SETS: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...] = (
-    (("肯定的",), (
-        ("肯定的", "{t}は期待以上で、本当に満足しました。"),
-        ("否定的", "{t}にはがっかりしました。二度と選びません。"),
-        ("中立", "{t}を一度試しましたが、可もなく不可もなくでした。"),
-    )),
-    (("好意的",), (
-        ("好意的", "{t}の担当者の対応がとても親切で、また利用したいです。"),
-        ("批判的", "{t}の説明は不十分で、改善が必要だと思います。"),
-    )),
-    (("硬い",), (
-        ("硬い", "{t}に関する規定は、下記のとおり改定される。"),
-        ("柔らかい", "{t}って、思ったより気軽に始められるんだね。"),
-    )),
-    (("事実か意見",), (
-        ("事実", "{t}は多くの教科書で取り上げられている。"),
-        ("意見", "{t}ほど退屈な話題はないと思う。"),
-    )),
-    (("正しいか誤り",), (
-        ("正しい", "{t}については長年にわたり研究が行われてきた。"),
-        ("誤り", "{t}は先週火曜日に一人の人物が発明した。"),
-    )),
-    (("迷惑メール",), (
-        ("迷惑メール", "【当選】今すぐクリックで{t}講座が無料！"),
-        ("通常メール", "田中さん、{t}の打ち合わせを木曜日に変更できますか。"),
-    )),
-    (("政治",), (
-        ("政治", "国会で{t}をめぐる新法案を審議"),
-        ("経済", "{t}関連の新興企業に投資が集中"),
-        ("科学", "{t}の謎に迫る新たな研究成果"),
-        ("スポーツ", "地元チームが{t}支援の慈善試合を開催"),
-        ("文化", "{t}をテーマにした展覧会が開幕"),
-    )),
-    (("丁寧か", "丁寧な"), (
-        ("丁寧", "{t}に関する資料をお送りいたしますので、ご確認ください。"),
-        ("くだけた", "{t}の話、あとでしよーぜ。"),
-    )),
-    (("満足",), (
-        ("満足", "{t}の説明がとても分かりやすく、助かりました。"),
-        ("不満", "{t}の対応が遅く、正直がっかりです。"),
-    )),
-    (("住居",), (
-        ("住居", "{t}の会場近くのアパートの家賃"),
-        ("食費", "{t}の集まりで出す料理の食材"),
-        ("交通", "{t}の講演会へ向かう新幹線の切符"),
-        ("娯楽", "{t}の週末体験教室の参加費"),
-    )),
-    (("子供向けか大人向け",), (
-        ("子供向け", "{t}って、まるでゲームみたいに楽しいんだよ！"),
-        ("大人向け", "{t}が長期的な資産形成に与える影響を詳しく検討する。"),
-    )),
-    (("はい",), (
-        ("はい", "{t}は学校で教えられていますか？"),
-        ("いいえ", "なぜ{t}はこれほど人気なのですか？"),
-    )),
-)
-JA_CLASSIFICATION_KEYWORDS: tuple[str, ...] = (
-    "分類", "判定", "どちら", "判断", "感情", "ジャンル", "見分け", "識別",
-)
-
-JUNK_SYLLABLES: tuple[str, ...] = (
-    "zor", "blap", "quix", "vel", "trum", "snib", "ork", "plim", "dax", "wug", "frel", "nop",
-)
-
-GENERIC_ANSWERS_EN: tuple[str, ...] = (
-    "This is a deterministic answer from the test server.",
-    "The test server received your message and has nothing more to add.",
-    "Here is a short, predictable reply for testing purposes.",
-)
-GENERIC_ANSWERS_JA: tuple[str, ...] = (
-    "これはテストサーバーからの決まった応答です。",
-    "テストサーバーがメッセージを受け取りました。",
-)
 
 # --------------------------------------------------------------------------------------------
 # Prompt detection
@@ -1672,6 +1099,7 @@ class _Counters:
     batch_errors_by_kind: Counter[str] = field(default_factory=Counter)
     batch_fingerprints: Counter[str] = field(default_factory=Counter)
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
+    offers: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200_000))
 
     def begin(self, path: str) -> None:
         with self.lock:
@@ -1780,6 +1208,18 @@ class _Counters:
         with self.lock:
             return list(self.log)
 
+    def offer(self, request_id: str, response: dict[str, Any],
+              accounts: list[dict[str, Any]]) -> None:
+        """Record what an answered response offered, one entry per choice (see offered())."""
+        with self.lock:
+            for account in accounts:
+                self.offers.append(
+                    {"request_id": request_id, "response_id": response["id"], **account})
+
+    def offered(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.offers)
+
     def reset(self) -> None:
         with self.lock:
             self.requests_total = self.successes_total = self.faults_total = 0
@@ -1794,6 +1234,7 @@ class _Counters:
             ):
                 counter.clear()
             self.log.clear()
+            self.offers.clear()
 
 
 def _canonical_json(obj: Any) -> str:
@@ -1828,8 +1269,11 @@ class ServerOptions:
     batch_error_rate: float = 0.0
     batch_error_kinds: tuple[str, ...] = ("500",)
     verbose: bool = False
+    style: str = "clean"
 
     def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"unknown style {self.style!r}; known: {', '.join(STYLES)}")
         if not ipaddress.ip_address(self.host).is_loopback:
             raise ValueError(f"the test server only binds loopback addresses, not {self.host!r}")
         if not 0.0 <= self.fault_rate <= 1.0:
@@ -2066,8 +1510,10 @@ class _BatchStore:
                                   "body": _error_body(message, type_, code)}
             return record, None
         prompts, material = _validate(body, chat)
-        response, usage = _build_response(body, chat, prompts, material, fingerprint, seq, None)
+        response, usage, accounts = _build_response(body, chat, prompts, material, fingerprint,
+                                                    seq, None, self.options.style)
         self.counters.batch_outcome(fingerprint, usage=usage)
+        self.counters.offer(request_id, response, accounts)
         record["response"] = {"status_code": 200, "request_id": request_id, "body": response}
         return record, usage
 
@@ -2327,7 +1773,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             raise _APIError(401, "You didn't provide an API key (Authorization: Bearer ...).",
                             "invalid_request_error", "invalid_api_key")
-        if opts.latency_ms > 0:
+        if opts.latency_ms > 0 and opts.style != "messy":
             self.server.closing.wait(opts.latency_ms / 1000.0)
         if path == "/v1/models" and method == "GET":
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "selfinstruct-tests"}
@@ -2362,6 +1808,10 @@ class _Handler(BaseHTTPRequestHandler):
         fingerprint = fingerprint_of(body)
         seen = self.server.counters.see(fingerprint)
         self._request_id = f"req_{fingerprint[:16]}{seq:08x}"
+        if opts.style == "messy":
+            from tests.servers.styles import messy_latency_ms
+
+            self.server.closing.wait(messy_latency_ms(fingerprint, opts.latency_ms) / 1000.0)
         chat = path == "/v1/chat/completions"
         prompts, hash_material = _validate(body, chat)
         fault = self.server.plan.decide(fingerprint, seen)
@@ -2388,8 +1838,8 @@ class _Handler(BaseHTTPRequestHandler):
             page = b"<html><head><title>502</title></head><body>upstream error</body></html>"
             self._send(200, page, content_type="text/html; charset=utf-8")
             return
-        response, usage = _build_response(body, chat, prompts, hash_material, fingerprint, seq,
-                                          fault)
+        response, usage, accounts = _build_response(body, chat, prompts, hash_material,
+                                                    fingerprint, seq, fault, opts.style)
         payload = json.dumps(response, ensure_ascii=False).encode("utf-8")
         if fault == "truncated_body":
             self.server.counters.outcome(path, fingerprint, body, fault=fault)
@@ -2402,6 +1852,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._abort_connection(reset=False)
             return
         self.server.counters.outcome(path, fingerprint, body, fault=fault, usage=usage)
+        self.server.counters.offer(self._request_id, response, accounts)
         self._send_json(200, response)
 
 
@@ -2516,7 +1967,13 @@ def _build_response(
     fingerprint: str,
     seq: int,
     fault: str | None,
-) -> tuple[dict, tuple[int, int]]:
+    style: str = "clean",
+) -> tuple[dict, tuple[int, int], list[dict[str, Any]]]:
+    """The response body, its token usage, and per choice what it offered (RunningServer.offered).
+
+    The clean style's offers carry ``offered: None`` (not tracked); the other styles say which
+    instruction items survived stop and max_tokens whole (tests/servers/styles.py).
+    """
     n = body.get("n") or 1
     stop_param = body.get("stop")
     stop = [stop_param] if isinstance(stop_param, str) else stop_param
@@ -2524,14 +1981,22 @@ def _build_response(
     choices: list[dict[str, Any]] = []
     completion_tokens = 0
     texts: list[str] = []
+    accounts: list[dict[str, Any]] = []
     for p_index, (prompt, material) in enumerate(zip(prompts, hash_material, strict=True)):
         for j in range(n):
-            full = generate_answer(
-                prompt, chat=chat, model=body["model"], temperature=body.get("temperature"),
-                top_p=body.get("top_p"), seed=body.get("seed"), choice_index=j,
-                hash_material=material,
-            )
+            styled = None
+            if style == "clean":
+                full = generate_answer(
+                    prompt, chat=chat, model=body["model"], temperature=body.get("temperature"),
+                    top_p=body.get("top_p"), seed=body.get("seed"), choice_index=j,
+                    hash_material=material,
+                )
+            else:
+                styled = _styled_answer(style, prompt, chat, body, j, material)
+                full = styled.text or ""
             text, reason = apply_stop_and_max_tokens(full, stop, max_tokens)
+            if styled is not None and reason == "stop" and styled.finish_reason:
+                reason = styled.finish_reason
             if fault == "length":
                 keep = max(1, count_tokens(text) // 2)
                 text, reason = _truncate_tokens(text, keep), "length"
@@ -2540,10 +2005,12 @@ def _build_response(
             texts.append(text)
             completion_tokens += count_tokens(text)
             index = p_index * n + j
+            accounts.append(_account(prompt, chat, index, reason, text, styled, fault, style))
+            content = None if styled is not None and styled.text is None else text
             if chat:
                 choices.append({
                     "index": index,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "message": {"role": "assistant", "content": content, "refusal": None},
                     "finish_reason": reason,
                     "logprobs": None,
                 })
@@ -2552,7 +2019,7 @@ def _build_response(
                     {"index": index, "text": text, "finish_reason": reason, "logprobs": None}
                 )
     if fault == "empty_choices":
-        choices = []
+        choices, accounts = [], []
     prompt_tokens = sum(count_tokens(p) for p in prompts)
     answer_hash = hashlib.sha256("\x1e".join(texts).encode("utf-8")).hexdigest()
     response = {
@@ -2568,7 +2035,35 @@ def _build_response(
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
-    return response, (prompt_tokens, completion_tokens)
+    return response, (prompt_tokens, completion_tokens), accounts
+
+
+def _styled_answer(style: str, prompt: str, chat: bool, body: dict, choice: int,
+                   material: Any) -> Any:
+    """The messy or recorded answer (tests/servers/styles.py, imported only when used)."""
+    from tests.servers.styles import request_material, styled_answer
+
+    return styled_answer(style, prompt, chat, request_material(
+        prompt, chat=chat, model=body["model"], temperature=body.get("temperature"),
+        top_p=body.get("top_p"), seed=body.get("seed"), choice_index=choice,
+        hash_material=material))
+
+
+def _account(prompt: str, chat: bool, index: int, reason: str, text: str, styled: Any,
+             fault: str | None, style: str) -> dict[str, Any]:
+    """What one choice offered: the accounting hook's entry (see RunningServer.offered)."""
+    if styled is None:
+        kind, lang = detect_prompt(prompt)
+        offered, unreadable, shapes = None, False, []
+    else:
+        kind, lang, shapes = styled.kind, styled.lang, styled.shapes
+        offered = styled.offered_within(len(text))
+        unreadable = styled.unreadable
+    if fault == "garbage":
+        offered, unreadable = ([] if offered is not None else None), True
+    return {"choice": index, "api": "chat" if chat else "completions", "style": style,
+            "kind": kind, "lang": lang, "offered": offered, "unreadable": unreadable,
+            "finish_reason": reason, "shapes": shapes, "fault": fault}
 
 
 # --------------------------------------------------------------------------------------------
@@ -2600,6 +2095,19 @@ class RunningServer:
     def requests(self) -> list[dict[str, Any]]:
         """The last 10,000 generation requests: path, fingerprint, parsed body, outcome."""
         return self._httpd.counters.requests()
+
+    def offered(self) -> list[dict[str, Any]]:
+        """What every answered chat/completions choice offered, oldest first (last 200,000).
+
+        One dict per choice: ``request_id`` (the ``x-request-id`` header, or the batch line's
+        request id: what selfinstruct records as a row's request id), ``response_id``, ``choice``,
+        ``api``, ``style``, ``kind``, ``lang``, ``offered`` (clean texts of the instruction items
+        that survived stop/max_tokens whole; ``None`` in the clean and recorded styles, which do
+        not track them), ``unreadable`` (True when the answer has deliberately nothing readable:
+        junk, ``content: null``, ``content_filter``), ``finish_reason``, ``shapes`` (the messy
+        deviations applied) and ``fault``. Faulted attempts that sent no whole answer are absent.
+        """
+        return self._httpd.counters.offered()
 
     def reset(self) -> None:
         """Clear all counters, fingerprint history (so faults can recur) and the request log."""
@@ -2642,6 +2150,7 @@ def start_server(
     batch_error_rate: float = 0.0,
     batch_error_kinds: Iterable[str] | str = ("500",),
     verbose: bool = False,
+    style: str = "clean",
 ) -> RunningServer:
     """Start the server on a loopback port (0 = pick a free one) in a daemon thread.
 
@@ -2655,7 +2164,7 @@ def start_server(
         fault_seed=fault_seed, max_faults_per_request=max_faults_per_request,
         hang_seconds=hang_seconds, retry_after=retry_after, batch_polls=batch_polls,
         batch_seconds=batch_seconds, batch_error_rate=batch_error_rate,
-        batch_error_kinds=_kinds(batch_error_kinds), verbose=verbose,
+        batch_error_kinds=_kinds(batch_error_kinds), verbose=verbose, style=style,
     )
     httpd = _HTTPServer(options)
     thread = threading.Thread(
@@ -2701,6 +2210,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="share of batch lines that fail (0..1)")
     parser.add_argument("--batch-error-kinds", default="500",
                         help=f"comma-separated subset of {','.join(BATCH_ERROR_KINDS)}")
+    parser.add_argument("--style", choices=STYLES, default="clean",
+                        help="answer style: the prompts' own format, what real models write, "
+                             "or replayed real answers (docs/test-server.md)")
     parser.add_argument("--verbose", action="store_true",
                         help="log every request and handler error to stderr")
     return parser.parse_args(argv)
@@ -2716,7 +2228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_faults_per_request=args.max_faults_per_request, hang_seconds=args.hang_seconds,
             retry_after=args.retry_after, batch_polls=args.batch_polls,
             batch_seconds=args.batch_seconds, batch_error_rate=args.batch_error_rate,
-            batch_error_kinds=args.batch_error_kinds, verbose=args.verbose,
+            batch_error_kinds=args.batch_error_kinds, verbose=args.verbose, style=args.style,
         )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,89 @@
+"""Answer styles of the test server: ``clean``, ``messy`` and ``recorded``.
+
+Why: the clean style answers exactly in the format our prompts ask for, which proves the
+pipeline only against itself. ``messy`` writes what real chat and completion models write
+(tests/servers/messy_lists.py, messy_fields.py, shared DESIGN.md §10); ``recorded`` replays
+real answers of the embedded SmolLM2-135M model (tests/servers/recorded.py). Both keep the
+clean style's determinism: an answer is a pure function of the same request material (endpoint,
+prompt or messages, model, temperature, top_p, seed, choice index), so stop and max_tokens
+still cut a prefix of one fixed text. See docs/test-server.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from typing import Any
+
+from tests.servers import messy_fields, messy_lists, recorded
+from tests.servers import openai_server as clean
+from tests.servers.styled import StyledAnswer, unreadable_answer
+
+_MESSY: dict[str, Callable[[str, str, random.Random, bool], StyledAnswer]] = {
+    "bootstrap": messy_lists.bootstrap_answer,
+    "alpaca": messy_lists.alpaca_answer,
+    "classify": messy_fields.classify_answer,
+    "instances_input_first": messy_fields.instances_answer,
+    "instances_output_first": messy_fields.output_first_answer,
+    "judge": messy_fields.judge_answer,
+    "label": messy_fields.label_answer,
+}
+
+
+def request_material(prompt: str, *, chat: bool, model: str, temperature: float | None,
+                     top_p: float | None, seed: int | None, choice_index: int,
+                     hash_material: Any) -> dict[str, Any]:
+    """What identifies one choice of one request: exactly what the clean style seeds from."""
+    return {
+        "endpoint": "chat" if chat else "completions",
+        "prompt": prompt if hash_material is None else hash_material,
+        "model": model,
+        "temperature": None if temperature is None else float(temperature),
+        "top_p": None if top_p is None else float(top_p),
+        "seed": seed,
+        "choice": choice_index,
+    }
+
+
+def messy_answer(prompt: str, chat: bool, material: dict[str, Any]) -> StyledAnswer:
+    """The messy answer for one choice: first the rare unreadable outcomes, else the kind's.
+
+    The RNG is the clean style's RNG for the same material (so the content underneath is
+    drawn the same way) after one draw that picks the unreadable outcome.
+    """
+    kind, lang = clean.detect_prompt(prompt)
+    rng = clean._rng_for({"style": "messy", **material})
+    if kind in _MESSY:
+        broken = unreadable_answer(kind, lang, rng, chat, clean._junk_text(rng))
+        if broken is not None:
+            return broken
+        return _MESSY[kind](prompt, lang, rng, chat)
+    return StyledAnswer(kind, lang, clean._generic_answer(prompt, lang, rng, chat))
+
+
+def styled_answer(style: str, prompt: str, chat: bool, material: dict[str, Any]) -> StyledAnswer:
+    """The answer of ``style`` ("messy" or "recorded") for one choice, before stop/max_tokens."""
+    if style == "messy":
+        return messy_answer(prompt, chat, material)
+    return recorded.replay(prompt, chat, material)
+
+
+# Messy latency: most requests take a fraction of the base delay, ~1 % take 25-75 times it.
+LATENCY_BASE_MS = 4.0
+LATENCY_TAIL_RATE = 0.01
+
+
+def messy_latency_ms(fingerprint: str, base_ms: float) -> float:
+    """A heavy-tailed delay that is a pure function of the request body's fingerprint.
+
+    With the default base of 4 ms (``latency_ms`` 0): mean ~5 ms, 99 % under 6 ms, and 1 %
+    between 100 and 300 ms — the stragglers a real endpoint has, which a windowed client must
+    not wait on. A ``latency_ms`` option scales the whole distribution.
+    """
+    digest = hashlib.sha256(f"latency:{fingerprint}".encode()).digest()
+    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    base = base_ms or LATENCY_BASE_MS
+    if rng.random() < LATENCY_TAIL_RATE:
+        return base * rng.uniform(25.0, 75.0)
+    return base * rng.uniform(0.1, 1.5)
