@@ -13,6 +13,7 @@ import pytest
 from selfinstruct._errors import InputError
 from selfinstruct.prompts import bundled_dir
 from selfinstruct.seeds import MAX_FILE_BYTES, bundled_seed_sets, load_seeds
+from selfinstruct.similarity import NoveltyIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -298,3 +299,21 @@ def test_installed_wheel_layout_finds_bundled_seeds_and_prompts(tmp_path):
     assert en.startswith(f"{bundled / 'seeds' / 'en_general.jsonl'} ")
     assert ja.startswith(f"{bundled / 'seeds' / 'ja_general.jsonl'} ")
     assert prompts == str(bundled / "prompts" / "ja")
+
+
+def test_foreign_seed_file_is_valid_and_unlike_ours():
+    """tests/fixtures/foreign_seeds_en.jsonl stands in for a Self-Instruct-schema seed file
+    this project did not write (issue 11): the paper's row shape, other topics and phrasing,
+    ~15 % classification, mostly tasks without input."""
+    path = ROOT / "tests" / "fixtures" / "foreign_seeds_en.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert all(list(row) == ["id", "name", "instruction", "instances", "is_classification"]
+               for row in rows)
+    assert [row["id"] for row in rows] == [f"seed_task_{i}" for i in range(len(rows))]
+    tasks = load_seeds(path).tasks
+    assert len(tasks) >= 100
+    assert 0.12 <= sum(t.is_classification is True for t in tasks) / len(tasks) <= 0.18
+    assert sum(all(not i.input for i in t.instances) for t in tasks) >= len(tasks) / 2
+    ours = NoveltyIndex.from_texts(t.instruction for t in load_seeds("en_general").tasks)
+    closest = [ours.most_similar(t.instruction, k=1)[0][1] for t in tasks]
+    assert max(closest) < 0.65 and sorted(closest)[len(closest) // 2] < 0.35
