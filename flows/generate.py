@@ -41,10 +41,11 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import publish_run_report
 from selfinstruct._errors import InputError
-from selfinstruct.config import GenerateConfig, build_config
+from selfinstruct.config import GenerateConfig, build_config, with_url_credentials
 from selfinstruct.journal import Journal, new_run_id, runs_root
 from selfinstruct.pipeline import run
-from selfinstruct.run import RESUMABLE_OVERRIDES, open_run, resume_config
+from selfinstruct.resume_rules import RESUMABLE_OVERRIDES
+from selfinstruct.run import open_run, resume_config
 
 # Settings that a resumed run may change (`resume_config` accepts them) and that do not decide
 # what the run produces: speed, rate limits, budgets. A re-run that changes them — raising
@@ -101,7 +102,8 @@ def generate_dataset(
     `task_runner="dask"` answers instance requests on a Dask cluster (`dask_address`, e.g.
     ``tcp://scheduler:8786``, or a temporary local cluster when it is empty).
     """
-    settings = build_config(config)
+    # The base URL parameter is stored without credentials; the environment supplies them.
+    settings = with_url_credentials(build_config(config), os.environ.get("OPENAI_BASE_URL"))
     if task_runner == "dask" and (settings.embedded or settings.batch_api):
         raise InputError("the Dask task runner needs a direct endpoint (--base-url, no "
                          "--batch-api): the embedded model serves one request at a time, and a "
@@ -132,8 +134,9 @@ def _generate(settings: GenerateConfig, folder: Path, named_by_caller: bool,
             # Entered first, closed last: the run settles its answers before the cluster goes.
             runner = stack.enter_context(DaskTaskRunner(address=dask_address))
         if named_by_caller:  # e.g. `selfinstruct generate --resume --prefect`
-            settings, folder = resume_config(settings.data_dir, settings.dataset, folder,
-                                             settings.to_public())
+            settings, folder = resume_config(
+                settings.data_dir, settings.dataset, folder,
+                {**settings.to_public(), "base_url": settings.base_url})
             gen = stack.enter_context(open_run(settings, api_key=api_key, run_dir=folder))
         else:
             # Resumes the run of this name if it exists (the speed settings and budgets given

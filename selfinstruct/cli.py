@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -51,6 +53,8 @@ def _add_generate(sub: Any) -> None:
                    help="run through the Prefect flow generate_dataset")
     cli_flows.add_runner_options(p)
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print the traceback of an unexpected error")
     p.set_defaults(func=_cmd_generate)
 
 
@@ -79,16 +83,19 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                    help="data language (default: detected from the seeds)")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. "
                    "https://api.openai.com/v1 (default: $OPENAI_BASE_URL, else the embedded "
-                   "model)")
+                   "model). Credentials in it (user:password@, ?api_key=) are never stored: "
+                   "give the same URL again to --resume")
     p.add_argument("--api-key", help="API key (prefer $OPENAI_API_KEY: flags show in `ps`)")
     p.add_argument("--model", help="model name on the endpoint (required with --base-url)")
     p.add_argument("--api", choices=["chat", "completions"],
                    help="chat (default for endpoints) or completions (default for the "
                         "embedded model)")
     p.add_argument("--concurrency", type=int, help="requests in flight (default 8; 1 for "
-                   "the embedded model)")
+                   "the embedded model; with --batch-api, requests per job: a quarter of "
+                   "--num-instructions, 8 to 512). A resumed run may change it")
     p.add_argument("--requests-per-round", type=int,
-                   help="bootstrap requests per round (default: --concurrency)")
+                   help="bootstrap requests per round (default: --concurrency as the run "
+                        "started)")
     p.add_argument("--seed", type=int, help="random seed (default: random, recorded)")
     p.add_argument("--similarity-threshold", type=float,
                    help="ROUGE-L above which a new instruction is a near-duplicate "
@@ -148,18 +155,19 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         return _generate_with_prefect(config, api_key, run_dir, runner)
     if args.task_runner != "local":
         raise InputError("--task-runner dask needs --prefect")
+    from selfinstruct.interrupts import Interrupts
     from selfinstruct.pipeline import BudgetExhausted, run
     from selfinstruct.progress import ProgressDisplay, print_summary
     from selfinstruct.run import open_run
 
-    with open_run(config, api_key=api_key, run_dir=run_dir) as gen:
+    with Interrupts() as interrupts, open_run(config, api_key=api_key, run_dir=run_dir) as gen:
         if gen.journal.cached_answers:
             print(f"selfinstruct: resuming {gen.journal.run_dir} "
                   f"({gen.journal.cached_answers} answers in the journal)", file=sys.stderr)
         try:
             with ProgressDisplay(enabled=not args.no_progress) as display:
                 gen.on_progress = display.update
-                path = run(gen)
+                path = run(gen, step=interrupts.step)
         except BudgetExhausted as exc:
             print_summary(gen)
             print(f"selfinstruct: budget reached ({exc}); every answer so far is saved in "
@@ -167,16 +175,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                   f"{config.dataset} --data-dir {config.data_dir} --resume and a higher budget",
                   file=sys.stderr)
             return EXIT_BUDGET
-        print_summary(gen)
+        except KeyboardInterrupt:
+            if gen.journal.finished_version is None:
+                raise
+            # Too late to stop: the version is complete (renamed into place, run finished).
+            path = gen.journal.finished_version
+            print("selfinstruct: interrupted after the version was written", file=sys.stderr)
+        else:
+            print_summary(gen)
     print(path)
     return 0
 
 
 def _generate_with_prefect(config: Any, api_key: str | None, run_dir: Path | None,
                           runner: dict[str, Any]) -> int:
-    if api_key:
-        # Flow parameters are stored by Prefect: the key goes through the environment instead.
-        os.environ["OPENAI_API_KEY"] = api_key
+    cli_flows.export_secrets(api_key, config.base_url)
     prefect_env.configure()
     from flows.generate import generate_dataset
 
@@ -220,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="selfinstruct",
                      description="Turn seed tasks into an instruction-tuning dataset.")
     parser.add_argument("--version", action="version", version=f"selfinstruct {__version__}")
+    parser.add_argument("-v", "--verbose", dest="traceback", action="store_true",
+                        help="print the traceback of an unexpected error (any command)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_generate(sub)
     _add_serve_local(sub)
@@ -231,18 +246,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    verbose = bool(getattr(args, "verbose", False) or args.traceback)
     try:
         return int(args.func(args) or 0)
     except InputError as exc:
         print(f"selfinstruct: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        # A further Ctrl-C while this prints would only add a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("selfinstruct: interrupted; accepted work is in the run journal — continue with "
               "the same command plus --resume", file=sys.stderr)
         return 130
-    except RuntimeError as exc:
-        print(f"selfinstruct: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
+    except RuntimeError as exc:  # a run that cannot go on (fatal endpoint answer, replay)
+        return _report_failure(exc, verbose, expected=True)
+    except Exception as exc:  # a bug or an input nobody foresaw: still one line
+        return _report_failure(exc, verbose, expected=False)
+
+
+def _report_failure(exc: Exception, verbose: bool, expected: bool) -> int:
+    """One line on stderr, exit 1; the (redacted) traceback only with -v."""
+    from selfinstruct.redact import redact
+
+    if verbose:
+        print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+    text = " ".join(str(exc).split())
+    if expected:
+        print(f"selfinstruct: error: {redact(text)}", file=sys.stderr)
+    else:
+        hint = "" if verbose else "; run again with -v for the traceback"
+        print(f"selfinstruct: error: unexpected {type(exc).__name__}: {redact(text)[:500]}"
+              f"{hint}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from selfinstruct._errors import InputError
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
+    from selfinstruct.config import GenerateConfig
+
 SCHEDULE_NEEDS_SERVER = (
     "schedules need a running Prefect server (the temporary one never fires them): run "
     "`prefect server start` in another terminal, then "
@@ -78,14 +80,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_serve)
 
 
-def serve_parameters(args: argparse.Namespace) -> dict[str, Any]:
-    """The `scheduled_release` parameters for these flags, validated; no secret among them."""
+def export_secrets(api_key: str | None, base_url: str | None) -> None:
+    """Hand the API key and the base URL's credentials to flow runs through the environment.
+
+    Prefect stores flow parameters, so secrets are never parameters: the key goes as
+    ``OPENAI_API_KEY``, and a base URL with credentials as ``OPENAI_BASE_URL``, from which
+    the flow restores them (its ``config`` parameter holds the stripped URL).
+    """
+    from selfinstruct.redact import strip_url_credentials
+
+    if api_key:
+        os.environ["OPENAI_API_KEY"] = api_key
+    if base_url and strip_url_credentials(base_url) != base_url:
+        os.environ["OPENAI_BASE_URL"] = base_url
+
+
+def serve_config(args: argparse.Namespace) -> GenerateConfig:
+    """The generation settings of `serve`'s flags, validated (credentials included)."""
     from selfinstruct.cli import generation_flags
     from selfinstruct.config import build_config
 
+    return build_config(generation_flags(args), args.config)
+
+
+def serve_parameters(args: argparse.Namespace,
+                     settings: GenerateConfig | None = None) -> dict[str, Any]:
+    """The `scheduled_release` parameters for these flags, validated; no secret among them."""
     if args.private and not args.push_to_hub:
         raise InputError("--private only applies with --push-to-hub ORG/NAME")
-    config = build_config(generation_flags(args), args.config).to_public()
+    config = (settings or serve_config(args)).to_public()
     for name in _PATH_SETTINGS:
         # A schedule outlives this shell: pin relative paths to where it was set up.
         if config.get(name) is not None:
@@ -115,10 +138,9 @@ def build_deployment(name: str, cron: str, timezone: str,
 
 
 def _serve(args: argparse.Namespace) -> int:
-    parameters = serve_parameters(args)
-    if args.api_key:
-        # Flow runs inherit this process's environment; parameters are stored by Prefect.
-        os.environ["OPENAI_API_KEY"] = args.api_key
+    settings = serve_config(args)
+    parameters = serve_parameters(args, settings)
+    export_secrets(args.api_key, settings.base_url)  # flow runs inherit this environment
     prefect_env.configure(verbose=args.verbose)
     from prefect import serve
     from prefect.settings import PREFECT_API_URL

@@ -13,6 +13,7 @@ the environment (or ``--api-key``) straight into the HTTP client.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import random
 import re
@@ -20,10 +21,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from selfinstruct._errors import InputError
 from selfinstruct.filters import FilterSettings
+from selfinstruct.input_files import require_regular_file
 from selfinstruct.prompts import LANGUAGES
+from selfinstruct.redact import redact, strip_url_credentials
 
 RECIPES = ("self-instruct", "alpaca")
 APIS = ("chat", "completions")
@@ -44,6 +48,10 @@ class GenerateConfig:
     model: str | None = None
     api: str | None = None  # None: completions for the embedded model, chat otherwise
     concurrency: int | None = None  # None: 1 for the embedded model, 8 otherwise
+    # Depth of the pipeline's look-ahead windows: fixed to the first concurrency when a run
+    # starts and kept on resume, because request j's prompt depends on the pool after answer
+    # j - lookahead. Concurrency may then change freely (it is speed only). Not a flag.
+    lookahead: int | None = None
     requests_per_round: int | None = None  # None: equal to concurrency
     seed: int | None = None  # None: drawn at random and recorded, so a resume is identical
     similarity_threshold: float | None = None  # None: the language's default
@@ -87,34 +95,16 @@ class GenerateConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             out[f.name] = str(value) if isinstance(value, Path) else value
-        out["base_url"] = _strip_credentials(self.base_url)
+        out["base_url"] = None if self.base_url is None else strip_url_credentials(self.base_url)
         out["filters"] = self.filters.to_mapping()
         return out
-
-    @classmethod
-    def from_public(cls, data: dict[str, Any]) -> GenerateConfig:
-        """Rebuild a config stored by `to_public` (for ``--resume``)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        for key in ("seeds", "data_dir", "prompts_dir"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = Path(kwargs[key])
-        if "filters" in kwargs:
-            kwargs["filters"] = FilterSettings.from_mapping(kwargs["filters"], "run.json: filters")
-        return cls(**kwargs)
-
-
-def _strip_credentials(url: str | None) -> str | None:
-    """Drop ``user:password@`` from a URL before it is stored anywhere."""
-    if url is None:
-        return None
-    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url, flags=re.IGNORECASE)
 
 
 # name: (type, check, message) — the checks every source of a value goes through.
 _RULES: dict[str, tuple[type, Any, str]] = {
     "num_instructions": (int, lambda v: 0 < v <= 10_000_000, "must be a positive integer"),
     "concurrency": (int, lambda v: 0 < v <= 1024, "must be an integer from 1 to 1024"),
+    "lookahead": (int, lambda v: 0 < v <= 1024, "must be an integer from 1 to 1024"),
     "requests_per_round": (int, lambda v: 0 < v <= 4096, "must be a positive integer"),
     "seed": (int, lambda v: 0 <= v < 2**63, "must be a non-negative integer"),
     "similarity_threshold": (float, lambda v: 0 < v <= 1, "must be in (0, 1]"),
@@ -136,8 +126,9 @@ _RULES: dict[str, tuple[type, Any, str]] = {
     "dataset": (str, lambda v: bool(_NAME.match(v)),
                 "must be 1-100 characters of letters, digits, '.', '_' or '-'"),
     "model": (str, lambda v: bool(v.strip()), "must not be empty"),
-    "base_url": (str, lambda v: bool(re.match(r"^https?://[^\s/]+", v)),
-                 "must be an http(s) URL such as http://127.0.0.1:8000/v1"),
+    "base_url": (str, lambda v: _valid_url(v),
+                 "must be an http(s) URL with a host and a port from 1 to 65535, such as "
+                 "http://127.0.0.1:8000/v1"),
     "license": (str, lambda v: bool(v.strip()), "must not be empty"),
     "seeds": (Path, lambda v: True, ""),
     "data_dir": (Path, lambda v: True, ""),
@@ -159,6 +150,19 @@ _RULES: dict[str, tuple[type, Any, str]] = {
 }
 
 
+def _valid_url(url: str) -> bool:
+    """An http(s) URL that httpx can connect to; checked here so a typo such as port 99999
+    fails before anything is written, not as a traceback at the first request."""
+    if any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when out of range or not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -166,19 +170,22 @@ def _positive_int(value: Any) -> bool:
 def _valid_price(price: Any) -> bool:
     return (isinstance(price, dict) and set(price) <= {"input", "output", "batch_discount"}
             and {"input", "output"} <= set(price)
-            and all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
-                    for v in price.values()))
+            and all(isinstance(v, int | float) and not isinstance(v, bool)
+                    and math.isfinite(v) and v >= 0 for v in price.values()))
 
 
-def _coerce(name: str, value: Any, where: str) -> Any:
+def coerce_setting(name: str, value: Any, where: str) -> Any:
+    """Validate one setting from any source (`where` names it in the error line)."""
     kind, check, message = _RULES[name]
     if kind is FilterSettings:
         return value if isinstance(value, FilterSettings) else \
             FilterSettings.from_mapping(value, where)
+    # A URL may carry a password: an error line shows only its redacted form.
+    shown = redact(repr(value)) if name == "base_url" else repr(value)
     if (isinstance(value, bool) != (kind is bool)) or (
             kind in (int, float) and isinstance(value, str)):
         # TOML and argparse both give real types; a string number here is a typo upstream.
-        raise InputError(f"{where}: {message} (got {value!r})")
+        raise InputError(f"{where}: {message} (got {shown})")
     try:
         if kind is float and isinstance(value, int | float):
             value = float(value)
@@ -187,9 +194,12 @@ def _coerce(name: str, value: Any, where: str) -> Any:
         elif not isinstance(value, kind):
             raise TypeError
     except TypeError:
-        raise InputError(f"{where}: {message or 'wrong type'} (got {value!r})") from None
+        raise InputError(f"{where}: {message or 'wrong type'} (got {shown})") from None
+    if kind is float and not math.isfinite(value):
+        # inf and nan pass comparisons like `v > 0` and then break arithmetic mid-run.
+        raise InputError(f"{where}: must be a finite number (got {shown})")
     if not check(value):
-        raise InputError(f"{where}: {message} (got {value!r})")
+        raise InputError(f"{where}: {message} (got {shown})")
     return value
 
 
@@ -199,6 +209,7 @@ def flag_name(name: str) -> str:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML config; keys are the long flag names with '_' (``num_instructions``)."""
+    require_regular_file(path, "config file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -216,9 +227,14 @@ def load_config_file(path: Path) -> dict[str, Any]:
 
 
 def build_config(
-    flags: dict[str, Any], config_file: Path | None = None, environ: dict[str, str] | None = None
+    flags: dict[str, Any], config_file: Path | None = None,
+    environ: dict[str, str] | None = None, source: str | None = None,
 ) -> GenerateConfig:
-    """Merge flags, an optional TOML file and the environment into a validated config."""
+    """Merge flags, an optional TOML file and the environment into a validated config.
+
+    `source` names where `flags` came from when it is not the command line (a run's
+    ``run.json``), so an error names that file's field instead of a flag nobody typed.
+    """
     environ = dict(os.environ) if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -236,12 +252,24 @@ def build_config(
         if isinstance(value, dict) and isinstance(values.get(key), dict):
             value = {**values[key], **value}  # flags refine a table, they don't replace it
         values[key] = value
-        sources[key] = "command line" if key == "filters" else flag_name(key)
+        if source is not None:
+            sources[key] = f"{source}: field '{key}'"
+        else:
+            sources[key] = "command line" if key == "filters" else flag_name(key)
     for key in ("seeds", "dataset", "num_instructions"):
         if key not in values:
-            raise InputError(f"{flag_name(key)} is required")
-    checked = {key: _coerce(key, value, sources[key]) for key, value in values.items()}
+            raise InputError(f"{source}: field '{key}' is missing" if source is not None
+                             else f"{flag_name(key)} is required")
+    checked = {key: coerce_setting(key, value, sources[key]) for key, value in values.items()}
     return GenerateConfig(**checked)
+
+
+def with_url_credentials(config: GenerateConfig, url: str | None) -> GenerateConfig:
+    """`config` with base URL `url` if that is its URL plus the credentials it was stored
+    without (how Prefect flow runs get them: from ``OPENAI_BASE_URL``, never a parameter)."""
+    if url and config.base_url and strip_url_credentials(url) == config.base_url:
+        return dataclasses.replace(config, base_url=url)
+    return config
 
 
 def resolve_defaults(config: GenerateConfig, detected_language: str) -> GenerateConfig:
@@ -262,17 +290,38 @@ def resolve_defaults(config: GenerateConfig, detected_language: str) -> Generate
         raise InputError(f"--max-cost needs the price of model '{model}': add "
                          f"[prices.\"{model}\"] input = ..., output = ... (USD per 1M tokens) "
                          f"to the --config file")
-    # A batch job holds about one window of requests (window depth = concurrency).
-    concurrency = config.concurrency or (1 if config.embedded else 512 if config.batch_api
-                                         else 8)
+    concurrency = config.concurrency or default_concurrency(config)
     return dataclasses.replace(
         config,
+        # Absolute, so a resume from another working directory reads the same seeds and
+        # prompts and writes its version under the run's own data folder.
+        seeds=config.seeds.resolve(),
+        data_dir=config.data_dir.resolve(),
+        prompts_dir=config.prompts_dir.resolve() if config.prompts_dir else None,
         language=language,
         model=model,
         api=config.api or ("completions" if config.embedded else "chat"),
         concurrency=concurrency,
+        lookahead=config.lookahead or concurrency,
         requests_per_round=config.requests_per_round or concurrency,
         seed=config.seed if config.seed is not None else random.SystemRandom().randrange(2**31),
         similarity_threshold=config.similarity_threshold or default_threshold(language),
         timeout=config.timeout or (600.0 if config.embedded else 120.0),
     )
+
+
+def default_concurrency(config: GenerateConfig) -> int:
+    """1 for the embedded model, 8 for an endpoint; with the Batch API, a quarter of the
+    target (8 to 512).
+
+    The first window of generation requests is sent before any answer shows the yield, so its
+    size is a guess that must not overshoot: a batch job holds one window, and a window of
+    512 for 30 instructions paid for 572 requests and dropped thousands of candidates as over
+    the target. A Self-Instruct answer yields about 4 accepted instructions; later windows are
+    sized from the measured yield like in direct mode.
+    """
+    if config.embedded:
+        return 1
+    if config.batch_api:
+        return min(512, max(8, math.ceil(config.num_instructions / 4)))
+    return 8

@@ -7,20 +7,28 @@ a request is paid for, so bad input fails fast with one line and leaves nothing 
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from selfinstruct._errors import InputError
 from selfinstruct.batch_api import BatchClient
-from selfinstruct.config import GenerateConfig, build_config, resolve_defaults
+from selfinstruct.config import (
+    GenerateConfig,
+    build_config,
+    coerce_setting,
+    flag_name,
+    resolve_defaults,
+)
+from selfinstruct.input_files import require_regular_file
 from selfinstruct.journal import (
     Journal,
     latest_unfinished_run,
     new_run_id,
-    read_run_config,
     runs_root,
     write_run_config,
 )
@@ -28,25 +36,30 @@ from selfinstruct.language import detect_language
 from selfinstruct.llm import Client, LLMClient, RetryPolicy
 from selfinstruct.local_model import DEMO_WARNING, LocalModelServer
 from selfinstruct.pipeline import Generator
-from selfinstruct.prompts import PromptSet
-from selfinstruct.seeds import load_seeds
-
-# Settings a resumed run may change: they affect speed or how far it goes (budgets included),
-# never which data the already-journaled answers produce.
-RESUMABLE_OVERRIDES = ("concurrency", "timeout", "max_retries", "retry_base_delay",
-                       "batch_size", "batch_poll_interval",
-                       "num_instructions", "max_rounds", "stall_rounds", "rpm", "tpm",
-                       "max_requests",
-                       "max_tokens", "max_cost", "prices")
+from selfinstruct.prompts import TEMPLATE_NAMES, PromptSet, bundled_dir
+from selfinstruct.redact import strip_url_credentials
+from selfinstruct.resume_rules import (
+    RESUMABLE_OVERRIDES,
+    check_inputs,
+    check_unchanged,
+    endpoint_url,
+    input_fingerprint,
+    load_run_record,
+    run_data_dir,
+)
+from selfinstruct.seeds import SeedSet, load_seeds
 
 
 def resume_config(
-    data_dir: Path, dataset: str | None, run_dir: Path | None, overrides: dict[str, Any]
+    data_dir: Path, dataset: str | None, run_dir: Path | None, overrides: dict[str, Any],
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[GenerateConfig, Path]:
     """The stored config of the run to resume, with the allowed overrides applied.
 
-    `run_dir` names the run; otherwise the newest unfinished run of `dataset` is taken. The
-    environment is ignored on purpose: a run resumes against the endpoint it started with.
+    `run_dir` names the run; otherwise the newest unfinished run of `dataset` is taken.
+    `overrides` are the settings given now: speed settings and budgets apply, any other that
+    differs from the stored value is refused (`resume_rules`). The environment
+    (`environ`, default `os.environ`) only supplies the base URL's credentials.
     """
     if run_dir is None:
         if dataset is None:
@@ -56,9 +69,22 @@ def resume_config(
             raise InputError(f"no unfinished run of '{dataset}' to resume in "
                              f"{runs_root(data_dir, dataset)} (finished runs have written "
                              f"their version; start a new run without --resume)")
-    stored = read_run_config(run_dir)["config"]
-    changes = {k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES and v is not None}
-    return build_config({**stored, **changes}, environ={}), run_dir
+    where = run_dir / "run.json"
+    record = load_run_record(run_dir)
+    stored = dict(record["config"])
+    # Runs from before `lookahead` existed used their concurrency as the window depth.
+    stored["lookahead"] = stored.get("lookahead") or stored.get("concurrency")
+    stored["data_dir"] = str(run_data_dir(run_dir, record))
+    config = build_config(stored, environ={}, source=str(where))
+    check_unchanged(config, overrides, where)
+    given_url = overrides.get("base_url")
+    if given_url is not None:
+        given_url = coerce_setting("base_url", given_url, "--base-url")
+    url = endpoint_url(config, record, given_url,
+                       dict(os.environ if environ is None else environ), where)
+    changes = {key: coerce_setting(key, value, flag_name(key)) for key, value in overrides.items()
+               if key in RESUMABLE_OVERRIDES and value is not None}
+    return dataclasses.replace(config, base_url=url, **changes), run_dir
 
 
 def _check_data_dir(config: GenerateConfig) -> None:
@@ -89,19 +115,32 @@ def open_run(
     if run_dir is None and run_id is not None:
         existing = runs_root(config.data_dir, config.dataset) / run_id
         if (existing / "run.json").exists():
+            # The live URL, not the stored form: it may carry the credentials.
             config, run_dir = resume_config(config.data_dir, config.dataset, existing,
-                                            config.to_public())
-    seeds = load_seeds(config.seeds)
+                                            {**config.to_public(), "base_url": config.base_url})
+    seeds = _load_seeds(config.seeds)
     if run_dir is None:
         config = resolve_defaults(config, detect_language(t.instruction for t in seeds.tasks))
         run_id = run_id or new_run_id()
         run_dir = runs_root(config.data_dir, config.dataset) / run_id
     else:
         run_id = run_dir.name
-    prompts = PromptSet(config.language or "en", config.prompts_dir)
+    prompts = _load_prompts(config)
+    inputs = input_fingerprint(seeds, prompts)
+    record = load_run_record(run_dir) if (run_dir / "run.json").exists() else None
+    if record is not None and "inputs" in record:
+        check_inputs(record["inputs"], inputs, run_dir / "run.json")
+    # Everything is validated: from here on files are written.
     _check_data_dir(config)
-    if not (run_dir / "run.json").exists():
-        write_run_config(run_dir, {"run_id": run_id, "config": config.to_public()})
+    if record is None:
+        write_run_config(run_dir, {
+            "run_id": run_id, "config": config.to_public(), "data_dir": str(config.data_dir),
+            # The URL is stored without them; a resume must be given them again.
+            "base_url_credentials": config.base_url is not None
+            and strip_url_credentials(config.base_url) != config.base_url,
+            "inputs": inputs})
+    elif "inputs" not in record:  # a run started before inputs were recorded
+        write_run_config(run_dir, {**record, "inputs": inputs})
 
     with ExitStack() as stack:
         journal = stack.enter_context(Journal(run_dir))
@@ -131,8 +170,14 @@ def open_run(
         if judge_model is not None and judge_model != config.model:
             judge_client = stack.enter_context(
                 _direct_client(config, base_url, api_key, retry, model=judge_model))
+        # The embedded 135M model writes almost no usable few-shot examples; asked in chat it
+        # answers the instruction itself, which makes a (demo-quality) instance.
+        answer_client = (stack.enter_context(_direct_client(config, base_url, api_key, retry,
+                                                            api="chat"))
+                         if config.embedded else None)
         generator = Generator(config, seeds, prompts, client, journal, run_id=run_id,
-                              endpoint_kind=endpoint_kind, judge_client=judge_client)
+                              endpoint_kind=endpoint_kind, judge_client=judge_client,
+                              answer_client=answer_client)
         try:
             yield generator
         finally:
@@ -147,10 +192,25 @@ def open_run(
             generator.settle(timeout=wait)
 
 
+def _load_seeds(path: Path) -> SeedSet:
+    require_regular_file(path, "seed file (.jsonl)")
+    return load_seeds(path)
+
+
+def _load_prompts(config: GenerateConfig) -> PromptSet:
+    """The run's templates, after checking none of them is a FIFO or device (which would
+    block the reader or never end)."""
+    folder = (config.prompts_dir or bundled_dir("prompts")) / (config.language or "en")
+    for name in (*(f"{t}.j2" for t in TEMPLATE_NAMES), "labels.json"):
+        require_regular_file(folder / name, "prompt template or labels.json")
+    return PromptSet(config.language or "en", config.prompts_dir)
+
+
 def _direct_client(config: GenerateConfig, base_url: str, api_key: str | None,
-                   retry: RetryPolicy, model: str | None = None) -> LLMClient:
+                   retry: RetryPolicy, model: str | None = None,
+                   api: str | None = None) -> LLMClient:
     return LLMClient(
         base_url=base_url, api_key=api_key, model=model or str(config.model),
-        api=str(config.api), concurrency=config.concurrency or 1,
+        api=api or str(config.api), concurrency=config.concurrency or 1,
         timeout=config.timeout or 120.0, retry=retry, seed=config.seed or 0,
         rpm=config.rpm, tpm=config.tpm)
