@@ -278,8 +278,7 @@ def test_installed_wheel_layout_finds_bundled_seeds_and_prompts(tmp_path):
     shutil.copytree(ROOT / "selfinstruct", site / "selfinstruct",
                     ignore=shutil.ignore_patterns("__pycache__", "_bundled"))
     for name in ("seeds", "prompts"):
-        shutil.copytree(ROOT / name, site / "selfinstruct" / "_bundled" / name,
-                        ignore=shutil.ignore_patterns("README.md"))
+        shutil.copytree(ROOT / name, site / "selfinstruct" / "_bundled" / name)
     (site / "seeds").mkdir()
     (site / "seeds" / "decoy.jsonl").write_text(lines(SI_ROW), encoding="utf-8")
     work = tmp_path / "elsewhere"
