@@ -21,13 +21,12 @@ from pathlib import Path
 from selfinstruct._errors import InputError
 from selfinstruct.dataset import (
     InvalidDatasetError,
+    check_version,
     diff,
     read_manifest,
-    resolve_version,
-    validate,
     versions,
 )
-from selfinstruct.export import FORMATS, export_version
+from selfinstruct.export import FORMATS, export_version, is_stdout
 from selfinstruct.hub import publish
 from selfinstruct.release import build_release
 
@@ -58,8 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "validate",
         help="check a version's files against its manifest",
-        description="Re-check sha256, size and row count of every file, JSON and schema of every "
-        "row, and the manifest's counts. Exit 1 if anything is off.",
+        description="Re-check the manifest's digest (manifest.sha256), sha256, size and row "
+        "count of every file, JSON and schema of every row, the manifest's counts, and that the "
+        "folder holds nothing else (no extra files, folders or symlinks). Exit 1 if anything is "
+        "off.",
     )
     p.add_argument("path", metavar="PATH", help=_PATH_HELP)
     p.set_defaults(func=_validate)
@@ -82,7 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("path", metavar="PATH", help=_PATH_HELP)
     p.add_argument("--format", required=True, choices=sorted(FORMATS))
-    p.add_argument("--output", type=Path, metavar="FILE", help="default: stdout")
+    p.add_argument("--output", type=Path, metavar="FILE",
+                   help="default: stdout (also for '-' and /dev/stdout); an existing device or "
+                   "FIFO is written through, a regular file replaced atomically; never a path "
+                   "inside a version folder")
     p.set_defaults(func=_export)
 
     p = subparsers.add_parser(
@@ -90,10 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build a reproducible .tar.gz of a version (and publish it)",
         description="Validate, then write <name>-<version>.tar.gz with SHA256SUMS. With "
         "--push-to-hub, also upload the version to a Hugging Face dataset repo and "
-        "tag it (token from HF_TOKEN).",
+        "tag it (token from HF_TOKEN). A version with 0 train rows is refused.",
     )
     p.add_argument("path", metavar="PATH", help=_PATH_HELP)
-    p.add_argument("--output-dir", type=Path, default=Path("dist"), help="default: %(default)s")
+    p.add_argument("--output-dir", type=Path, default=Path("dist"),
+                   help="default: %(default)s; never inside a version folder")
     p.add_argument("--push-to-hub", metavar="ORG/NAME", help="publish to this dataset repo")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
     p.add_argument("--prefect", action="store_true",
@@ -103,14 +108,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @_handler
 def _validate(args: argparse.Namespace) -> int:
-    folder = resolve_version(args.path)
-    problems = validate(folder)
-    for problem in problems:
+    result = check_version(args.path)
+    for warning in result.warnings:
+        print(f"selfinstruct: warning: {warning}", file=sys.stderr)
+    for problem in result.problems:
         _error(problem)
-    if problems:
+    if result.problems:
         return InvalidDatasetError.exit_code
-    counts = read_manifest(folder)["counts"]
-    print(f"{folder}: ok ({counts['train']} train rows, {counts['rejected']} rejected rows)")
+    counts = read_manifest(result.folder)["counts"]
+    print(f"{result.folder}: ok ({counts['train']} train rows, {counts['rejected']} rejected "
+          "rows)")
     return 0
 
 
@@ -167,7 +174,7 @@ def _export(args: argparse.Namespace) -> int:
         # Python from failing again while flushing stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return _SIGPIPE_EXIT
-    if args.output is not None:
+    if not is_stdout(args.output):
         print(f"wrote {count} {args.format} records to {args.output}", file=sys.stderr)
     return 0
 

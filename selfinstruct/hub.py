@@ -25,8 +25,7 @@ from selfinstruct.dataset import (
     MANIFEST_FILE,
     REJECTED_FILE,
     TRAIN_FILE,
-    read_manifest,
-    require_valid,
+    require_releasable,
 )
 
 PUBLISHED_FILES = (CARD_FILE, MANIFEST_FILE, TRAIN_FILE, REJECTED_FILE)
@@ -42,13 +41,14 @@ def publish(
 ) -> dict[str, Any]:
     """Validate a version, upload it in one commit and tag that commit with the version name.
 
+    An empty version (0 train rows) is refused: `load_dataset` cannot load an empty split.
+
     `private` applies only when the repo is created. Returns the repo URL, the commit (URL and
     sha) and the tag. Raises InputError (one line, token-free) for every failure.
     """
-    folder = require_valid(version_path)
+    folder, manifest = require_releasable(version_path, "publish")
     if not _REPO_ID_RE.fullmatch(repo_id):
         raise InputError(f"--push-to-hub: expected ORG/NAME, got {repo_id!r}")
-    manifest = read_manifest(folder)
     version = manifest["version"]
 
     from huggingface_hub import CommitOperationAdd, HfApi, get_token

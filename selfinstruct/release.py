@@ -2,7 +2,8 @@
 
 The archive holds `<name>-<version>/` with the version's files (the report's sub-folder too)
 and a `SHA256SUMS` file
-(`sha256sum -c SHA256SUMS` works inside the extracted folder). It is byte-for-byte
+(`sha256sum -c SHA256SUMS` works inside the extracted folder), which covers `manifest.sha256`,
+the digest of the manifest, too. It is byte-for-byte
 deterministic: members sorted by name, owner 0/0 with empty user and group names, fixed modes,
 every mtime (and the gzip header's) set to the manifest's `created_at`, no file name in the gzip
 header. Rebuilding a release therefore proves it was made from the same version, and a
@@ -23,8 +24,8 @@ from selfinstruct._errors import InputError, located
 from selfinstruct.dataset import (
     MANIFEST_FILE,
     SUMS_FILE,
-    read_manifest,
-    require_valid,
+    refuse_inside_version,
+    require_releasable,
     sha256_file,
 )
 
@@ -43,9 +44,12 @@ def _member(
 
 
 def build_release(version_path: str | Path, output_dir: str | Path) -> Path:
-    """Validate a version and write its deterministic archive into `output_dir`; return the path."""
-    folder = require_valid(version_path)
-    manifest = read_manifest(folder)
+    """Validate a version and write its deterministic archive into `output_dir`; return the path.
+
+    Refused: an invalid or empty version, and an `output_dir` inside a version folder.
+    """
+    folder, manifest = require_releasable(version_path, "release")
+    refuse_inside_version(output_dir, "--output-dir")
     try:
         mtime = int(datetime.fromisoformat(manifest["created_at"]).timestamp())
     except (KeyError, TypeError, ValueError):

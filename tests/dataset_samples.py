@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from selfinstruct.cli_dataset import register
-from selfinstruct.dataset import write_version
+from selfinstruct.dataset import MANIFEST_FILE, SIGNATURE_FILE, TRAIN_FILE, write_version
+from selfinstruct.dataset.signature import signature_text
 
 # A float that rounding would change: stored rows must keep it bit for bit.
 TRICKY_SCORE = 0.7000000000000001
@@ -86,6 +89,31 @@ def write_sample(
         [rejected_row(n) for n in range(2)],
         manifest(language="ja" if ja else "en", **manifest_extra),
     )
+
+
+def rewrite_manifest(folder: Path, edit: Callable[[dict], None], *, sign: bool = True) -> None:
+    """Edit a version's manifest in place; with `sign`, also write a matching digest (a
+    thorough forger, or a version made before `write_version` refused what it now refuses)."""
+    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    edit(manifest)
+    text = json.dumps(manifest, ensure_ascii=False, indent=2)
+    (folder / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
+    if sign:
+        (folder / SIGNATURE_FILE).write_bytes(signature_text(manifest))
+
+
+def empty_version(dataset_dir: Path) -> Path:
+    """A valid version with 0 train rows, as older releases could write (and peers might)."""
+    folder = write_sample(dataset_dir, rows=2)
+    (folder / TRAIN_FILE).write_bytes(b"")
+
+    def empty(manifest: dict) -> None:
+        manifest["files"][TRAIN_FILE] = {"sha256": hashlib.sha256(b"").hexdigest(), "bytes": 0,
+                                         "rows": 0}
+        manifest["counts"].update(train=0, tasks=0)
+
+    rewrite_manifest(folder, empty)
+    return folder
 
 
 def folder_hashes(folder: Path) -> dict[str, str]:

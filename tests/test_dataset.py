@@ -23,11 +23,13 @@ from selfinstruct.dataset import (
     CARD_FILE,
     MANIFEST_FILE,
     REJECTED_FILE,
+    SIGNATURE_FILE,
     TRAIN_FILE,
     diff,
     list_versions,
     read_manifest,
     resolve_version,
+    store,
     validate,
     versions,
     write_version,
@@ -57,7 +59,7 @@ def test_write_creates_a_complete_version(tmp_path: Path) -> None:
 
     assert folder == tmp_path / "demo" / "v0001"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [CARD_FILE, MANIFEST_FILE, REJECTED_FILE, TRAIN_FILE]
+        [CARD_FILE, MANIFEST_FILE, REJECTED_FILE, SIGNATURE_FILE, TRAIN_FILE]
     )
     stored = [json.loads(line) for line in (folder / TRAIN_FILE).read_text().splitlines()]
     assert stored == rows
@@ -102,7 +104,7 @@ def test_a_concurrent_writer_taking_the_name_means_retry_with_the_next(
 ) -> None:
     first = write_sample(tmp_path / "demo")
     before = folder_hashes(first)
-    real_next = dataset._next_version
+    real_next = store.next_version
     calls = []
 
     def stale_next(dataset_dir: Path) -> tuple[str, str | None]:
@@ -110,7 +112,7 @@ def test_a_concurrent_writer_taking_the_name_means_retry_with_the_next(
         # The first call sees the folder as it was before v0001 appeared.
         return ("v0001", None) if len(calls) == 1 else real_next(dataset_dir)
 
-    monkeypatch.setattr(dataset, "_next_version", stale_next)
+    monkeypatch.setattr(store, "next_version", stale_next)
     second = write_sample(tmp_path / "demo")
 
     assert second.name == "v0002" and len(calls) == 2
@@ -125,7 +127,7 @@ def test_writing_over_an_existing_version_is_refused(
 ) -> None:
     first = write_sample(tmp_path / "demo")
     before = folder_hashes(first)
-    monkeypatch.setattr(dataset, "_next_version", lambda _dir: ("v0001", None))
+    monkeypatch.setattr(store, "next_version", lambda _dir: ("v0001", None))
 
     with pytest.raises(InputError, match=r"v0001: already exists; versions are immutable"):
         write_sample(tmp_path / "demo", rows=2)

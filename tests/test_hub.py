@@ -21,7 +21,13 @@ import pytest
 
 from selfinstruct._errors import InputError
 from selfinstruct.dataset import TRAIN_FILE, write_version
-from tests.dataset_samples import manifest, rejected_row, train_row, write_sample
+from tests.dataset_samples import (
+    empty_version,
+    manifest,
+    rejected_row,
+    train_row,
+    write_sample,
+)
 from tests.servers.hub_server import HubServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,6 +255,15 @@ def test_bad_repo_ids_and_invalid_versions_are_refused_before_any_request(
     (folder / TRAIN_FILE).write_text("")
     with pytest.raises(InputError, match=r"train\.jsonl"):
         publish(folder, REPO, token=SENTINEL)
+
+
+def test_an_empty_version_is_refused_before_any_request(tmp_path: Path) -> None:
+    from selfinstruct.hub import publish
+
+    folder = empty_version(tmp_path / "demo")
+    with pytest.raises(InputError) as caught:
+        publish(folder, REPO, token=SENTINEL)  # no server: a request would fail differently
+    assert str(caught.value) == f"{folder}: 0 train rows: refusing to publish an empty version"
 
 
 def _call(hub: HubServer, method: str, path: str, body: bytes = b"", **headers: str):

@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from selfinstruct.dataset import TRAIN_FILE, InvalidDatasetError, read_manifest, validate
+from selfinstruct.dataset import (
+    SIGNATURE_FILE,
+    TRAIN_FILE,
+    InvalidDatasetError,
+    read_manifest,
+    validate,
+)
 from selfinstruct.release import build_release
-from tests.dataset_samples import run_cli, write_sample
+from tests.dataset_samples import empty_version, folder_hashes, run_cli, write_sample
 
 
 def test_release_is_deterministic(tmp_path: Path) -> None:
@@ -42,6 +48,7 @@ def test_release_contents_and_checksums(tmp_path: Path) -> None:
             "demo-v0001/README.md",
             "demo-v0001/SHA256SUMS",
             "demo-v0001/manifest.json",
+            "demo-v0001/manifest.sha256",
             "demo-v0001/rejected.jsonl",
             "demo-v0001/train.jsonl",
         ]
@@ -82,3 +89,35 @@ def test_cli_release(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert capsys.readouterr().out.strip() == f"release: {artifact} (sha256 {digest})"
     assert run_cli(["release", str(tmp_path / "demo"), "--private"]) == 2
     assert "--private only applies with --push-to-hub" in capsys.readouterr().err
+
+
+def test_release_into_the_version_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = write_sample(tmp_path / "demo")
+    before = folder_hashes(folder)
+    assert run_cli(["release", str(folder), "--output-dir", str(folder)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"selfinstruct: error: --output-dir {folder}: inside the version folder {folder}; "
+        "versions are immutable, choose another location"
+    ]
+    assert folder_hashes(folder) == before and validate(folder) == []
+
+
+def test_an_empty_version_is_not_released(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = empty_version(tmp_path / "demo")
+    assert validate(folder) == []  # valid, just empty
+    dist = tmp_path / "dist"
+    argv = ["release", str(folder), "--output-dir", str(dist), "--push-to-hub", "org/name"]
+    assert run_cli(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"selfinstruct: error: {folder}: 0 train rows: refusing to release an empty version"
+    ]
+    assert not dist.exists()
+
+
+def test_the_manifest_digest_is_in_the_release_checksums(tmp_path: Path) -> None:
+    folder = write_sample(tmp_path / "demo")
+    artifact = build_release(folder, tmp_path / "dist")
+    with tarfile.open(artifact) as tar:
+        sums = tar.extractfile("demo-v0001/SHA256SUMS").read().decode()
+    digest = hashlib.sha256((folder / SIGNATURE_FILE).read_bytes()).hexdigest()
+    assert f"{digest}  {SIGNATURE_FILE}\n" in sums

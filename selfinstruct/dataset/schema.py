@@ -1,0 +1,123 @@
+"""The row schemas of train.jsonl and rejected.jsonl, and the checks and Features built on them.
+
+One schema description drives row validation, `load()`'s datasets.Features and the card's
+`dataset_info`, so the three cannot drift apart. Scalars are "string", "bool", "int64" and
+"float64"; a trailing "?" allows null, and also absence (a field added later is missing from
+older versions; it loads as null); a dict is a struct; a one-element list is a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from selfinstruct.dataset.layout import REJECTED_FILE, TRAIN_FILE
+
+if TYPE_CHECKING:
+    import datasets
+
+TRAIN_SCHEMA: dict[str, Any] = {
+    "id": "string",
+    "task_id": "string",
+    "instruction": "string",
+    "input": "string",
+    "output": "string",
+    "is_classification": "bool?",
+    "provenance": {
+        "model": "string",
+        "prompt_hash": "string",
+        "instance_prompt_hash": "string?",
+        "request_id": "string?",
+        "round": "int64",
+        "most_similar": [{"instruction": "string", "score": "float64"}],
+        "avg_similarity": "float64?",
+        # The LLM judge's 1-5 scores, when the run had a judge (selfinstruct.quality).
+        "judge_clarity": "int64?",
+        "judge_correctness": "int64?",
+    },
+}
+REJECTED_SCHEMA: dict[str, Any] = {
+    "stage": "string",
+    "reason": "string",
+    "instruction": "string",
+    "input": "string?",
+    "output": "string?",
+    "detail": "string",
+    "prompt_hash": "string?",
+    "request_id": "string?",
+}
+# Train rows are loaded with fixed Features, so an unknown field would break loading: refuse it.
+# Rejected rows are an audit trail read as plain JSON, so stages may add context fields.
+DATA_FILES: dict[str, tuple[dict[str, Any], bool]] = {
+    TRAIN_FILE: (TRAIN_SCHEMA, True),
+    REJECTED_FILE: (REJECTED_SCHEMA, False),
+}
+
+
+def json_kind(value: Any) -> str:
+    """The JSON type name of a parsed value, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+_SCALARS = {
+    "string": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "int64": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float64": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+}
+
+
+def check(value: Any, spec: Any, field: str, strict: bool) -> Iterator[tuple[str, str]]:
+    """Yield (field path, problem) for every way `value` departs from `spec`."""
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            yield field, f"expected an object, got {json_kind(value)}"
+            return
+        for name, sub in spec.items():
+            path = f"{field}.{name}" if field else name
+            if name not in value:
+                if not (isinstance(sub, str) and sub.endswith("?")):
+                    yield path, "missing"
+            else:
+                yield from check(value[name], sub, path, strict)
+        if strict:
+            for name in sorted(set(value) - set(spec)):
+                yield (f"{field}.{name}" if field else name), "unexpected field"
+    elif isinstance(spec, list):
+        if not isinstance(value, list):
+            yield field, f"expected an array, got {json_kind(value)}"
+            return
+        for index, item in enumerate(value):
+            yield from check(item, spec[0], f"{field}[{index}]", strict)
+    else:
+        kind = spec.rstrip("?")
+        if value is None:
+            if not spec.endswith("?"):
+                yield field, "must not be null"
+        elif not _SCALARS[kind](value):
+            yield field, f"expected {kind}, got {json_kind(value)}"
+
+
+def _features(spec: Any) -> Any:
+    import datasets
+
+    if isinstance(spec, dict):
+        return {name: _features(sub) for name, sub in spec.items()}
+    if isinstance(spec, list):
+        return [_features(spec[0])]
+    return datasets.Value(spec.rstrip("?"))
+
+
+def train_features() -> datasets.Features:
+    """Fixed Features for train rows: nulls never change a column's type between versions."""
+    import datasets
+
+    return datasets.Features(_features(TRAIN_SCHEMA))
