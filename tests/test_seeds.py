@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -316,3 +317,35 @@ def test_foreign_seed_file_is_valid_and_unlike_ours():
     ours = NoveltyIndex.from_texts(t.instruction for t in load_seeds("en_general").tasks)
     closest = [ours.most_similar(t.instruction, k=1)[0][1] for t in tasks]
     assert max(closest) < 0.65 and sorted(closest)[len(closest) // 2] < 0.35
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "surrogate", "unknown_field"])
+def test_generate_refuses_bad_seeds_in_one_line_and_writes_nothing(tmp_path, kind):
+    path = tmp_path / "seeds.jsonl"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "surrogate":
+        write(tmp_path, ascii_lines({**SI_ROW, "instruction": "Say \ud800 hi."}))
+    else:
+        write(tmp_path, lines({**SI_ROW, "is_clasification": True}))
+    # The FIFO and device lines may come from run.py's own stat check, which runs first.
+    expected = {
+        "fifo": re.escape(f"{path}: ") + r".*(FIFO.*regular file|regular file.*FIFO).*",
+        "device": r"/dev/zero: .*(device.*regular file|regular file.*device).*",
+        "surrogate": re.escape(f"{path}:1: field 'instruction': lone surrogate \\ud800 at "
+                               f"character 4: not valid Unicode text"),
+        "unknown_field": re.escape(f"{path}:1: field 'is_clasification': unknown field (did you "
+                                   f"mean 'is_classification'? known: id, name, instruction, "
+                                   f"instances, is_classification)"),
+    }[kind]
+    result = subprocess.run(
+        [sys.executable, "-m", "selfinstruct", "generate", "--seeds", str(path), "--dataset", "x",
+         "--num-instructions", "3", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+         "--data-dir", str(tmp_path / "data")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert re.fullmatch(f"selfinstruct: error: {expected}\n", result.stderr), result.stderr
+    assert not (tmp_path / "data").exists()
