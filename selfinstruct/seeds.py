@@ -152,6 +152,8 @@ def _read_seed_file(path: Path) -> bytes:
         raise InputError(f"{path}: seed file not found (bundled sets: {names})") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read seed file: {exc.strerror}") from None
+    except ValueError:  # a NUL byte in the name (possible from a config file, not from argv)
+        raise InputError(f"{path!r}: not a valid file name") from None
     try:
         info = os.fstat(fd)
         mode = info.st_mode

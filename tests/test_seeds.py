@@ -349,3 +349,8 @@ def test_generate_refuses_bad_seeds_in_one_line_and_writes_nothing(tmp_path, kin
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert re.fullmatch(f"selfinstruct: error: {expected}\n", result.stderr), result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_nul_in_the_name_is_one_line():
+    with pytest.raises(InputError, match=r"not a valid file name"):
+        load_seeds("a\0b.jsonl")
