@@ -5,6 +5,12 @@ anything the manifest cannot back up, and the same version always renders the sa
 `configs` entry points `datasets.load_dataset` at train.jsonl only (rejected.jsonl is an audit
 trail), and its `dataset_info.features` pins column types so a version whose nullable fields
 happen to be all null loads with the same types as every other version, locally or from the Hub.
+
+The config is named after the dataset, version and train file hash (`config_name`), not
+"default": `datasets` caches a local folder under `<folder name>/<config name>/<hash of the
+card>`, and neither the folder name (`v0001`) nor the card's relative `train.jsonl` pattern
+differ between `data/A/v0001` and `data/B/v0001` — with "default" both loaded the rows cached
+first.
 """
 
 from __future__ import annotations
@@ -68,9 +74,16 @@ def _languages(manifest: dict) -> list[str]:
     return [language] if isinstance(language, str) else list(language)
 
 
+def config_name(manifest: dict) -> str:
+    """The card's one config: unique to dataset, version and content, so caches never mix."""
+    digest = manifest["files"]["train.jsonl"]["sha256"]
+    return f"{manifest['name']}-{manifest['version']}-{digest[:12]}"
+
+
 def render_card(manifest: dict, train_schema: dict[str, Any]) -> str:
     """README.md text for a completed manifest."""
     train_rows = manifest["counts"]["train"]
+    config = config_name(manifest)
     metadata = {
         "pretty_name": f"{manifest['name']} {manifest['version']}",
         "language": _languages(manifest),
@@ -79,9 +92,9 @@ def render_card(manifest: dict, train_schema: dict[str, Any]) -> str:
         "task_categories": ["text-generation"],
         "tags": ["synthetic", "self-instruct"],
         "configs": [
-            {"config_name": "default", "data_files": [{"split": "train", "path": "train.jsonl"}]}
+            {"config_name": config, "data_files": [{"split": "train", "path": "train.jsonl"}]}
         ],
-        "dataset_info": {"features": yaml_features(train_schema)},
+        "dataset_info": {"config_name": config, "features": yaml_features(train_schema)},
     }
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
     sections = [
