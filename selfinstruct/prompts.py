@@ -154,7 +154,9 @@ class PromptSet:
         passed = set(_SAMPLE_CONTEXTS[name]) | {"labels"}
         unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - passed)
         if unknown:
-            raise InputError(f"{path}: template uses undefined variable '{unknown[0]}' "
+            line = min(node.lineno for node in ast.find_all(jinja2.nodes.Name)
+                       if node.name == unknown[0])
+            raise InputError(f"{path}:{line}: template uses undefined variable '{unknown[0]}' "
                              f"(this template gets: {', '.join(sorted(passed))})")
         label_fields = {f.name for f in dataclasses.fields(Labels)}
         for node in ast.find_all(jinja2.nodes.Getattr):

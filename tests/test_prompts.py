@@ -64,11 +64,11 @@ def edit(root: Path, name: str, old: str, new: str) -> None:
 
 BROKEN_TEMPLATES = [
     ("undefined_variable", "classify.j2", "{{ instruction }}", "{{ instrution }}",
-     r"classify.j2: template uses undefined variable 'instrution' \(this template gets: "
+     r"classify.j2:8: template uses undefined variable 'instrution' \(this template gets: "
      r"examples, instruction, labels\)"),
     ("undefined_in_untaken_branch", "bootstrap.j2", "{% endfor %}",
      "{% endfor %}{% if false %}{{ nope }}{% endif %}",
-     r"bootstrap.j2: template uses undefined variable 'nope'"),
+     r"bootstrap.j2:4: template uses undefined variable 'nope'"),
     ("undefined_label", "judge.j2", "labels.no_input", "labels.no_inptu",
      r"judge.j2:4: template uses undefined 'labels.no_inptu'"),
     ("undefined_item_attribute", "instances_input_first.j2", "{{ example.instruction }}",
