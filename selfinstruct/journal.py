@@ -134,8 +134,10 @@ class Journal:
             if end < len(data):
                 handle.truncate(end)  # a torn last line from a killed writer
 
-    def _apply(self, event: dict[str, Any]) -> None:
+    def _apply(self, event: Any) -> None:
         """Take one event into the replay state (any malformed field raises)."""
+        if not isinstance(event, dict):
+            raise TypeError(f"not a JSON object but a {type(event).__name__}")
         kind = event["type"]
         if kind == "answer":
             key, completion = _text(event["key"]), event["completion"]

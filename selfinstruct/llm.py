@@ -14,9 +14,10 @@ caller records it as a rejected candidate rather than crashing the run.
 
 Nothing an endpoint sends can stall or crash a run; every wait it can ask for is capped:
 
-* ``Retry-After`` (seconds, an HTTP date, ``inf``, garbage) and ``x-ratelimit-reset-*``
-  (``99999h``) are obeyed up to `MAX_WAIT` (60 s); unreadable values fall back to the
-  client's own backoff (at most `RetryPolicy.max_delay`, 60 s by default);
+* ``Retry-After`` (seconds, an HTTP date, ``inf``, garbage) is obeyed up to `MAX_WAIT`
+  (60 s) and `RetryPolicy.max_delay` (60 s by default), whichever is lower; unreadable
+  values fall back to the client's own backoff (also at most ``max_delay``);
+* ``x-ratelimit-reset-*`` (``99999h``) pauses requests for at most `MAX_WAIT`;
 * a learnt ``x-ratelimit-limit-*`` that is 0, negative, not finite or below one per minute
   is ignored (an explicit ``--rpm``/``--tpm`` is the user's own choice and is obeyed);
 * one attempt — connect, headers and the whole body — is bounded by ``timeout``: the SDK's
@@ -385,6 +386,7 @@ class LLMClient:
                 delay = exc.retry_after
                 if delay is None:
                     delay = self.retry.backoff(attempt, self._rng)
+                delay = min(delay, self.retry.max_delay)
                 if exc.kind.startswith("rate_limited"):
                     # One cool-down for everyone: the endpoint said it is overloaded.
                     self._cooldown_until = max(self._cooldown_until, time.monotonic() + delay)

@@ -179,8 +179,10 @@ def completion_from_body(body: Any, api: str, request_id: Any = None) -> Complet
             raise AnswerError("invalid_response", f"choice 0 has {_kind(message)} as "
                                                   f"'message'")
         text = message.get("content")
+    elif "text" in choice:
+        text = choice["text"]
     else:
-        text = choice.get("text")
+        raise AnswerError("invalid_response", "choice 0 has no 'text'")
     if text is None:
         raise AnswerError("no_content", f"the model gave no text (finish_reason {finish})",
                           retryable=False, finish_reason=finish)

@@ -15,9 +15,9 @@ Use::
 
 Which request gets which mode (`Plan`), without timing: ``by_number`` maps the k-th
 generation request (1-based, POST to ``/v1/chat/completions`` or ``/v1/completions``) to a
-mode — deterministic whenever requests are sent one at a time; ``mode`` with ``fraction``
-applies one mode to a fixed share of distinct request bodies, chosen by a hash of the body
-(so concurrency does not change which), and ``sends`` limits it to the first sends of each
+mode — deterministic whenever requests are sent one at a time; ``modes`` with ``fraction``
+spreads modes over a fixed share of distinct request bodies, chosen by a hash of the body
+(so concurrency does not change which), and ``sends`` limits that to the first sends of each
 body, so a retry of the same request gets the real answer. Other paths pass through
 untouched. Standard library only; the 200 MB answer is generated while it is sent, never held.
 """
@@ -73,26 +73,31 @@ _HOP_HEADERS = {"connection", "content-length", "transfer-encoding", "keep-alive
 
 @dataclass(frozen=True)
 class Plan:
-    """Which generation requests get which mode (see the module docstring)."""
+    """Which generation requests get which mode (see the module docstring).
+
+    `modes`: the modes spread over the chosen `fraction` of distinct bodies (each body gets
+    one of them, by its hash); `by_number` wins over them.
+    """
 
     by_number: Mapping[int, str] = field(default_factory=dict)
-    mode: str | None = None
+    modes: tuple[str, ...] = ()
     fraction: float = 1.0
     sends: int | None = None
 
     def __post_init__(self) -> None:
-        unknown = {*self.by_number.values(), self.mode} - {*MODES, None}
+        unknown = {*self.by_number.values(), *self.modes} - set(MODES)
         if unknown:
-            raise ValueError(f"unknown proxy modes: {sorted(map(str, unknown))}")
+            raise ValueError(f"unknown proxy modes: {sorted(unknown)}")
 
     def decide(self, number: int, fingerprint: str, seen: int) -> str | None:
         """The mode for the `number`-th request, whose body was sent `seen` times before."""
         if number in self.by_number:
             return self.by_number[number]
-        if self.mode is None or (self.sends is not None and seen >= self.sends):
+        if not self.modes or (self.sends is not None and seen >= self.sends):
             return None
-        share = int(fingerprint[:8], 16) / 0x1_0000_0000
-        return self.mode if share < self.fraction else None
+        if int(fingerprint[:8], 16) / 0x1_0000_0000 >= self.fraction:
+            return None
+        return self.modes[int(fingerprint[8:16], 16) % len(self.modes)]
 
 
 class _ProxyServer(ThreadingHTTPServer):
