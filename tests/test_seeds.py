@@ -271,34 +271,50 @@ def test_an_existing_path_wins_over_a_bundled_name(tmp_path, monkeypatch):
     assert seeds.path == Path("en_general") and [t.id for t in seeds.tasks] == ["t1"]
 
 
-def test_installed_wheel_layout_finds_bundled_seeds_and_prompts(tmp_path):
+def fake_install(tmp_path: Path, bundled: bool = True) -> Path:
     """A copy of the package laid out as the wheel installs it (pyproject.toml's
     force-include puts seeds/ and prompts/ under selfinstruct/_bundled/), beside a decoy
-    `seeds/` folder of some other distribution, imported from an unrelated folder."""
+    `seeds/` folder of some other distribution in the same site-packages."""
     site = tmp_path / "site-packages"
     shutil.copytree(ROOT / "selfinstruct", site / "selfinstruct",
                     ignore=shutil.ignore_patterns("__pycache__", "_bundled"))
-    for name in ("seeds", "prompts"):
+    for name in ("seeds", "prompts") if bundled else ():
         shutil.copytree(ROOT / name, site / "selfinstruct" / "_bundled" / name)
     (site / "seeds").mkdir()
     (site / "seeds" / "decoy.jsonl").write_text(lines(SI_ROW), encoding="utf-8")
-    work = tmp_path / "elsewhere"
-    work.mkdir()
-    code = ("from selfinstruct.seeds import bundled_seed_sets, load_seeds\n"
-            "from selfinstruct.prompts import PromptSet\n"
-            "print(bundled_seed_sets())\n"
-            "for name in ('en_general', 'seeds/ja_general.jsonl'):\n"
-            "    s = load_seeds(name); print(s.path, len(s.tasks))\n"
-            "print(PromptSet('ja').dir)\n")
+    return site
+
+
+def run_installed(site: Path, code: str) -> list[str]:
+    """Run `code` against the copy in `site`, from an unrelated folder; its stdout lines."""
+    work = site.parent / "elsewhere"
+    work.mkdir(exist_ok=True)
     out = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(site)}, timeout=120)
     assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def test_installed_wheel_layout_finds_bundled_seeds_and_prompts(tmp_path):
+    site = fake_install(tmp_path)
+    names, en, ja, prompts = run_installed(site, (
+        "from selfinstruct.seeds import bundled_seed_sets, load_seeds\n"
+        "from selfinstruct.prompts import PromptSet\n"
+        "print(bundled_seed_sets())\n"
+        "for name in ('en_general', 'seeds/ja_general.jsonl'):\n"
+        "    s = load_seeds(name); print(s.path, len(s.tasks))\n"
+        "print(PromptSet('ja').dir)\n"))
     bundled = site / "selfinstruct" / "_bundled"
-    names, en, ja, prompts = out.stdout.splitlines()
     assert names == "['en_general', 'ja_general']"
     assert en.startswith(f"{bundled / 'seeds' / 'en_general.jsonl'} ")
     assert ja.startswith(f"{bundled / 'seeds' / 'ja_general.jsonl'} ")
     assert prompts == str(bundled / "prompts" / "ja")
+
+
+def test_installed_copy_never_takes_another_distributions_seeds_folder(tmp_path):
+    site = fake_install(tmp_path, bundled=False)
+    assert run_installed(site, "from selfinstruct.seeds import bundled_seed_sets\n"
+                               "print(bundled_seed_sets())") == ["[]"]
 
 
 def test_foreign_seed_file_is_valid_and_unlike_ours():
