@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed
 DATASET ?= demo
 N ?= 10
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint typecheck bench clean
 # The report tests open a generated report in headless Chromium: Debian's package, installed
-# once (as root, or through sudo) when it is missing.
+# once (as root, or through sudo) when it is missing. apt touches only chromium and the
+# libraries it depends on: no recommended extras, no upgrade of anything else.
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -32,15 +33,19 @@ run: install
 		--dataset $(DATASET)
 
 $(CHROMIUM):
-	@echo ">>> Installing Debian chromium for the report tests."
+	@echo ">>> Installing Debian chromium for the report tests (only chromium and what it needs)."
 	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-upgrade \
+		--no-install-recommends chromium
 
 test: install $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/rouge_dedup.py

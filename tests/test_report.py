@@ -5,7 +5,9 @@ and published with the version, and opened in headless Chromium like a person wo
 from __future__ import annotations
 
 import argparse
+import base64
 import html
+import io
 import json
 import os
 import re
@@ -17,6 +19,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from fontTools.ttLib import TTFont
+from PIL import Image
 
 from selfinstruct import report as report_module
 from selfinstruct.cli_report import register
@@ -31,12 +35,9 @@ from selfinstruct.dataset import (
 )
 from selfinstruct.pipeline import run
 from selfinstruct.release import build_release
-from selfinstruct.report import (
-    build_report,
-    leading_verbs,
-    nearest_neighbours,
-    write_into_version,
-)
+from selfinstruct.report import build_report, write_into_version
+from selfinstruct.report.stats import nearest_neighbours
+from selfinstruct.report.verbs import leading_verbs
 from selfinstruct.run import open_run
 from selfinstruct.similarity import rouge_l
 from tests.servers.hub_server import HubServer
@@ -199,12 +200,35 @@ def test_a_failing_report_does_not_cost_the_version(versions: dict[str, Path], t
 
 
 def chromium() -> str:
+    """Debian chromium, or a skip on a developer's machine without it. Under CI (``CI`` set
+    to anything but false/0, as every CI service does) a missing browser is a failure: a CI
+    run must not pass by skipping the one test that looks at the page."""
     path = shutil.which("chromium")
     if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("Debian chromium is missing: `make test` installs it")
-        pytest.skip("Debian chromium is not installed (`make test` installs it)")
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail("Debian chromium is missing and CI is set: `make test` installs it "
+                        "(apt-get install --no-upgrade --no-install-recommends chromium)")
+        pytest.skip("Debian chromium is not installed: `make test` installs it (under CI=true "
+                    "this test fails instead)")
     return path
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [
+    (None, pytest.skip.Exception), ("", pytest.skip.Exception),
+    ("false", pytest.skip.Exception), ("true", pytest.fail.Exception),
+    ("1", pytest.fail.Exception),
+])
+def test_missing_chromium_skips_only_outside_ci(tmp_path: Path, monkeypatch, ci: str | None,
+                                               outcome: type[BaseException]) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no chromium on the PATH
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(BaseException) as raised:  # pytest's skip and fail are BaseExceptions
+        chromium()
+    assert raised.type is outcome  # a wrong skip must fail this test, not skip it
+    assert "chromium" in str(raised.value)
 
 
 def test_the_report_renders_in_headless_chromium(versions: dict[str, Path],
@@ -237,6 +261,96 @@ def test_the_report_renders_in_headless_chromium(versions: dict[str, Path],
     data = shot.read_bytes()
     assert png_size(data) == (1280, 2400)
     assert len(data) > 60_000  # charts and tables, not a blank page
+
+
+def _japanese(text: str) -> list[str]:
+    """The distinct kana and kanji of `text`, in order of first appearance."""
+    return list(dict.fromkeys(c for c in text if "\u3040" <= c <= "\u30ff"
+                              or "\u4e00" <= c <= "\u9fff"))
+
+
+def _outside_style(page: str) -> str:
+    return re.sub(r"<style>.*?</style>", "", page, flags=re.S)
+
+
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_the_page_embeds_exactly_the_glyphs_it_uses(versions: dict[str, Path], tmp_path: Path,
+                                                    language: str) -> None:
+    text = build_report(versions[language], tmp_path / "out").read_text(encoding="utf-8")
+    fonts = re.findall(r"url\(data:font/woff;base64,([A-Za-z0-9+/=]+)\)", text)
+    assert len(fonts) == 1
+    font = TTFont(io.BytesIO(base64.b64decode(fonts[0])))
+    covered = set(font.getBestCmap())
+    used = {ord(c) for c in _outside_style(text)}
+    japanese = {ord(c) for c in _japanese(_outside_style(text))}
+    assert japanese <= covered  # every kana and kanji on the page has its glyph
+    ascii_printable = set(range(0x20, 0x7F))
+    assert covered <= used | ascii_printable  # and nothing else: a subset, not the 6 MB font
+    if language == "ja":
+        assert len(japanese) > 300
+    else:
+        assert japanese == set()
+        assert len(fonts[0]) < 20_000  # Latin pages pay a few kilobytes
+
+
+CELL = 60  # px: one character per square cell of the probe page
+
+
+def _no_cjk_environment(tmp_path: Path) -> dict[str, str]:
+    """Chromium's environment on a machine without a CJK font: fontconfig knows only
+    matplotlib's own fonts (DejaVu, STIX), whatever the machine has installed."""
+    import matplotlib
+
+    conf = tmp_path / "fonts.conf"
+    conf.write_text(
+        '<?xml version="1.0"?>\n<fontconfig>\n'
+        f"<dir>{Path(matplotlib.get_data_path()) / 'fonts' / 'ttf'}</dir>\n"
+        f"<cachedir>{tmp_path / 'fontconfig-cache'}</cachedir>\n</fontconfig>\n",
+        encoding="utf-8")
+    return {**os.environ, "FONTCONFIG_FILE": str(conf)}
+
+
+def _glyph_cells(browser: str, env: dict[str, str], head: str, chars: list[str],
+                 folder: Path) -> list[bytes]:
+    """Screenshot `chars` in one row of cells under the report's own <head> (its CSS and
+    embedded font); return each cell's grey pixels."""
+    folder.mkdir()
+    probe = folder / "probe.html"
+    cells = "".join(f"<span>{c}</span>" for c in chars)
+    probe.write_text(
+        f'<!DOCTYPE html><html lang="ja">{head}<body style="margin:0">'
+        f'<div style="display:flex;font-size:40px">{cells}</div>'
+        f"<style>span{{width:{CELL}px;height:{CELL}px;line-height:{CELL}px;"
+        "text-align:center;overflow:hidden;flex:none}</style></body></html>",
+        encoding="utf-8")
+    shot = folder / "shot.png"
+    subprocess.run([browser, *CHROME_FLAGS, f"--user-data-dir={folder / 'profile'}",
+                    "--force-device-scale-factor=1", f"--screenshot={shot}",
+                    f"--window-size={CELL * len(chars)},{CELL}", probe.as_uri()],
+                   env=env, capture_output=True, timeout=60, check=True)
+    with Image.open(shot) as image:
+        grey = image.convert("L")
+        return [grey.crop((CELL * i, 0, CELL * (i + 1), CELL)).tobytes()
+                for i in range(len(chars))]
+
+
+def test_japanese_text_reads_without_a_cjk_font(versions: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    """Item 19: no empty boxes. Tofu is one box for every character, so characters that
+    render alike are tofu; the page's own characters must each render as their own glyph."""
+    browser = chromium()
+    text = build_report(versions["ja"], tmp_path / "out").read_text(encoding="utf-8")
+    head = re.search(r"<head>.*?</head>", text, re.S).group(0)
+    without_font = re.sub(r"@font-face\{[^}]*\}", "", head)
+    assert without_font != head
+    chars = _japanese(_outside_style(text))[:16]
+    env = _no_cjk_environment(tmp_path)
+    # The control: with the font stripped, this browser has no glyph for any of them and
+    # draws the same box for each (were a CJK font reachable, this would fail).
+    assert len(set(_glyph_cells(browser, env, without_font, chars, tmp_path / "bare"))) == 1
+    embedded = _glyph_cells(browser, env, head, chars, tmp_path / "embedded")
+    assert len(set(embedded)) == len(chars)
+    assert all(min(cell) < 100 for cell in embedded)  # ink: a dark glyph in every cell
 
 
 @pytest.mark.parametrize(("language", "text", "expected"), [
