@@ -3,7 +3,8 @@
 Charts draw their Japanese glyphs with it, and the page embeds a subset of it, so neither
 depends on the fonts of the machine that opens the report: without a CJK system font a
 browser would draw every Japanese character as an empty box. The IPA Font License (Article
-2, paragraphs 2 and 3) lets documents embed the font, modified or not, and be distributed.
+2, paragraphs 2, 3 and 5) lets a document embed the font, modified or not, and be passed on
+freely when the embedded font only renders that document's own text, as here.
 
 The page carries only the glyphs it uses (about 150 bytes a character: some 200 KB for a
 Japanese report rather than the whole 6 MB font). It keeps fontTools' default layout
