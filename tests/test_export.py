@@ -158,7 +158,7 @@ def _read_fifo(path: Path, into: list[bytes]) -> threading.Thread:
         with open(path, "rb") as handle:
             into.append(handle.read())
 
-    thread = threading.Thread(target=read)
+    thread = threading.Thread(target=read, daemon=True)
     thread.start()
     return thread
 
