@@ -1,11 +1,11 @@
 """Publish a dataset version to the Hugging Face Hub: one commit, one immutable tag.
 
 The Hub repo mirrors the version folder: README.md (the card, whose `configs` point
-`load_dataset` at train.jsonl), train.jsonl, rejected.jsonl, manifest.json and every other file
-the manifest lists (the report and the charts the card shows), so what was published can be
-traced back to the run and re-validated. The commit goes to `main`, which
-therefore always shows the last published version, and the tag `<version>` pins it:
-`load_dataset(repo, revision="v0003")` returns exactly the rows of v0003 forever. Tags are
+`load_dataset` at train.jsonl), train.jsonl, rejected.jsonl, manifest.json, its digest
+manifest.sha256 and every other file the manifest lists (the report and the charts the card
+shows), so what was published can be traced back to the run and re-validated. The commit goes
+to `main`, which therefore always shows the last published version, and the tag `<version>`
+pins it: `load_dataset(repo, revision="v0003")` returns exactly the rows of v0003 forever. Tags are
 immutable, so publishing a version twice is refused instead of moving the tag.
 
 JSONL is uploaded with `create_commit`, not `Dataset.push_to_hub` (which always converts to
@@ -24,6 +24,7 @@ from selfinstruct.dataset import (
     CARD_FILE,
     MANIFEST_FILE,
     REJECTED_FILE,
+    SIGNATURE_FILE,
     TRAIN_FILE,
     require_releasable,
 )
@@ -68,7 +69,10 @@ def publish(
         counts = manifest["counts"]
         commit = api.create_commit(
             repo_id,
-            [CommitOperationAdd(name, str(folder / name)) for name in published_files(manifest)],
+            [
+                CommitOperationAdd(name, str(folder / name))
+                for name in published_files(folder, manifest)
+            ],
             repo_type="dataset",
             commit_message=f"Add {manifest['name']} {version}",
             commit_description=(
@@ -101,10 +105,13 @@ def publish(
     }
 
 
-def published_files(manifest: dict[str, Any]) -> list[str]:
-    """The required files, then the rest the manifest lists (validated to exist)."""
+def published_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """The required files, the manifest's digest (versions older than signing have none), then
+    the rest the manifest lists (validated to exist)."""
     listed = manifest.get("files") or {}
-    return [*PUBLISHED_FILES, *sorted(name for name in listed if name not in PUBLISHED_FILES)]
+    signature = [SIGNATURE_FILE] if (folder / SIGNATURE_FILE).is_file() else []
+    rest = sorted(name for name in listed if name not in PUBLISHED_FILES)
+    return [*PUBLISHED_FILES, *signature, *rest]
 
 
 def _tag_exists(repo_id: str, version: str) -> str:

@@ -179,11 +179,12 @@ def test_publish_result_and_tags_point_at_the_commits(published: dict, hub: HubS
         ".gitattributes",
         "README.md",
         "manifest.json",
+        "manifest.sha256",
         "train.jsonl",
         "rejected.jsonl",
     }
     v2 = published["versions"]["v0002"]
-    for name in ("train.jsonl", "README.md", "manifest.json", "rejected.jsonl"):
+    for name in ("train.jsonl", "README.md", "manifest.json", "manifest.sha256", "rejected.jsonl"):
         stored = hub.root / "objects" / tagged[name]["sha256"]
         assert stored.read_bytes() == (v2 / name).read_bytes()
     assert tagged["train.jsonl"]["lfs"] is not None  # large: went through LFS
