@@ -1214,7 +1214,7 @@ class _Counters:
         with self.lock:
             for account in accounts:
                 self.offers.append(
-                    {"request_id": request_id, "response_id": response["id"], **account})
+                    {"id": request_id, "response_id": response["id"], **account})
 
     def offered(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -2099,13 +2099,14 @@ class RunningServer:
     def offered(self) -> list[dict[str, Any]]:
         """What every answered chat/completions choice offered, oldest first (last 200,000).
 
-        One dict per choice: ``request_id`` (the ``x-request-id`` header, or the batch line's
-        request id: what selfinstruct records as a row's request id), ``response_id``, ``choice``,
-        ``api``, ``style``, ``kind``, ``lang``, ``offered`` (clean texts of the instruction items
-        that survived stop/max_tokens whole; ``None`` in the clean and recorded styles, which do
-        not track them), ``unreadable`` (True when the answer has deliberately nothing readable:
-        junk, ``content: null``, ``content_filter``), ``finish_reason``, ``shapes`` (the messy
-        deviations applied) and ``fault``. Faulted attempts that sent no whole answer are absent.
+        One dict per choice: ``id`` (the ``x-request-id`` header, or the batch line's request
+        id: what selfinstruct records as a row's ``request_id``), ``response_id`` (the body's
+        ``id``), ``choice``, ``api``, ``style``, ``kind``, ``lang``, ``offered`` (clean texts of
+        the instruction items that survived stop/max_tokens whole; ``None`` in the clean and
+        recorded styles, which do not track them), ``unreadable`` (True when the answer has
+        deliberately nothing readable: junk, ``content: null``, ``content_filter``),
+        ``finish_reason``, ``shapes`` (the messy deviations applied) and ``fault``. Faulted
+        attempts that sent no whole answer are absent.
         """
         return self._httpd.counters.offered()
 

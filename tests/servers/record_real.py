@@ -18,7 +18,7 @@ Re-record (about 10 minutes on one core; needs the ``local`` extra)::
 
 The samples are drawn from a fixed seed, so a re-recording asks the same questions; the
 answers change only if the model, llama.cpp or the prompts change. If the pipeline's sampling
-parameters change, update :func:`_requests` to match and re-record.
+parameters change, update :func:`pipeline_request` to match and re-record.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _instance_examples(tasks: Sequence[SeedTask], classification: bool,
             for t in picked]
 
 
-def _requests(kind: str, prompts: PromptSet, tasks: Sequence[SeedTask],
+def pipeline_request(kind: str, prompts: PromptSet, tasks: Sequence[SeedTask],
               rng: random.Random, api: str) -> tuple[str, dict[str, Any]]:
     """``(prompt, params)`` of one request of ``kind``, as the pipeline builds it (embedded)."""
     labels = prompts.labels
@@ -115,7 +115,7 @@ def _plan(per_kind: int) -> Iterator[tuple[str, str, str, str, dict[str, Any]]]:
             for kind in KINDS:
                 rng = random.Random(f"{lang}:{api}:{kind}")
                 for _ in range(per_kind):
-                    prompt, params = _requests(kind, prompts, tasks, rng, api)
+                    prompt, params = pipeline_request(kind, prompts, tasks, rng, api)
                     yield lang, api, kind, prompt, params
 
 
