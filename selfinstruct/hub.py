@@ -10,7 +10,8 @@ immutable, so publishing a version twice is refused instead of moving the tag.
 
 JSONL is uploaded with `create_commit`, not `Dataset.push_to_hub` (which always converts to
 parquet). The token comes from the argument, `HF_TOKEN` or the client's saved login; it is only
-handed to the client, and every error message is scrubbed of it before it is shown.
+handed to the client, and every error message passes through `redact` (the token and anything
+else shaped like a credential) before it is shown.
 """
 
 from __future__ import annotations
@@ -28,13 +29,10 @@ from selfinstruct.dataset import (
     TRAIN_FILE,
     require_releasable,
 )
+from selfinstruct.redact import redact
 
 PUBLISHED_FILES = (CARD_FILE, MANIFEST_FILE, TRAIN_FILE, REJECTED_FILE)
 _REPO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _redact(text: str, token: str | None) -> str:
-    return text.replace(token, "***") if token else text
 
 
 def publish(
@@ -95,7 +93,7 @@ def publish(
         if step.startswith("tag") and status == 409:
             raise InputError(_tag_exists(repo_id, version)) from None
         message = f"Hugging Face Hub: could not {step} for {repo_id}: {type(exc).__name__}: {exc}"
-        raise InputError(_redact(message, token)) from None
+        raise InputError(redact(message, [token])) from None
     return {
         "repo_id": repo_id,
         "repo_url": str(repo_url),

@@ -15,7 +15,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import time
 import uuid
@@ -41,22 +40,12 @@ from selfinstruct.dataset.layout import (
 from selfinstruct.dataset.naming import check_dataset_name, next_version, refuse_inside_version
 from selfinstruct.dataset.schema import DATA_FILES, TRAIN_SCHEMA, check
 from selfinstruct.dataset.signature import signature_text
+from selfinstruct.redact import find_secret
 
 TMP_PREFIX = ".tmp-"
 STALE_TMP_SECONDS = 3600
 _TOUCH_EVERY_SECONDS = 60
 _COMMIT_ATTEMPTS = 5
-
-# Secrets must never reach a manifest or card. Patterns of common key formats, by provider.
-_SECRET_PATTERNS = {
-    "OpenAI-style key": re.compile(r"sk-[A-Za-z0-9_-]{16,}"),
-    "Hugging Face token": re.compile(r"hf_[A-Za-z0-9]{20,}"),
-    "GitHub token": re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}"),
-    "AWS access key": re.compile(r"AKIA[0-9A-Z]{16}"),
-    "Google API key": re.compile(r"AIza[0-9A-Za-z_-]{30,}"),
-    "Slack token": re.compile(r"xox[abprs]-[A-Za-z0-9-]{10,}"),
-    "bearer credential": re.compile(r"Bearer\s+[A-Za-z0-9._~+/=-]{16,}"),
-}
 
 # Writes more files into an unfinished version folder; returns their folder-relative paths.
 ExtraFiles = Callable[[Path, dict], Iterable[str]]
@@ -260,17 +249,15 @@ def _remove_stale_tmp(dataset_dir: Path) -> None:
 
 
 def _refuse_secrets(value: Any, where: str) -> None:
-    """Raise if any string in `value` looks like a credential; the message never repeats it."""
+    """Raise if any string in `value` looks like a credential (the project's one rule,
+    `redact.find_secret`); the message names the field, never the value."""
     for field, text in _strings(value, ""):
-        for kind, pattern in _SECRET_PATTERNS.items():
-            if pattern.search(text):
-                raise InputError(
-                    located(
-                        where,
-                        f"value looks like a secret ({kind}); refusing to store it",
-                        field=field or None,
-                    )
-                )
+        kind = find_secret(text)
+        if kind:
+            raise InputError(
+                located(where, f"value looks like a secret ({kind}); refusing to store it",
+                        field=field or None)
+            )
 
 
 def _strings(value: Any, field: str) -> Iterator[tuple[str, str]]:
