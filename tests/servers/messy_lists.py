@@ -176,6 +176,8 @@ ALPACA_LAYOUTS: tuple[tuple[str, int], ...] = (
 )
 # What a model writes for "no input"; the prompt asks for "<noinput>".
 NO_INPUT_SPELLINGS: tuple[str, ...] = ("<noinput>", "N/A", "None", "")
+# Share of Alpaca items whose output drifts into the other language.
+WRONG_LANGUAGE_OUTPUT_RATE = 0.03
 
 
 def _alpaca_block(layout: str, k: int, lab: dict[str, str], lang: str,
@@ -207,6 +209,11 @@ def alpaca_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> Sty
         instr, inp, out = clean._alpaca_item(lang, rng, in_context)
         instr, defect = add_defect(instr, lang, rng)
         shapes.append(f"item:{defect or 'clean'}")
+        if rng.random() < WRONG_LANGUAGE_OUTPUT_RATE:
+            other = "ja" if lang == "en" else "en"
+            outputs = clean.EN_OUTPUTS if other == "en" else clean.JA_OUTPUTS
+            out = clean._fill(rng.choice(outputs), _topic(other, rng))
+            shapes.append("output:wrong_language")
         if inp == clean.NO_INPUT:
             inp = rng.choice(NO_INPUT_SPELLINGS)
             shapes.append(f"no_input:{inp or 'empty'}")
