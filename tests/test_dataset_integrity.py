@@ -255,3 +255,30 @@ def test_an_empty_version_is_never_written(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="0 train rows: refusing to write an empty version"):
         write_version(tmp_path / "demo", [], [rejected_row(0)], manifest())
     assert list((tmp_path / "demo").iterdir()) == []  # not even a temporary folder
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_generate_after_a_stray_version_folder_writes_the_next_version(
+    openai_server, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The review's sequence: a version, `mkdir data/x/v0002`, then a paid run must still
+    write its version (v0003) and `latest` must be it."""
+    from selfinstruct.cli import main
+
+    def generate(seed: str) -> Path:
+        argv = ["generate", "--data-dir", str(tmp_path / "data"), "--dataset", "x",
+                "--base-url", openai_server.base_url, "--model", "test-model",
+                "--api-key", "sk-test", "--no-progress", "--seeds", "seeds/en_general.jsonl",
+                "--num-instructions", "5", "--seed", seed]
+        assert main(argv) == 0, capsys.readouterr().err
+        return Path(capsys.readouterr().out.strip().splitlines()[-1])
+
+    assert generate("1").name == "v0001"
+    (tmp_path / "data" / "x" / "v0002").mkdir()
+    second = generate("2")
+    assert second == tmp_path / "data" / "x" / "v0003"
+    assert read_manifest(second)["parent"] == "v0001"
+    assert resolve_version(tmp_path / "data" / "x" / "latest") == second
+    assert validate(second) == []
