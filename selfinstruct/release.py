@@ -68,9 +68,22 @@ def build_release(version_path: str | Path, output_dir: str | Path) -> Path:
     members = sorted([*members, (SUMS_FILE, None)], key=lambda member: member[0])
 
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     target = output_dir / f"{prefix}.tar.gz"
-    tmp = output_dir / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        _write_archive(target, prefix, mtime, members, sums)
+    except OSError as exc:
+        raise InputError(
+            f"--output-dir {output_dir}: cannot write the release: {exc.strerror or exc}"
+        ) from None
+    return target
+
+
+def _write_archive(
+    target: Path, prefix: str, mtime: int, members: list[tuple[str, Path | None]], sums: bytes
+) -> None:
+    """Write the archive next to `target` and rename it, so a failure leaves no partial file."""
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         with (
             open(tmp, "xb") as raw,
@@ -91,4 +104,3 @@ def build_release(version_path: str | Path, output_dir: str | Path) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return target

@@ -121,3 +121,15 @@ def test_the_manifest_digest_is_in_the_release_checksums(tmp_path: Path) -> None
         sums = tar.extractfile("demo-v0001/SHA256SUMS").read().decode()
     digest = hashlib.sha256((folder / SIGNATURE_FILE).read_bytes()).hexdigest()
     assert f"{digest}  {SIGNATURE_FILE}\n" in sums
+
+
+def test_an_unwritable_output_dir_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder = write_sample(tmp_path / "demo")
+    (tmp_path / "file").write_text("x")
+    bad = tmp_path / "file" / "dist"  # a parent that is a file
+    assert run_cli(["release", str(folder), "--output-dir", str(bad)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"selfinstruct: error: --output-dir {bad}: cannot write the release: "
+                   "Not a directory"]
