@@ -21,6 +21,7 @@ from selfinstruct.dataset import (
     TRAIN_FILE,
     check_dataset_name,
     check_version,
+    find_run_version,
     list_versions,
     read_manifest,
     refuse_inside_version,
@@ -255,6 +256,16 @@ def test_an_empty_version_is_never_written(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="0 train rows: refusing to write an empty version"):
         write_version(tmp_path / "demo", [], [rejected_row(0)], manifest())
     assert list((tmp_path / "demo").iterdir()) == []  # not even a temporary folder
+
+
+def test_a_run_finds_its_version_past_a_damaged_manifest(tmp_path: Path) -> None:
+    """A resumed run looks for the version it wrote before a crash; another version's damaged
+    manifest must not make that lookup (and the paid run) fail."""
+    mine = write_sample(tmp_path / "demo", run_id="run-a")
+    other = write_sample(tmp_path / "demo", run_id="run-b")
+    (other / MANIFEST_FILE).write_text('{"run_id": NaN}')
+    assert find_run_version(tmp_path / "demo", "run-a") == mine
+    assert find_run_version(tmp_path / "demo", "run-c") is None
 
 
 # --------------------------------------------------------------------------- end to end
