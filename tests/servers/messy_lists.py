@@ -120,12 +120,13 @@ def messy_instruction(lang: str, rng: random.Random, in_context: Sequence[str],
                       shapes: list[str]) -> str:
     """A clean-generator instruction, sometimes with a defect (named in ``shapes``).
 
-    The clean generator's "- item" punctuation case becomes "(item)": in a bulleted answer a
-    leading "- " is list markup, so it could not be offered as part of the item's text.
+    The clean generator's punctuation cases ("- item", '"item"') become "(item)": a leading
+    "- " is list markup and parsers rightly unwrap quotes around a whole item, so neither
+    could be offered as the item's own text; a parenthesis is not markup.
     """
     text, category = clean.generate_instruction(lang, rng, in_context)
-    if category == "punctuation" and text.startswith("- "):
-        text = f"({text[2:]})"
+    if category == "punctuation":
+        text = f"({text[2:] if text.startswith('- ') else text[1:-1]})"
     text, defect = add_defect(text, lang, rng)
     shapes.append(f"item:{defect or category}")
     return text
