@@ -135,18 +135,27 @@ class DaskInstanceClient:
                     batch.append(request)
             if batch:
                 batches.append(batch)
-        for index, batch in enumerate(batches):
+        return batches
+
+    def _extend_plan(self, first: Request) -> None:
+        batches = self._plan(first)
+        if self._batches is None:
+            self._batches = []
+        offset = len(self._batches)
+        self._batches.extend(batches)
+        for index, batch in enumerate(batches, start=offset):
             for request in batch:
                 self._batch_of[self._key(request)] = index
-        return batches
 
     def submit(self, request: Request) -> concurrent.futures.Future[Completion]:
         """`LLMClient.submit`: the answer comes from the Dask batch holding this request."""
         if request.stage != STAGE:
             return self._local.submit(request)
-        if self._batches is None:
-            self._batches = self._plan(request)
         key = self._key(request)
+        if self._batches is None or key not in self._batch_of:
+            # The first instance request, or the first of a top-up phase (`pipeline.run`):
+            # plan the requests from here on, after those planned before.
+            self._extend_plan(request)
         if key not in self._batch_of:
             raise RuntimeError("an instance request was not planned for Dask: the pipeline's "
                                "instance requests or budget accounting changed")

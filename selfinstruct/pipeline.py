@@ -11,7 +11,8 @@ the order requests were issued (`window.Lookahead`). Replaying the journal's ans
 rebuilds exactly the same pool, and the run continues where it stopped.
 
 Throughput: up to `concurrency` requests stay in flight across round and batch boundaries.
-Generation request j is built from the state after answer j − K was used (K = concurrency):
+Generation request j is built from the state after answer j − K was used (K = the run's
+lookahead: its first concurrency, stored with the run):
 the pool it samples machine examples from lags by at most K answers, fixed by the count of
 answers used, not by timing. Classification and instance requests do not depend on each
 other, so they run ahead by up to 2K.
@@ -58,14 +59,27 @@ from selfinstruct.parsing import (
 )
 from selfinstruct.prompts import PromptSet, sha256_text
 from selfinstruct.quality import Item, check_label_consistency, judge
-from selfinstruct.records import Funnel, Task
+from selfinstruct.records import ANSWER_FAILED, ANSWER_UNPARSEABLE, Funnel, Task
 from selfinstruct.seeds import SeedSet, SeedTask
 from selfinstruct.similarity import NoveltyIndex
 from selfinstruct.window import InFlight, Lookahead
 
+# A parse-stage rejected row keeps this much of an unreadable answer (enough to see why).
+RAW_ANSWER_CHARS = 2000
+UNPARSEABLE_ANSWER = "unparseable_answer"
+UNREADABLE_JUDGEMENT = "unparseable_judgement"
+
 
 class BudgetExhausted(Exception):
     """The run reached --max-requests/--max-tokens/--max-cost; its journal stays resumable."""
+
+
+class EmptyDataset(RuntimeError):
+    """The run ended without one usable row: no version is written, the journal is kept.
+
+    An empty version would be worse than none: it looks like a result, and a release of it
+    publishes a split that `datasets` cannot load.
+    """
 
 
 def _prompt_instruction(text: str) -> str:
@@ -87,6 +101,7 @@ class Generator:
         run_id: str,
         endpoint_kind: str,
         judge_client: Client | None = None,
+        answer_client: Client | None = None,
     ) -> None:
         self.config = config
         self.seeds = seeds
@@ -97,6 +112,10 @@ class Generator:
         self.endpoint_kind = endpoint_kind
         self.rng = random.Random(config.seed)
         self.judge_client = judge_client or client
+        # With an `answer_client` (a chat client of the same model), instances are the model's
+        # direct answers to each instruction instead of few-shot examples: what works for the
+        # embedded 135M model, which writes almost no usable few-shot examples (README).
+        self.answer_client = answer_client
         self.language = config.language or "en"
         self.filter_settings = config.filters
         self.filters = instruction_filters(self.language, settings=self.filter_settings)
@@ -106,6 +125,10 @@ class Generator:
         for text in self._seed_texts:
             self.index.add(text)
         self.tasks: list[Task] = []
+        # Accepted instructions the bootstrap stage aims at: the target at first, raised when
+        # tasks end without a valid instance so that N means N usable tasks (`top_up`).
+        self.accept_target = config.num_instructions
+        self.finished_tasks = 0  # tasks that have been through the instance (and quality) stages
         self.rejected: list[dict[str, Any]] = []
         self.funnel = Funnel()
         self.usage = Usage()
@@ -115,7 +138,10 @@ class Generator:
         self.budget_stop: str | None = None
         self.started_at = time.time()
         self.on_progress: Callable[[Generator, str], None] | None = None
-        concurrency = config.concurrency or 1
+        # The window depth decides which answers each request is built from, so it is the
+        # run's stored lookahead (its first concurrency), not today's concurrency: a resume
+        # may change the speed without changing a single prompt.
+        concurrency = config.lookahead or config.concurrency or 1
         self._generation = Lookahead(depth=concurrency)
         self._generation_issued = 0
         self._generation_used = 0
@@ -134,16 +160,23 @@ class Generator:
         return self.config.num_instructions
 
     @property
+    def usable(self) -> int:
+        """Tasks with at least one valid instance: what --num-instructions counts."""
+        return sum(1 for task in self.tasks if task.instances)
+
+    @property
     def bootstrapping_done(self) -> bool:
-        return (
-            len(self.tasks) >= self.target
-            or self.round >= self.config.max_rounds
-            or self.stalled_rounds >= self.config.stall_rounds
-        )
+        return len(self.tasks) >= self.accept_target or self.cannot_bootstrap
+
+    @property
+    def cannot_bootstrap(self) -> bool:
+        """--max-rounds or the stall limit forbid further bootstrap rounds."""
+        return (self.round >= self.config.max_rounds
+                or self.stalled_rounds >= self.config.stall_rounds)
 
     @property
     def stop_reason(self) -> str:
-        if len(self.tasks) >= self.target:
+        if self.usable >= self.target:
             return "target reached"
         if self.stalled_rounds >= self.config.stall_rounds:
             return f"no new instruction in {self.stalled_rounds} rounds in a row"
@@ -171,6 +204,8 @@ class Generator:
             "bootstrap": 256 if embedded else 1024,
             "classify": 5,
             "instances": 200 if embedded else 350,
+            # a direct answer (answer mode): long enough that most answers end by themselves
+            "answer": 512,
             "alpaca": 1024 if embedded else 3072,
         }
         max_tokens = self.config.stage_max_tokens.get(stage, defaults[stage])
@@ -234,7 +269,11 @@ class Generator:
         return InFlight(request, context, durable, cached=False)
 
     def _used(self, item: InFlight, completion: Completion) -> Completion:
+        """Account for an answer as it is used: its tokens, and a failed request at once (a
+        read answer is counted parsed or unparseable by the stage that reads it)."""
         self.usage.record(item.request.stage, completion, cached=item.cached)
+        if completion.error is not None:
+            self.funnel.answer(ANSWER_FAILED)
         return completion
 
     @property
@@ -278,13 +317,43 @@ class Generator:
             "request_id": request_id,
         })
 
-    def _request_failed(self, request: Request, completion: Completion) -> bool:
+    def _request_failed(self, request: Request, completion: Completion,
+                        instruction: str = "") -> bool:
+        """Record a request that failed after its retries as a rejected row; True if it did."""
         if completion.error is None:
             return False
         kind, _, message = completion.error.partition(":")
-        self._reject("request", Drop(kind, message.strip()),
-                     prompt_hash=sha256_text(request.prompt))
+        detail = message.strip() or f"the {request.stage} request failed ({kind})"
+        self._reject("request", Drop(kind, f"{request.stage}: {detail}"),
+                     instruction=instruction, prompt_hash=sha256_text(request.prompt),
+                     request_id=completion.request_id)
         return True
+
+    def top_up(self) -> bool:
+        """Mark the tasks so far as finished; True if bootstrapping must go on for more.
+
+        Called after the instance and quality stages: the shortfall of usable tasks becomes
+        new instructions to accept, unless a round, stall or budget limit forbids it.
+        """
+        self.finished_tasks = len(self.tasks)
+        missing = self.target - self.usable
+        if missing <= 0 or self.cannot_bootstrap or self.budget_stop:
+            return False
+        self.accept_target = len(self.tasks) + missing
+        return True
+
+    def _unparseable(self, request: Request, completion: Completion, what: str,
+                     instruction: str = "") -> None:
+        """Record an answer nothing could be read from: a parse-stage row with the raw text."""
+        self.funnel.answer(ANSWER_UNPARSEABLE)
+        text = completion.text or ""
+        shown = text if len(text) <= RAW_ANSWER_CHARS else text[:RAW_ANSWER_CHARS] + "…"
+        finish = completion.finish_reason
+        why = "an empty answer" if not text.strip() else f"no {what} in the answer"
+        detail = f"{request.stage}: {why} (finish_reason={finish}, {len(text)} chars)"
+        self._reject("parse", Drop(UNPARSEABLE_ANSWER, detail), instruction=instruction,
+                     output=shown, prompt_hash=sha256_text(request.prompt),
+                     request_id=completion.request_id)
 
     # -- bootstrap -------------------------------------------------------------------------
 
@@ -337,7 +406,7 @@ class Generator:
         bootstrapping does not pay for answers that could only be "over_target". It depends
         only on the answers used so far, so it is as deterministic as the rest.
         """
-        remaining = self.target - len(self.tasks)
+        remaining = self.accept_target - len(self.tasks)
         if remaining <= 0 or self.bootstrapping_done:
             return False
         max_requests = self.config.max_rounds * (self.config.requests_per_round or 1)
@@ -384,26 +453,39 @@ class Generator:
         prompt_hash = sha256_text(request.prompt)
         continuation = self.config.api == "completions"
         truncated = completion.finish_reason == "length"
+        text = completion.text or ""
         if self.config.recipe != "alpaca":
-            for parsed in parse_numbered_list(completion.text, first, continuation=continuation,
-                                              truncated=truncated):
-                self._consider(parsed.text, parsed.reason, prompt_hash, completion.request_id)
+            items = parse_numbered_list(text, first, continuation=continuation,
+                                        truncated=truncated)
+            if not items:
+                self._unparseable(request, completion, "numbered or bulleted list item")
+                return
+            self.funnel.answer(None)
+            for parsed in items:
+                self._consider(parsed.text, parsed.reason, prompt_hash, completion.request_id,
+                               parsed.detail)
             return
-        for task_item in parse_alpaca(completion.text, self.prompts.labels, first,
-                                      continuation=continuation, truncated=truncated):
+        tasks = parse_alpaca(text, self.prompts.labels, first, continuation=continuation,
+                             truncated=truncated)
+        if not tasks:
+            self._unparseable(request, completion, "instruction/input/output item")
+            return
+        self.funnel.answer(None)
+        for task_item in tasks:
             task = self._consider(task_item.instruction, task_item.reason, prompt_hash,
-                                  completion.request_id)
+                                  completion.request_id, task_item.detail)
             if task is not None:
                 task.instance_prompt_hash = prompt_hash
                 task.instance_request_id = completion.request_id
                 self._keep_instances(task, [ParsedInstance(task_item.input, task_item.output)])
 
     def _consider(self, text: str, parse_reason: str | None, prompt_hash: str,
-                  request_id: str | None) -> Task | None:
+                  request_id: str | None, parse_detail: str = "") -> Task | None:
         """Run one candidate instruction through parse check, filters, target and novelty."""
         where = {"instruction": text, "prompt_hash": prompt_hash, "request_id": request_id}
         if parse_reason is not None:
-            self._reject("parse", Drop(parse_reason), **where)
+            detail = parse_detail or f"the item could not be read ({parse_reason})"
+            self._reject("parse", Drop(parse_reason, detail), **where)
             return None
         self.funnel.count("parse")
         text = mask_pii(text, self.filter_settings)  # a no-op unless pii = "mask"
@@ -416,9 +498,11 @@ class Generator:
             self._reject("filter", drop, **where)
             return None
         self.funnel.count("filter")
-        if len(self.tasks) >= self.target:
-            # Judged by nothing: the run already has its N instructions.
-            self._reject("target", Drop("over_target", "the run had reached its target"), **where)
+        if len(self.tasks) >= self.accept_target:
+            # Judged by nothing: the run already has the instructions it needs.
+            self._reject("target", Drop("over_target", f"the run already had "
+                                        f"{len(self.tasks)} accepted instructions, all it "
+                                        f"needed at this point"), **where)
             return None
         verdict = self.index.check(text)
         if not verdict.novel:
@@ -483,16 +567,21 @@ class Generator:
         return self._request("classify", prompt, params, f"classify-{task.id}")
 
     def apply_classification(self, task: Task, request: Request, completion: Completion) -> None:
-        if self._request_failed(request, completion):
+        if self._request_failed(request, completion, task.instruction):
             task.is_classification = False
             return
-        verdict = parse_yes_no(completion.text, self.prompts.labels)
+        verdict = parse_yes_no(completion.text or "", self.prompts.labels)
         # An unreadable verdict is not a reason to lose the task: treat it as generation.
+        self.funnel.answer(None if verdict is not None else ANSWER_UNPARSEABLE)
         self.funnel.count("classify", None if verdict is not None else "unreadable_verdict")
         task.is_classification = bool(verdict)
 
     def instance_request(self, task: Task) -> Request:
         """Output-first for classification tasks (balanced labels), input-first otherwise."""
+        if self.answer_client is not None:
+            prompt = self.prompts.render("answer", instruction=task.instruction)
+            params = self._params("answer", temperature=0.0, top_p=1.0)
+            return self._request("instances", prompt, params, f"instances-{task.id}")
         labels = self.prompts.labels
         name = "instances_output_first" if task.is_classification else "instances_input_first"
         prompt = self.prompts.render(
@@ -505,11 +594,29 @@ class Generator:
     def apply_instances(self, task: Task, request: Request, completion: Completion) -> None:
         task.instance_prompt_hash = sha256_text(request.prompt)
         task.instance_request_id = completion.request_id
-        if self._request_failed(request, completion):
+        if self._request_failed(request, completion, task.instruction):
+            self._reject("instances", Drop("no_valid_instances", "its instance request failed"),
+                         instruction=task.instruction, prompt_hash=task.instance_prompt_hash,
+                         request_id=task.instance_request_id)
             return
-        parsed = parse_instances(completion.text, self.prompts.labels,
-                                 output_first=bool(task.is_classification),
-                                 truncated=completion.finish_reason == "length")
+        if self.answer_client is not None:
+            answer = (completion.text or "").strip()
+            parsed = [ParsedInstance("", answer)] if answer else []
+            if parsed and completion.finish_reason == "length":
+                parsed = [ParsedInstance("", answer, "truncated",
+                                         "the answer was cut off at max_tokens")]
+        else:
+            parsed = parse_instances(completion.text or "", self.prompts.labels,
+                                     output_first=bool(task.is_classification),
+                                     truncated=completion.finish_reason == "length")
+        if not parsed:
+            self._unparseable(request, completion, "example", task.instruction)
+            self._reject("instances", Drop("no_valid_instances", "no example could be read "
+                                           "from its instance answer"),
+                         instruction=task.instruction, prompt_hash=task.instance_prompt_hash,
+                         request_id=task.instance_request_id)
+            return
+        self.funnel.answer(None)
         self._keep_instances(task, parsed)
 
     def classify_batch(self, tasks: list[Task]) -> None:
@@ -535,9 +642,10 @@ class Generator:
         """
         window = self._stage_windows[stage]
         for task in tasks:
+            client = self.answer_client if stage == "instances" else None
             while not window.full and self._stage_cursors[stage] < len(self.tasks):
                 ahead = self.tasks[self._stage_cursors[stage]]
-                item = self._issue(build(ahead), ahead)
+                item = self._issue(build(ahead), ahead, client)
                 if item is None:
                     break
                 window.push(item)
@@ -562,8 +670,11 @@ class Generator:
             self.funnel.count("instance_filter")
         task.instances = kept
         if not kept:
-            self._reject("instances", Drop("no_valid_instances"), instruction=task.instruction,
-                         prompt_hash=task.instance_prompt_hash,
+            reasons = sorted({drop.reason for _, drop in dropped})
+            self._reject("instances", Drop("no_valid_instances",
+                                           f"all {len(dropped)} examples were dropped "
+                                           f"({', '.join(reasons)})"),
+                         instruction=task.instruction, prompt_hash=task.instance_prompt_hash,
                          request_id=task.instance_request_id)
         else:
             self.funnel.count("instances")
@@ -583,16 +694,28 @@ class Generator:
         settings = self.filter_settings
         if settings.consistency:
             checked = [t for t in tasks if t.is_classification and t.instances]
+            answers: list[Completion] = []
             verdicts = check_label_consistency(
                 _items(checked), prompts=self.prompts, make_request=self._request,
-                complete=self.complete, settings=settings)
+                complete=lambda requests: _kept(answers, self.complete(requests)),
+                settings=settings)
+            for answer in answers:  # a label answer is read as it is, whatever it says
+                if answer.error is None:
+                    self.funnel.answer(None)
             self._apply_verdicts("consistency", checked, verdicts)
         if settings.judge_model is not None:
             judged = [t for t in tasks if t.instances]
+            answers = []
             results = judge(
                 _items(judged), prompts=self.prompts, make_request=self._request,
-                complete=lambda requests: self.complete(requests, client=self.judge_client),
+                complete=lambda requests: _kept(
+                    answers, self.complete(requests, client=self.judge_client)),
                 settings=settings)
+            for answer, result in zip(answers, results, strict=True):
+                if answer.error is None:
+                    unreadable = (result.drop is not None
+                                  and result.drop.reason == UNREADABLE_JUDGEMENT)
+                    self.funnel.answer(ANSWER_UNPARSEABLE if unreadable else None)
             scores = iter([(r.clarity, r.correctness) for r in results])
             for task in judged:
                 task.scores = [next(scores) for _ in task.instances]
@@ -665,8 +788,9 @@ class Generator:
             "usage": {name: vars(s).copy() for name, s in self.usage.stages.items()},
             "cost_usd": self.usage.cost(self.price),
             "request_errors": dict(self.usage.errors),
-            "target": {"instructions": self.target, "accepted": len(self.tasks),
-                       "reached": len(self.tasks) >= self.target,
+            "target": {"instructions": self.target, "accepted": self.usable,
+                       "accepted_instructions": len(self.tasks),
+                       "reached": self.usable >= self.target,
                        "stop_reason": self.stop_reason, "rounds": self.round},
             "license": cfg.license,
             "run_id": self.run_id,
@@ -674,6 +798,12 @@ class Generator:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(time.time()),
         }
+
+    def _empty_message(self) -> str:
+        return (f"no usable row: {len(self.tasks)} instructions were accepted but none kept a "
+                f"valid instance ({self.stop_reason}); top rejection reasons: "
+                f"{_top_reasons(self.funnel.drops())}; no version was written and the run "
+                f"stays resumable in {self.journal.run_dir}")
 
     def write_version(self) -> str:
         """Write the immutable version folder and mark the run finished; return its path.
@@ -685,6 +815,8 @@ class Generator:
         from selfinstruct.dataset import list_versions, read_manifest, write_version
         from selfinstruct.report import write_into_version
 
+        if not self.usable:
+            raise EmptyDataset(self._empty_message())
         dataset_dir = self.config.data_dir / self.config.dataset
         for name in reversed(list_versions(dataset_dir)):
             if read_manifest(dataset_dir / name).get("run_id") == self.run_id:
@@ -695,6 +827,17 @@ class Generator:
                                  extra_files=write_into_version)
         self.journal.record_finished(str(path))
         return str(path)
+
+
+def _top_reasons(drops: dict[str, int], n: int = 3) -> str:
+    ranked = sorted(drops.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return ", ".join(f"{reason} {count}" for reason, count in ranked) or "none"
+
+
+def _kept(store: list[Completion], answers: list[Completion]) -> list[Completion]:
+    """Keep a copy of a quality stage's answers for the request-level accounting."""
+    store.extend(answers)
+    return answers
 
 
 def _items(tasks: list[Task]) -> list[Item]:
@@ -717,14 +860,24 @@ def run(gen: Generator, step: Callable[..., Any] = direct) -> str:
 
     `step(name, fn, *args)` executes each coarse step: `direct` for the CLI, a Prefect task
     wrapper for the flow — one loop, two executors.
+
+    Tasks that end without a valid instance do not count towards --num-instructions: after
+    the instance (and quality) stages, `top_up` raises the bootstrap target by the shortfall
+    and the stages run again for the new tasks only, until N tasks are usable or a limit
+    (--max-rounds, the stall limit, a budget) stops the run. Each decision depends only on
+    answers used so far, so a resumed run replays the same phases from its journal.
     """
-    while not gen.bootstrapping_done:
-        step("bootstrap-round", gen.bootstrap_round)
-    for batch in gen.batches(gen.tasks):
-        step("classify-batch", gen.classify_batch, batch)
-    for batch in gen.batches(gen.tasks):
-        step("instances-batch", gen.instances_batch, batch)
-    if gen.quality_checks:
-        for batch in gen.batches(gen.tasks):
-            step("quality-batch", gen.quality_batch, batch)
+    while True:
+        while not gen.bootstrapping_done:
+            step("bootstrap-round", gen.bootstrap_round)
+        new = gen.tasks[gen.finished_tasks:]
+        for batch in gen.batches(new):
+            step("classify-batch", gen.classify_batch, batch)
+        for batch in gen.batches(new):
+            step("instances-batch", gen.instances_batch, batch)
+        if gen.quality_checks:
+            for batch in gen.batches(new):
+                step("quality-batch", gen.quality_batch, batch)
+        if not gen.top_up():
+            break
     return step("write-version", gen.write_version)

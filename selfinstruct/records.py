@@ -27,6 +27,11 @@ class Task:
     scores: list[tuple[int | None, int | None]] | None = None
 
 
+ANSWERS = "answers"
+ANSWER_UNPARSEABLE = "unparseable"
+ANSWER_FAILED = "failed"
+
+
 @dataclass
 class Funnel:
     """Candidates in, kept, and drops by reason, per stage (the manifest's funnel)."""
@@ -41,10 +46,25 @@ class Funnel:
         else:
             entry["drops"][drop] = entry["drops"].get(drop, 0) + 1
 
+    def answer(self, outcome: str | None) -> None:
+        """Account for one model answer used by the run, whatever its stage.
+
+        The "answers" line is the request-level check of the funnel: answers received =
+        answers parsed + unparseable + failed requests. `outcome` is None for an answer that
+        was read, else ANSWER_UNPARSEABLE or ANSWER_FAILED.
+        """
+        self.count(ANSWERS, outcome)
+
     def drops(self) -> dict[str, int]:
-        """All drop reasons across stages, for the progress display."""
+        """All drop reasons of candidates across stages, for the progress display.
+
+        The "answers" line counts answers, not candidates: an unparseable answer also has its
+        rejected row in the parse stage, so adding it here would count it twice.
+        """
         totals: dict[str, int] = {}
-        for entry in self.stages.values():
+        for stage, entry in self.stages.items():
+            if stage == ANSWERS:
+                continue
             for reason, n in entry["drops"].items():
                 totals[reason] = totals.get(reason, 0) + n
         return totals

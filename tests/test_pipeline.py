@@ -71,14 +71,25 @@ def check_accounting(version: Path) -> dict[str, Any]:
     for row in rejected:
         assert row["reason"], row
         assert row["stage"] in funnel or row["stage"] == "request"
+    # Every answer used is read, unreadable (a parse row) or a failed request (a request row).
+    answers = funnel["answers"]
+    assert answers["in"] == answers["kept"] + sum(answers["drops"].values())
+    failed = [r for r in rejected if r["stage"] == "request"]
+    unreadable = [r for r in rejected if r["reason"] == "unparseable_answer"]
+    assert answers["drops"].get("failed", 0) == len(failed)
+    assert answers["drops"].get("unparseable", 0) == len(unreadable)
     # Every drop counted in the funnel is a row of rejected.jsonl and vice versa.
-    drops = sum(sum(stage["drops"].values()) for stage in funnel.values())
+    drops = sum(sum(entry["drops"].values()) for stage, entry in funnel.items()
+                if stage != "answers")
     counted = [r for r in rejected if r["stage"] != "classify"]
     assert drops - sum(funnel.get("classify", {}).get("drops", {}).values()) == len(counted)
     # Every parsed candidate instruction is either accepted or rejected with a reason.
     candidate_stages = ("parse", "filter", "target", "novelty")
     rejected_candidates = [r for r in rejected if r["stage"] in candidate_stages]
-    assert funnel["parse"]["in"] == manifest["target"]["accepted"] + len(rejected_candidates)
+    accepted = manifest["target"]["accepted_instructions"]
+    assert funnel["parse"]["in"] == accepted + len(rejected_candidates)
+    # Every rejected row says what was wrong.
+    assert all(row["detail"] for row in rejected), [r for r in rejected if not r["detail"]][:3]
     return manifest
 
 
