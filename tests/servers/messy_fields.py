@@ -61,6 +61,7 @@ INSTANCE_DEFECT_RATES: tuple[tuple[str, float], ...] = (
     ("pii_output", 0.02),
     ("refusal_output", 0.02),
 )
+_LOOP_SEEDS = {"en": "The answer depends on the details.", "ja": "答えは状況によって変わります。"}
 _REFUSAL_OUTPUTS = {"en": "As an AI language model, I cannot provide personal opinions.",
                     "ja": "AIとして、個人的な意見をお伝えすることはできません。"}
 
@@ -85,7 +86,8 @@ def _instance_defect(pairs: list[tuple[str, str]], lang: str, rng: random.Random
         twist = " Or perhaps not." if lang == "en" else "違うかもしれません。"
         pairs.insert(index + 1, (inp, out + twist))
     elif name == "repetition_output":
-        pairs[index] = (inp, (out + " ") * 6 if lang == "en" else out * 6)
+        out = out or _LOOP_SEEDS[lang]
+        pairs[index] = (inp, " ".join([out] * 6) if lang == "en" else out * 6)
     elif name == "pii_output":
         pairs[index] = (inp, f"{out} Contact me at mia.jones@gmail.com." if lang == "en"
                         else f"{out}連絡先：sato.ken@gmail.com")

@@ -12,9 +12,12 @@ the pipeline uses for the embedded model (``selfinstruct.pipeline.Generator._par
 ``instance_request``; ``selfinstruct.quality`` for judge and label), and writes one JSON line
 per exchange: kind, lang, api, prompt, params, answer, finish_reason, usage, model.
 
-Re-record (about 10 minutes on one core; needs the ``local`` extra)::
+Re-record (30-60 minutes on a busy 2-core machine; needs the ``local`` extra)::
 
     .venv/bin/python -m tests.servers.record_real [--per-kind 4] [--out PATH]
+
+Exchanges are appended to ``PATH.partial`` as they come; run the same command again after an
+interruption and it continues there. PATH is replaced only when all exchanges are in.
 
 The samples are drawn from a fixed seed, so a re-recording asks the same questions; the
 answers change only if the model, llama.cpp or the prompts change. If the pipeline's sampling
@@ -119,34 +122,55 @@ def _plan(per_kind: int) -> Iterator[tuple[str, str, str, str, dict[str, Any]]]:
                     yield lang, api, kind, prompt, params
 
 
-def record(out: Path, per_kind: int) -> int:
-    """Ask the embedded model every planned question and write the fixture; returns a count."""
+def _ask(client: Any, model: str, api: str, prompt: str, params: dict[str, Any]) -> Any:
+    if api == "chat":
+        return client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": prompt}], **params)
+    return client.completions.create(model=model, prompt=prompt, **params)
+
+
+def record(out: Path, per_kind: int, restarts: int = 3) -> int:
+    """Ask the embedded model every planned question and write the fixture; returns a count.
+
+    Exchanges go to ``<out>.partial`` as they come, and the plan is deterministic, so a run
+    that was interrupted (or whose llama.cpp child died: it is restarted up to ``restarts``
+    times) continues where it stopped. ``out`` is replaced only when every exchange is in.
+    """
     import openai
 
-    lines: list[str] = []
-    with LocalModelServer() as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0,
-                               timeout=300)
-        for lang, api, kind, prompt, params in _plan(per_kind):
-            started = time.monotonic()
-            if api == "chat":
-                reply = client.chat.completions.create(
-                    model=server.model, messages=[{"role": "user", "content": prompt}], **params)
-                answer = reply.choices[0].message.content
-            else:
-                reply = client.completions.create(model=server.model, prompt=prompt, **params)
-                answer = reply.choices[0].text
-            usage = reply.usage.model_dump() if reply.usage is not None else None
-            lines.append(json.dumps({
-                "kind": kind, "lang": lang, "api": api, "prompt": prompt, "params": params,
-                "answer": answer, "finish_reason": reply.choices[0].finish_reason,
-                "usage": usage, "model": server.model,
-            }, ensure_ascii=False))
-            print(f"{lang} {api:<11} {kind:<22} {time.monotonic() - started:5.1f} s "
-                  f"{len(answer or '')} chars", file=sys.stderr, flush=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return len(lines)
+    partial = out.with_name(out.name + ".partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    plan = list(_plan(per_kind))
+    done = len(partial.read_text(encoding="utf-8").splitlines()) if partial.exists() else 0
+    while done < len(plan):
+        try:
+            with LocalModelServer() as server, partial.open("a", encoding="utf-8") as sink:
+                client = openai.OpenAI(base_url=server.base_url, api_key="local",
+                                       max_retries=0, timeout=600)
+                for lang, api, kind, prompt, params in plan[done:]:
+                    started = time.monotonic()
+                    reply = _ask(client, server.model, api, prompt, params)
+                    choice = reply.choices[0]
+                    answer = choice.message.content if api == "chat" else choice.text
+                    sink.write(json.dumps({
+                        "kind": kind, "lang": lang, "api": api, "prompt": prompt,
+                        "params": params, "answer": answer,
+                        "finish_reason": choice.finish_reason,
+                        "usage": reply.usage.model_dump() if reply.usage is not None else None,
+                        "model": server.model,
+                    }, ensure_ascii=False) + "\n")
+                    sink.flush()
+                    done += 1
+                    print(f"{done}/{len(plan)} {lang} {api:<11} {kind:<22} "
+                          f"{time.monotonic() - started:5.1f} s {len(answer or '')} chars",
+                          file=sys.stderr, flush=True)
+        except openai.APIConnectionError:
+            if restarts <= 0:
+                raise
+            restarts -= 1
+            print("the model server went away; restarting it", file=sys.stderr, flush=True)
+    partial.replace(out)
+    return done
 
 
 def main(argv: Sequence[str] | None = None) -> int:
