@@ -36,7 +36,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from selfinstruct import __version__
 from selfinstruct.batch_api import batch_price
@@ -61,7 +61,7 @@ from selfinstruct.prompts import PromptSet, sha256_text
 from selfinstruct.quality import Item, check_label_consistency, judge
 from selfinstruct.records import ANSWER_FAILED, ANSWER_UNPARSEABLE, Funnel, Task
 from selfinstruct.seeds import SeedSet, SeedTask
-from selfinstruct.similarity import NoveltyIndex
+from selfinstruct.similarity import Language, NoveltyIndex
 from selfinstruct.window import InFlight, Lookahead
 
 # A parse-stage rejected row keeps this much of an unreadable answer (enough to see why).
@@ -120,7 +120,7 @@ class Generator:
         self.filter_settings = config.filters
         self.filters = instruction_filters(self.language, settings=self.filter_settings)
         self.index = NoveltyIndex(threshold=config.similarity_threshold or 0.7,
-                                  language=self.language)
+                                  language=cast(Language, self.language))
         self._seed_texts = [_prompt_instruction(t.instruction) for t in seeds.tasks]
         for text in self._seed_texts:
             self.index.add(text)
@@ -286,7 +286,7 @@ class Generator:
         for window in (self._generation, *self._stage_windows.values()):
             window.settle(timeout)
 
-    def _stop_for_budget(self, *windows: Lookahead) -> None:
+    def _stop_for_budget(self, *windows: Lookahead) -> NoReturn:
         for window in windows:
             window.settle()  # answers already paid for reach the journal first
         raise BudgetExhausted(self.budget_stop)
@@ -482,7 +482,8 @@ class Generator:
     def _consider(self, text: str, parse_reason: str | None, prompt_hash: str,
                   request_id: str | None, parse_detail: str = "") -> Task | None:
         """Run one candidate instruction through parse check, filters, target and novelty."""
-        where = {"instruction": text, "prompt_hash": prompt_hash, "request_id": request_id}
+        where: dict[str, Any] = {"instruction": text, "prompt_hash": prompt_hash,
+                                 "request_id": request_id}
         if parse_reason is not None:
             detail = parse_detail or f"the item could not be read ({parse_reason})"
             self._reject("parse", Drop(parse_reason, detail), **where)
