@@ -813,17 +813,15 @@ class Generator:
         journal's "finished" event, the resumed run finds its version instead of writing a
         second one.
         """
-        from selfinstruct.dataset import list_versions, read_manifest, write_version
+        from selfinstruct.dataset import write_version
+        from selfinstruct.dataset.listing import find_run_version
         from selfinstruct.report import write_into_version
 
         if not self.usable:
             raise EmptyDataset(self._empty_message())
         dataset_dir = self.config.data_dir / self.config.dataset
-        for name in reversed(list_versions(dataset_dir)):
-            if read_manifest(dataset_dir / name).get("run_id") == self.run_id:
-                path = dataset_dir / name
-                break
-        else:
+        path = find_run_version(dataset_dir, self.run_id)
+        if path is None:
             path = write_version(dataset_dir, self.train_rows(), self.rejected, self.manifest(),
                                  extra_files=write_into_version)
         self.journal.record_finished(str(path))
