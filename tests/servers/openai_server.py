@@ -1971,8 +1971,8 @@ def _build_response(
 ) -> tuple[dict, tuple[int, int], list[dict[str, Any]]]:
     """The response body, its token usage, and per choice what it offered (RunningServer.offered).
 
-    The clean style's offers carry ``offered: None`` (not tracked); the other styles say which
-    instruction items survived stop and max_tokens whole (tests/servers/styles.py).
+    The offers say which instruction items survived stop and max_tokens whole
+    (tests/servers/styles.py); the recorded style does not know its items (``None``).
     """
     n = body.get("n") or 1
     stop_param = body.get("stop")
@@ -2053,8 +2053,10 @@ def _account(prompt: str, chat: bool, index: int, reason: str, text: str, styled
              fault: str | None, style: str) -> dict[str, Any]:
     """What one choice offered: the accounting hook's entry (see RunningServer.offered)."""
     if styled is None:
+        from tests.servers.styles import clean_offered
+
         kind, lang = detect_prompt(prompt)
-        offered, unreadable, shapes = None, False, []
+        offered, unreadable, shapes = clean_offered(kind, text, chat, reason), False, []
     else:
         kind, lang, shapes = styled.kind, styled.lang, styled.shapes
         offered = styled.offered_within(len(text))
@@ -2102,11 +2104,12 @@ class RunningServer:
         One dict per choice: ``id`` (the ``x-request-id`` header, or the batch line's request
         id: what selfinstruct records as a row's ``request_id``), ``response_id`` (the body's
         ``id``), ``choice``, ``api``, ``style``, ``kind``, ``lang``, ``offered`` (clean texts of
-        the instruction items that survived stop/max_tokens whole; ``None`` in the clean and
-        recorded styles, which do not track them), ``unreadable`` (True when the answer has
-        deliberately nothing readable: junk, ``content: null``, ``content_filter``),
-        ``finish_reason``, ``shapes`` (the messy deviations applied) and ``fault``. Faulted
-        attempts that sent no whole answer are absent.
+        the instruction items of a bootstrap or Alpaca answer that survived stop/max_tokens
+        whole, ``[]`` for other kinds, ``None`` in the recorded style, which does not know
+        them), ``unreadable`` (True when the answer has deliberately nothing readable: junk,
+        ``content: null``, ``content_filter``), ``finish_reason``, ``shapes`` (the messy
+        deviations applied) and ``fault``. Faulted attempts that sent no whole answer are
+        absent.
         """
         return self._httpd.counters.offered()
 

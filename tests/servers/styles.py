@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,33 @@ def styled_answer(style: str, prompt: str, chat: bool, material: dict[str, Any])
     if style == "messy":
         return messy_answer(prompt, chat, material)
     return recorded.replay(prompt, chat, material)
+
+
+# Item lines of the clean style's bootstrap and Alpaca answers (a completion's first line is
+# the continued item): "9. item" or "**9.** item", and "12. Instruction: item".
+_CLEAN_ITEM = {
+    "bootstrap": re.compile(r"^(?:\*\*)?\d+\.(?:\*\*)? (.+)$", re.MULTILINE),
+    "alpaca": re.compile(r"^\d+\. (?:Instruction|指示): (.+)$", re.MULTILINE),
+}
+
+
+def clean_offered(kind: str, text: str, chat: bool, finish_reason: str) -> list[str]:
+    """The items a clean-style answer carries, read back from its fixed format.
+
+    The clean generator writes items on lines of their own, so the answer's grammar is known
+    exactly; when max_tokens cut the answer ("length"), an item on its last line may be partial
+    and is left out.
+    """
+    pattern = _CLEAN_ITEM.get(kind)
+    if pattern is None:
+        return []
+    lines = text.split("\n")
+    items = [(match.end(), match.group(1)) for match in pattern.finditer(text)]
+    if not chat and lines[0].strip():
+        items.insert(0, (len(lines[0]), lines[0].strip()))
+    if finish_reason == "length":
+        items = [(end, item) for end, item in items if end < len(text)]
+    return [item for _, item in items]
 
 
 # Messy latency: most requests take a fraction of the base delay, ~1 % take 25-75 times it.
