@@ -45,6 +45,10 @@ SEED_FILES = {"en": ROOT / "seeds" / "en_general.jsonl", "ja": ROOT / "seeds" / 
 KINDS = ("bootstrap", "alpaca", "classify", "instances_input_first", "instances_output_first",
          "judge", "label")
 APIS = ("chat", "completions")
+# The direct-answer mode (prompts/*/answer.j2: the bare instruction, sent through chat) has no
+# header to recognise; the replay serves these answers to prompts of no known kind.
+ANSWER_KIND = "answer"
+ANSWERS_PER_LANGUAGE = 3
 
 
 def _line(text: str) -> str:
@@ -98,6 +102,9 @@ def pipeline_request(kind: str, prompts: PromptSet, tasks: Sequence[SeedTask],
         prompt = prompts.render(kind, examples=examples, instruction=target.instruction) + "\n"
         return prompt, {"max_tokens": 200, "temperature": 0.0, "top_p": 0.0,
                         "stop": [f"{labels.example} 6", f"{labels.task}:"], **seed}
+    if kind == ANSWER_KIND:
+        return prompts.render(ANSWER_KIND, instruction=target.instruction), {
+            "max_tokens": 512, "temperature": 0.0, "top_p": 1.0, **seed}
     instance = rng.choice(target.instances)
     if kind == "judge":
         return prompts.render("judge", instruction=target.instruction, input=instance.input,
@@ -120,6 +127,12 @@ def _plan(per_kind: int) -> Iterator[tuple[str, str, str, str, dict[str, Any]]]:
                 for _ in range(per_kind):
                     prompt, params = pipeline_request(kind, prompts, tasks, rng, api)
                     yield lang, api, kind, prompt, params
+    for lang in ("en", "ja"):  # last, so a fixture of the kinds above can be extended
+        rng = random.Random(f"{lang}:chat:{ANSWER_KIND}")
+        for _ in range(ANSWERS_PER_LANGUAGE):
+            prompt, params = pipeline_request(ANSWER_KIND, PromptSet(lang),
+                                              load_seeds(SEED_FILES[lang]).tasks, rng, "chat")
+            yield lang, "chat", ANSWER_KIND, prompt, params
 
 
 def _ask(client: Any, model: str, api: str, prompt: str, params: dict[str, Any]) -> Any:

