@@ -14,12 +14,10 @@ caller records it as a rejected candidate rather than crashing the run.
 
 Nothing an endpoint sends can stall or crash a run; every wait it can ask for is capped:
 
-* ``Retry-After`` (seconds, an HTTP date, ``inf``, garbage) is obeyed up to `MAX_WAIT`
-  (60 s) and `RetryPolicy.max_delay` (60 s by default), whichever is lower; unreadable
-  values fall back to the client's own backoff (also at most ``max_delay``);
-* ``x-ratelimit-reset-*`` (``99999h``) pauses requests for at most `MAX_WAIT`;
-* a learnt ``x-ratelimit-limit-*`` that is 0, negative, not finite or below one per minute
-  is ignored (an explicit ``--rpm``/``--tpm`` is the user's own choice and is obeyed);
+* ``Retry-After`` is obeyed up to `RetryPolicy.max_server_delay` (`ratelimit.MAX_WAIT`,
+  60 s, by default); unreadable values fall back to the client's own backoff (at most
+  ``max_delay``); rate-limit headers are read by `ratelimit`, which caps the pauses they ask
+  for and ignores absurd limits;
 * one attempt — connect, headers and the whole body — is bounded by ``timeout``: the SDK's
   timeout bounds each read, so a body trickling in a byte a second would never time out;
 * a body is read up to `wire.MAX_BODY_BYTES` and no further (``oversized_answer``);
@@ -34,13 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import email.utils
 import hashlib
 import json
-import math
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,6 +43,7 @@ from typing import Any, Protocol
 import httpx2  # the openai SDK's HTTP library: its errors reach us while a body streams
 import openai
 
+from selfinstruct.ratelimit import MAX_WAIT, RateLimiter, parse_retry_after
 from selfinstruct.redact import redact
 from selfinstruct.wire import (
     MAX_BODY_BYTES,
@@ -58,8 +53,6 @@ from selfinstruct.wire import (
     oversized,
     parse_body,
 )
-
-MAX_WAIT = 60.0  # seconds: the longest wait an endpoint's header can impose on a request
 
 
 @dataclass(frozen=True)
@@ -143,7 +136,8 @@ class Usage:
 class RetryPolicy:
     max_retries: int = 5
     base_delay: float = 1.0
-    max_delay: float = 60.0
+    max_delay: float = 60.0  # our own backoff
+    max_server_delay: float = MAX_WAIT  # the most of an endpoint's Retry-After we obey
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Full-jitter exponential backoff: spreads retries of many requests apart."""
@@ -170,111 +164,6 @@ class _Transient(Exception):
         self.kind = kind
         self.retry_after = retry_after
         self.detail = detail
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), capped at
-    `MAX_WAIT`; None when absent or unreadable (the caller backs off on its own)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return _capped(seconds)
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-
-
-def parse_reset(value: str | None) -> float | None:
-    """Seconds from an ``x-ratelimit-reset-*`` value such as ``1s``, ``6m0s`` or ``120ms``,
-    capped at `MAX_WAIT`."""
-    if not value:
-        return None
-    parts = _DURATION.findall(value)
-    if not parts:
-        return parse_retry_after(value)
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return _capped(sum(float(number) * scale[unit] for number, unit in parts))
-
-
-def _capped(seconds: float) -> float | None:
-    if math.isnan(seconds):
-        return None
-    return min(MAX_WAIT, max(0.0, seconds))
-
-
-class TokenBucket:
-    """A per-minute limit as a bucket that refills continuously (burst: one second's worth).
-
-    Requests wait for capacity instead of being sent and refused, so a run stays just under
-    the endpoint's limit rather than oscillating between 429s and silence.
-    """
-
-    def __init__(self, per_minute: float) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate)
-        self.level = self.capacity
-        self.updated = time.monotonic()
-
-    def delay_for(self, amount: float) -> float:
-        """Take `amount` now (going into debt if needed); return how long to wait for it."""
-        now = time.monotonic()
-        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-        self.updated = now
-        self.level -= min(amount, self.capacity)
-        return 0.0 if self.level >= 0 else -self.level / self.rate
-
-
-def _bucket(per_minute: float | None, minimum: float = 0.0) -> TokenBucket | None:
-    """A bucket for a limit that makes sense (finite, above `minimum`), else no limit."""
-    if (per_minute is None or not math.isfinite(per_minute) or per_minute <= 0
-            or per_minute < minimum):
-        return None
-    return TokenBucket(per_minute)
-
-
-class RateLimiter:
-    """Requests-per-minute and tokens-per-minute limits shared by all requests of a client.
-
-    Limits come from --rpm/--tpm, or are learnt from the ``x-ratelimit-limit-*`` headers that
-    OpenAI and several compatible servers send; ``x-ratelimit-remaining-* == 0`` pauses every
-    request until the matching reset (at most `MAX_WAIT`). A learnt limit below one per
-    minute, or one that is not a finite number, is ignored, so a learnt limit never makes a
-    request wait more than a minute.
-    """
-
-    def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
-        self.requests = _bucket(rpm)
-        self.tokens = _bucket(tpm)
-        self._explicit = (rpm is not None, tpm is not None)
-        self.paused_until = 0.0
-
-    def delay_for(self, tokens: int) -> float:
-        delay = max(0.0, self.paused_until - time.monotonic())
-        if self.requests is not None:
-            delay = max(delay, self.requests.delay_for(1))
-        if self.tokens is not None:
-            delay = max(delay, self.tokens.delay_for(tokens))
-        return delay
-
-    def learn(self, headers: Any) -> None:
-        """Adopt limits and pauses announced by the endpoint (explicit flags win)."""
-        for kind, explicit in zip(("requests", "tokens"), self._explicit, strict=True):
-            limit = headers.get(f"x-ratelimit-limit-{kind}")
-            if limit and not explicit and getattr(self, kind) is None:
-                # Below one per minute a learnt limit is nonsense (0 divided by zero once).
-                with contextlib.suppress(ValueError):
-                    setattr(self, kind, _bucket(float(limit), minimum=1.0))
-            remaining = headers.get(f"x-ratelimit-remaining-{kind}")
-            reset = parse_reset(headers.get(f"x-ratelimit-reset-{kind}"))
-            if remaining is not None and reset and remaining.strip() in ("0", "0.0"):
-                self.paused_until = max(self.paused_until, time.monotonic() + reset)
 
 
 def estimate_tokens(request: Request) -> int:
@@ -386,7 +275,7 @@ class LLMClient:
                 delay = exc.retry_after
                 if delay is None:
                     delay = self.retry.backoff(attempt, self._rng)
-                delay = min(delay, self.retry.max_delay)
+                delay = min(delay, self.retry.max_server_delay)
                 if exc.kind.startswith("rate_limited"):
                     # One cool-down for everyone: the endpoint said it is overloaded.
                     self._cooldown_until = max(self._cooldown_until, time.monotonic() + delay)

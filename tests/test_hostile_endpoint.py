@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from selfinstruct.cli import main
-from selfinstruct.llm import MAX_WAIT, LLMClient, Request, RetryPolicy, Usage
+from selfinstruct.llm import LLMClient, Request, RetryPolicy, Usage
+from selfinstruct.ratelimit import MAX_WAIT
 from selfinstruct.wire import MAX_BODY_BYTES
 from tests.servers.adversarial_proxy import Plan, RunningProxy, start_proxy
 from tests.servers.openai_server import RunningServer, start_server
@@ -37,7 +38,8 @@ def client_for(proxy: RunningProxy, retries: int = 1, timeout: float = 5.0,
                api: str = "chat") -> LLMClient:
     return LLMClient(base_url=proxy.base_url, api_key="k", model="test-model", api=api,
                      concurrency=1, timeout=timeout,
-                     retry=RetryPolicy(max_retries=retries, base_delay=0.01, max_delay=0.05))
+                     retry=RetryPolicy(max_retries=retries, base_delay=0.01, max_delay=0.05,
+                                       max_server_delay=0.05))
 
 
 def ask(client: LLMClient, n: int = 1, deadline: float = 30.0) -> list:
@@ -136,7 +138,7 @@ def test_retry_after_is_capped(upstream, mode):
         (answer,) = ask(client, deadline=20)
         elapsed = time.monotonic() - start
     assert answer.error is None and answer.attempts == 3
-    assert elapsed < 5  # capped at the policy's max_delay (0.05 s here)
+    assert elapsed < 5  # capped at the policy's max_server_delay (0.05 s here)
 
 
 def test_a_trickling_body_is_a_timeout_of_the_whole_request(upstream):

@@ -9,14 +9,8 @@ import time
 
 import pytest
 
-from selfinstruct.llm import (
-    MAX_WAIT,
-    EndpointRefused,
-    LLMClient,
-    Request,
-    RetryPolicy,
-    parse_retry_after,
-)
+from selfinstruct.llm import EndpointRefused, LLMClient, Request, RetryPolicy
+from selfinstruct.ratelimit import MAX_WAIT, parse_retry_after
 from selfinstruct.redact import redact
 from tests.servers.openai_server import start_server
 
@@ -211,7 +205,7 @@ def test_rate_limit_headers_are_learnt_and_remaining_zero_pauses_everyone():
 
 
 def test_parse_reset_durations():
-    from selfinstruct.llm import parse_reset
+    from selfinstruct.ratelimit import parse_reset
 
     assert parse_reset("1s") == 1.0
     assert parse_reset("0m45s") == 45.0
@@ -220,3 +214,17 @@ def test_parse_reset_durations():
     # Capped at MAX_WAIT: a 6-minute reset is waited for a minute, then the 429 says more.
     assert parse_reset("6m0s") == MAX_WAIT == 60.0
     assert parse_reset("99999h") == MAX_WAIT
+
+
+def test_nonsense_limits_mean_no_limit_instead_of_a_crash():
+    from selfinstruct.ratelimit import RateLimiter
+
+    explicit = RateLimiter(rpm=float("inf"), tpm=0)
+    assert explicit.requests is None and explicit.tokens is None
+    assert explicit.delay_for(10**6) == 0.0
+    limiter = RateLimiter()
+    for limit in ("0", "-3", "nan", "inf", "0.5", "lots"):
+        limiter.learn({"x-ratelimit-limit-requests": limit})
+        assert limiter.requests is None, limit
+    limiter.learn({"x-ratelimit-limit-requests": "60"})
+    assert limiter.requests is not None and limiter.requests.rate == 1.0
