@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,24 @@ BAD_ARGS = [
     (["generate", "--seeds", "seeds/en_general.jsonl", "--dataset", "x",
       "--num-instructions", "5", "--concurrency", "0"], "--concurrency: must be an integer"),
     (["generate", "--dataset", "x", "--resume"], "no unfinished run of 'x' to resume"),
+    # Numbers are finite or refused at the edge (inf passes `> 0` and crashes mid-run).
+    (["generate", "--seeds", "seeds/en_general.jsonl", "--dataset", "x",
+      "--num-instructions", "5", "--tpm", "inf"], "--tpm: must be a finite number (got inf)"),
+    (["generate", "--seeds", "seeds/en_general.jsonl", "--dataset", "x",
+      "--num-instructions", "5", "--max-cost", "inf"],
+     "--max-cost: must be a finite number (got inf)"),
+    (["generate", "--seeds", "seeds/en_general.jsonl", "--dataset", "x",
+      "--num-instructions", "5", "--rpm", "nan"], "--rpm: must be a finite number (got nan)"),
+    (["generate", "--seeds", "seeds/en_general.jsonl", "--dataset", "x",
+      "--num-instructions", "5", "--rpm", "-5"], "--rpm: must be a positive number"),
+    (["generate", "--seeds", "seeds/en_general.jsonl", "--dataset", "x",
+      "--num-instructions", "5", "--timeout=-inf"], "--timeout: must be a finite number"),
+    (["generate", "--seeds", "seeds/en_general.jsonl", "--dataset", "x",
+      "--num-instructions", "5", "--base-url", "http://127.0.0.1:99999/v1", "--model", "m"],
+     "--base-url: must be an http(s) URL with a host and a port from 1 to 65535"),
+    (["generate", "--seeds", "seeds/en_general.jsonl", "--dataset", "x",
+      "--num-instructions", "5", "--base-url", "http://user:SENTINEL@127.0.0.1:0/v1"],
+     "(got 'http://[REDACTED]@127.0.0.1:0/v1')"),
     (["frobnicate"], "argument command: invalid choice"),
 ]
 
@@ -85,6 +104,10 @@ CONFIG_CASES = [
     ("colour = 'blue'\n", "run.toml: field 'colour': unknown setting"),
     ("num_instructions = \n", "run.toml: invalid TOML"),
     ("language = 'de'\n", "run.toml: field 'language': must be one of en, ja"),
+    ("rpm = inf\n", "run.toml: field 'rpm': must be a finite number (got inf)"),
+    ("tpm = nan\n", "run.toml: field 'tpm': must be a finite number (got nan)"),
+    ("max_cost = -1.0\n", "run.toml: field 'max_cost': must be a positive amount"),
+    ("[prices.m]\ninput = inf\noutput = 1.0\n", "run.toml: field 'prices': must map"),
 ]
 
 
@@ -131,6 +154,88 @@ def test_unreadable_paths_and_unusable_data_dir(tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+def test_fifo_and_device_inputs_are_refused_without_hanging(tmp_path):
+    import os
+
+    fifo = tmp_path / "seeds.fifo"
+    os.mkfifo(fifo)
+    cases = [
+        (["--seeds", str(fifo)], f"{fifo}: not a regular file"),
+        (["--seeds", "/dev/zero"], "/dev/zero: not a regular file"),
+        (["--seeds", "seeds/en_general.jsonl", "--config", str(fifo)],
+         f"{fifo}: not a regular file"),
+    ]
+    for extra, message in cases:
+        result = cli("generate", "--dataset", "x", "--num-instructions", "2", "--data-dir",
+                     str(tmp_path / "d"), *extra)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_unexpected_errors_are_one_line_and_v_shows_the_traceback(monkeypatch, capsys):
+    """Any exception that is not an InputError (a bug, an input nobody foresaw) still ends
+    as one redacted line and exit 1; -v (before or after the command) adds the traceback."""
+    from selfinstruct import cli as cli_module
+
+    def broken(args: object) -> int:
+        raise ZeroDivisionError("division by zero near sk-SENTINEL0123456789")
+
+    monkeypatch.setattr(cli_module, "_cmd_generate", broken)
+    assert cli_module.main(["generate"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("selfinstruct: error: unexpected ZeroDivisionError: division by zero near "
+                   "[REDACTED]; run again with -v for the traceback\n")
+    for argv in (["generate", "-v"], ["-v", "generate"]):
+        assert cli_module.main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("Traceback (most recent call last)") and "in broken" in err
+        assert err.splitlines()[-1] == ("selfinstruct: error: unexpected ZeroDivisionError: "
+                                        "division by zero near [REDACTED]")
+        assert "SENTINEL" not in err
+
+
+def test_an_interrupt_swallowed_on_its_way_up_still_stops_the_run():
+    """Python ignores a KeyboardInterrupt raised in a __del__ or a GC callback; the count
+    of signals still stops the run at its next step."""
+    import signal
+
+    from selfinstruct.interrupts import Interrupts
+
+    def step_whose_interrupt_is_lost() -> str:
+        # What "Exception ignored in: ..." amounts to.
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        return "done"
+
+    before = signal.getsignal(signal.SIGINT)
+    with Interrupts() as interrupts:
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.step("write-version", step_whose_interrupt_is_lost)
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.step("next", lambda: None)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_batch_api_sizes_its_first_window_by_the_target():
+    """Item 18: a batch run of 30 instructions no longer sends 512 requests up front."""
+    from selfinstruct.config import build_config, resolve_defaults
+
+    def resolved(n: int, **extra: object) -> tuple[int | None, int | None, int | None]:
+        config = resolve_defaults(build_config(
+            {"seeds": "seeds/en_general.jsonl", "dataset": "d", "num_instructions": n,
+             "base_url": "http://127.0.0.1:9/v1", "model": "m", "batch_api": True, **extra},
+            environ={}), "en")
+        return config.concurrency, config.requests_per_round, config.lookahead
+
+    assert resolved(30) == (8, 8, 8)
+    assert resolved(400) == (100, 100, 100)
+    assert resolved(50_000) == (512, 512, 512)
+    assert resolved(30, concurrency=3) == (3, 3, 3)
+    assert "with --batch-api, requests per job" in " ".join(cli("generate", "--help").stdout
+                                                            .split())
+
+
 def test_config_file_not_utf8(tmp_path):
     (tmp_path / "run.toml").write_bytes(b"dataset = '\xff'\n")
     result = cli("generate", "--config", str(tmp_path / "run.toml"), "--seeds",
@@ -171,3 +276,91 @@ def test_ctrl_c_saves_answers_in_flight_and_says_how_to_resume(tmp_path):
     assert out == "" and not list(tmp_path.glob("x/v*"))
     saved = journal.read_text().count('"type": "answer"')
     assert saved == answered > 0  # every answer the server gave is in the journal
+
+
+# -- Ctrl-C at deterministic points (selfinstruct.interrupts.pause_point) ---------------------
+
+
+def _start_paused(tmp_path: Path, base_url: str, point: str, *extra: str) -> subprocess.Popen:
+    """Start `generate`, which stops at `point` (e.g. before:write-version:1) and reports
+    there through a FIFO; returns once it is there (the FIFO read blocks until then)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "paused.fifo"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "selfinstruct", "generate", "--seeds", "seeds/en_general.jsonl",
+         "--dataset", "x", "--data-dir", str(tmp_path / "data"), "--base-url", base_url,
+         "--model", "test-model", "--seed", "1", "--no-progress", *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"PATH": "", "OPENAI_API_KEY": "k", "SELFINSTRUCT_TEST_PAUSE": point,
+             "SELFINSTRUCT_TEST_PAUSE_FIFO": str(fifo)})
+
+    def unblock_if_it_ends_first() -> None:
+        process.wait()
+        # No reader any more (it was paused and has read its line): nothing to unblock.
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=unblock_if_it_ends_first, daemon=True).start()
+    with open(fifo, encoding="utf-8") as reader:
+        assert reader.read() == f"paused {point}\n", process.communicate(timeout=60)
+    return process
+
+
+def test_ctrl_c_just_before_the_version_write_exits_130_without_a_version(tmp_path):
+    import signal
+
+    from tests.servers.openai_server import start_server
+
+    with start_server() as server:
+        process = _start_paused(tmp_path, server.base_url, "before:write-version:1",
+                                "--num-instructions", "6")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert out == "" and "interrupted" in err and "Traceback" not in err
+    assert not list((tmp_path / "data" / "x").glob("v0*"))
+
+
+def test_ctrl_c_after_the_version_is_written_exits_0_with_its_path(tmp_path):
+    import signal
+
+    from tests.servers.openai_server import start_server
+
+    with start_server() as server:
+        process = _start_paused(tmp_path, server.base_url, "after:write-version:1",
+                                "--num-instructions", "6")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    version = Path(out.strip().splitlines()[-1])
+    assert version == tmp_path / "data" / "x" / "v0001" and (version / "manifest.json").exists()
+    assert "interrupted after the version was written" in err
+
+
+def test_double_ctrl_c_abandons_answers_in_flight_quietly(tmp_path):
+    """The second Ctrl-C lands while the answers in flight are being saved.
+
+    Each answer takes 3 s: the requests issued while round 1 used its answers are still in
+    flight when round 1 ends (the pause point), and the second SIGINT follows the "saving"
+    line within milliseconds.
+    """
+    import signal
+
+    from tests.servers.openai_server import start_server
+
+    with start_server(latency_ms=3000) as server:
+        process = _start_paused(tmp_path, server.base_url, "after:bootstrap-round:1",
+                                "--num-instructions", "300")
+        process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert line.startswith("selfinstruct: saving the answers of"), line
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert "Task was destroyed" not in err and "Traceback" not in err, err
+    assert out == ""
