@@ -48,7 +48,14 @@ import openai
 from selfinstruct.journal import Journal
 from selfinstruct.llm import FATAL_STATUSES, Completion, EndpointRefused, Request, RetryPolicy
 from selfinstruct.redact import redact
-from selfinstruct.wire import AnswerError, coerce_id, completion_from_body, error_message
+from selfinstruct.wire import (
+    AnswerError,
+    coerce_id,
+    completion_from_body,
+    error_kind,
+    error_message,
+    request_body,
+)
 
 ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -56,15 +63,6 @@ TAG_KEY = "selfinstruct_tag"  # batch metadata: finds a job whose creation was n
 
 Waiter = concurrent.futures.Future[Completion]
 Outcome = tuple[Completion, bool]  # the answer or error, and whether a later job may fix it
-
-
-def request_body(request: Request, model: str, api: str) -> dict[str, Any]:
-    """The JSON body `LLMClient` sends for `request`: a batch line must ask exactly the same,
-    or batch mode would not produce the data direct mode does."""
-    if api == "chat":
-        messages = [{"role": "user", "content": request.prompt}]
-        return {"model": model, "messages": messages, **request.params}
-    return {"model": model, "prompt": request.prompt, **request.params}
 
 
 def batch_price(price: dict[str, float] | None) -> dict[str, float] | None:
@@ -446,7 +444,7 @@ class BatchClient:
     def _send_failed(self, lines: list[_Line], exc: openai.APIError) -> None:
         """No job was created for `lines` (as far as we know): try again after a backoff, and
         give up on a line after as many attempts as a direct request gets."""
-        kind = _error_kind(exc)
+        kind = error_kind(exc)
         given_up: list[_Line] = []
         with self._cond:
             for line in reversed(lines):
@@ -471,19 +469,6 @@ class BatchClient:
 
 def _fatal(exc: openai.APIError) -> bool:
     return isinstance(exc, openai.APIStatusError) and exc.status_code in FATAL_STATUSES
-
-
-def _error_kind(exc: openai.APIError) -> str:
-    """The error kinds `LLMClient` reports, so usage statistics read the same in both modes."""
-    if isinstance(exc, openai.RateLimitError):
-        return "rate_limited"
-    if isinstance(exc, openai.APIStatusError):
-        return f"http_{exc.status_code}"
-    if isinstance(exc, openai.APITimeoutError):
-        return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "connection_error"
-    return "invalid_response"
 
 
 def _resolve(future: Waiter, outcome: Completion | BaseException) -> None:

@@ -355,6 +355,8 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     """The stored run: an object with a ``config`` object (anything else is refused here, in
     one line, rather than failing later with a KeyError)."""
     path = run_dir / "run.json"
+    if path.exists() and not path.is_file():  # a FIFO would block, /dev/zero never end
+        raise InputError(f"{path}: not a regular file")
     try:
         stored = json.loads(path.read_bytes())
     except FileNotFoundError:

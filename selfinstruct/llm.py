@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx2  # the openai SDK's HTTP library: its errors reach us while a body streams
+import httpx2
 import openai
 
 from selfinstruct.ratelimit import MAX_WAIT, RateLimiter, parse_retry_after
@@ -50,8 +50,10 @@ from selfinstruct.wire import (
     AnswerError,
     Completion,
     completion_from_body,
+    error_kind,
     oversized,
     parse_body,
+    request_body,
 )
 
 
@@ -310,14 +312,10 @@ class LLMClient:
             self.limiter.learn(exc.response.headers)
             raise _Transient("rate_limited", _retry_after(exc)) from None
         except openai.InternalServerError as exc:
-            raise _Transient(f"http_{exc.status_code}", _retry_after(exc)) from None
-        except (openai.APITimeoutError, httpx2.TimeoutException):
-            raise _Transient("timeout") from None
-        # While the body is read (after the SDK returned), transport errors come raw.
-        except (openai.APIConnectionError, httpx2.TransportError):
-            raise _Transient("connection_error") from None
-        except (openai.APIResponseValidationError, httpx2.HTTPError):  # e.g. bad gzip
-            raise _Transient("invalid_response") from None
+            raise _Transient(error_kind(exc), _retry_after(exc)) from None
+        except (openai.APIConnectionError, openai.APIResponseValidationError,
+                httpx2.HTTPError) as exc:
+            raise _Transient(error_kind(exc)) from None
         try:
             return completion_from_body(parse_body(data), self.api, request_id)
         except AnswerError as exc:
@@ -328,13 +326,10 @@ class LLMClient:
     async def _post(self, request: Request) -> tuple[str | None, bytes]:
         """Send the request; return the x-request-id header and the body, read only up to
         `MAX_BODY_BYTES` (streamed, so a flood is cut off instead of held in memory)."""
-        if self.api == "chat":
-            call = self._client.chat.completions.with_streaming_response.create(
-                model=self.model, messages=[{"role": "user", "content": request.prompt}],
-                **request.params)
-        else:
-            call = self._client.completions.with_streaming_response.create(
-                model=self.model, prompt=request.prompt, **request.params)
+        body = request_body(request, self.model, self.api)
+        endpoint = self._client.chat.completions if self.api == "chat" else \
+            self._client.completions
+        call = endpoint.with_streaming_response.create(**body)
         async with call as response:
             self.limiter.learn(response.headers)
             chunks: list[bytes] = []

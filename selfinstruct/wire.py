@@ -27,7 +27,13 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx2  # the openai SDK's HTTP library: its errors reach us while a body streams
+import openai
+
+if TYPE_CHECKING:
+    from selfinstruct.llm import Request
 
 MAX_ANSWER_CHARS = 1_000_000  # ~250K tokens of text: far above any max_tokens in use
 # JSON escapes can make a character 6 bytes (\uXXXX) or 12 (a surrogate pair); this bound
@@ -85,6 +91,29 @@ class Completion:
             attempts=attempts if isinstance(attempts, int) and attempts >= 1 else 1,
             usage_unknown=bool(data.get("usage_unknown")) or odd_prompt or odd_completion,
         )
+
+
+def request_body(request: Request, model: str, api: str) -> dict[str, Any]:
+    """The JSON body of `request`: the direct client sends it, a Batch API line carries it,
+    so both modes ask exactly the same and produce the same data."""
+    if api == "chat":
+        messages = [{"role": "user", "content": request.prompt}]
+        return {"model": model, "messages": messages, **request.params}
+    return {"model": model, "prompt": request.prompt, **request.params}
+
+
+def error_kind(exc: Exception) -> str:
+    """The kind a failed call is counted under, the same in direct and Batch API mode."""
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, openai.APIStatusError):
+        return f"http_{exc.status_code}"
+    if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
+        return "timeout"
+    # While a body streams (after the SDK returned), transport errors come raw.
+    if isinstance(exc, (openai.APIConnectionError, httpx2.TransportError)):
+        return "connection_error"
+    return "invalid_response"  # a response the SDK or httpx could not read (e.g. bad gzip)
 
 
 class AnswerError(Exception):

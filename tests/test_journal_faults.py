@@ -114,6 +114,20 @@ def test_a_bad_run_json_is_refused_in_one_line(tmp_path, content, message):
     assert str(info.value).startswith(f"{tmp_path / 'run.json'}: ")
 
 
+@pytest.mark.parametrize("name", ["run.json", "journal.jsonl"])
+def test_run_files_that_are_not_regular_files_are_refused(tmp_path, name):
+    """A FIFO would block the read forever; /dev/zero would never end."""
+    (tmp_path / "run.json").write_text('{"config": {}}')
+    (tmp_path / name).unlink(missing_ok=True)
+    os.mkfifo(tmp_path / name)
+    with pytest.raises(InputError, match=f"{name}: not a regular file"):
+        if name == "run.json":
+            read_run_config(tmp_path)
+        else:
+            with Journal(tmp_path):
+                pass
+
+
 def generate_argv(server: RunningServer, data_dir: Path, *extra: str) -> list[str]:
     return ["generate", "--seeds", str(ROOT / "seeds" / "en_general.jsonl"), "--dataset", "j",
             "--num-instructions", "30", "--data-dir", str(data_dir), "--base-url",
