@@ -236,6 +236,22 @@ def test_batch_api_sizes_its_first_window_by_the_target():
                                                             .split())
 
 
+def test_batch_run_of_30_instructions_pays_for_about_30_requests(tmp_path, openai_server):
+    """Item 18 end to end: it used to send 572 bootstrap requests (a 512-deep first window)."""
+    import json
+
+    result = cli("generate", "--seeds", "seeds/en_general.jsonl", "--dataset", "b",
+                 "--num-instructions", "30", "--data-dir", str(tmp_path), "--base-url",
+                 openai_server.base_url, "--model", "test-model", "--batch-api",
+                 "--batch-poll-interval", "0.05", "--seed", "3", "--no-progress",
+                 env={"PATH": "", "OPENAI_API_KEY": "k"})
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "b" / "v0001" / "manifest.json").read_text())
+    assert manifest["target"]["accepted"] == 30
+    assert manifest["usage"]["bootstrap"]["requests"] <= 16
+    assert manifest["funnel"]["target"]["drops"].get("over_target", 0) < 60
+
+
 def test_config_file_not_utf8(tmp_path):
     (tmp_path / "run.toml").write_bytes(b"dataset = '\xff'\n")
     result = cli("generate", "--config", str(tmp_path / "run.toml"), "--seeds",
