@@ -315,10 +315,12 @@ def default_concurrency(config: GenerateConfig) -> int:
     target (8 to 512).
 
     The first window of generation requests is sent before any answer shows the yield, so its
-    size is a guess that must not overshoot: a batch job holds one window, and a window of
-    512 for 30 instructions paid for 572 requests and dropped thousands of candidates as over
-    the target. A Self-Instruct answer yields about 4 accepted instructions; later windows are
-    sized from the measured yield like in direct mode.
+    size is a guess that must not overshoot: a batch job holds one window, and a fixed window
+    of 512 for 30 instructions paid for 572 requests and dropped thousands of candidates as
+    over the target. One Self-Instruct answer lists several new instructions (on the test
+    server about 5 pass the filters), so a quarter of the target rarely needs a second job
+    and never buys hundreds too many; later windows are sized from the measured yield, as in
+    direct mode.
     """
     if config.embedded:
         return 1
