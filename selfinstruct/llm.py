@@ -274,15 +274,15 @@ class LLMClient:
                 return completion
             except _Transient as exc:
                 last = exc
-                delay = exc.retry_after
-                if delay is None:
-                    delay = self.retry.backoff(attempt, self._rng)
-                delay = min(delay, self.retry.max_server_delay)
+                if exc.retry_after is None:
+                    pause = self.retry.backoff(attempt, self._rng)
+                else:
+                    pause = min(exc.retry_after, self.retry.max_server_delay)
                 if exc.kind.startswith("rate_limited"):
                     # One cool-down for everyone: the endpoint said it is overloaded.
-                    self._cooldown_until = max(self._cooldown_until, time.monotonic() + delay)
+                    self._cooldown_until = max(self._cooldown_until, time.monotonic() + pause)
                 if attempt < self.retry.max_retries:
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(pause)
             except AnswerError as exc:  # not worth repeating (no content, oversized)
                 return exc.completion(attempts=attempt + 1)
             except openai.APIStatusError as exc:
