@@ -161,6 +161,11 @@ class Journal:
         # Other event types are notes for readers; replay does not need them.
 
     @property
+    def failure(self) -> JournalError | None:
+        """Why writing stopped, if it did: a run stopping on it has nothing left to save."""
+        return None if self._writer is None else self._writer.failure
+
+    @property
     def cached_answers(self) -> int:
         return len(self._answers)
 

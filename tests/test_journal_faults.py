@@ -44,6 +44,43 @@ def test_a_failing_disk_fails_every_waiter_instead_of_hanging_them(tmp_path):
     assert JournalError.exit_code == 1 and issubclass(JournalError, InputError)
 
 
+FILLING = """
+import resource, signal, sys, threading
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (3000, resource.RLIM_INFINITY))
+from selfinstruct.journal import Journal, JournalError
+from selfinstruct.llm import Completion
+called = []
+with Journal(Path(sys.argv[1])) as journal:
+    for i in range(5):  # written one by one: these fit
+        journal.record_answer(f"k{i}", "bootstrap", Completion("x" * 90, "stop"))
+    for i in range(5, 60):  # queued together: one group that does not fit
+        journal.record_answer(f"k{i}", "bootstrap", Completion("x" * 90, "stop"),
+                              then=lambda i=i: called.append(i))
+    for call in (journal.sync, lambda: journal.record_accepted("t", "x")):
+        try:
+            call()
+        except JournalError as exc:
+            print("raised:", exc)
+    print("failure:", journal.failure is not None, "callbacks:", len(called))
+"""
+
+
+def test_a_journal_that_cannot_grow_answers_every_caller_and_keeps_whole_lines(tmp_path):
+    done = subprocess.run([sys.executable, "-c", FILLING, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    out = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr
+    assert len(out) == 3 and all("cannot write the run journal (File too large)" in line
+                                 for line in out[:2])
+    assert out[2] == "failure: True callbacks: 55"  # nobody left waiting
+    data = (tmp_path / "journal.jsonl").read_bytes()
+    assert 0 < len(data) <= 3000 and data.endswith(b"\n")
+    with Journal(tmp_path) as journal:  # whole lines only: it replays and appends again
+        assert journal.cached_answers == 5 and journal.failure is None
+
+
 def test_text_that_utf8_cannot_hold_is_journaled_escaped_not_fatal(tmp_path):
     """Answers are cleaned where they enter, but no caller may kill the writer thread."""
     odd = Completion("lone \ud800 surrogate", "stop", request_id="r")
