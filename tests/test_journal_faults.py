@@ -87,12 +87,15 @@ def test_text_that_utf8_cannot_hold_is_journaled_escaped_not_fatal(tmp_path):
     with Journal(tmp_path) as journal:
         journal.record_answer("k", "bootstrap", odd)
         journal.record_accepted("t1", "also \udfff here")
+        journal.record_accepted("t2", "line\u2028separator and next\x85line")
         journal.sync()
     assert b"\\ud800" in (tmp_path / "journal.jsonl").read_bytes()
     with Journal(tmp_path) as journal:
         # An answer replays as a fresh one arrives: with U+FFFD in place of the surrogate.
         assert journal.answer("k").text == "lone \ufffd surrogate"
-        assert journal.accepted == {"t1": "also \udfff here"}
+        # Only "\n" ends a line: U+2028 and U+0085 inside text are not line breaks.
+        assert journal.accepted == {"t1": "also \udfff here",
+                                    "t2": "line\u2028separator and next\x85line"}
 
 
 def test_journaled_foreign_ids_and_absurd_usage_replay_coerced(tmp_path):
