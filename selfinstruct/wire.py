@@ -1,9 +1,10 @@
-"""The OpenAI wire format as it arrives: parse an answer body without trusting any of it.
+"""The OpenAI wire format: the request body, the error kinds, and answers parsed untrusted.
 
 Shared by the direct client (`llm.LLMClient`) and the Batch API client (`batch_api`): both
-turn a response body into a `Completion` here, so a hostile or buggy endpoint is handled the
-same way in both modes. Nothing an endpoint sends may crash a run or reach the journal in a
-form the journal or the JSONL writers cannot store. So, where the answer enters:
+send `request_body`, count failures under `error_kind`, and turn a response body into a
+`Completion` here, so a hostile or buggy endpoint is handled the same way in both modes.
+Nothing an endpoint sends may crash a run or reach the journal in a form the journal or the
+JSONL writers cannot store. So, where the answer enters:
 
 * the text must be a string; any lone surrogate (a ``"\\ud800"`` escape is valid JSON) is
   replaced with U+FFFD, because UTF-8 writers refuse it;
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
     from selfinstruct.llm import Request
 
 MAX_ANSWER_CHARS = 1_000_000  # ~250K tokens of text: far above any max_tokens in use
-# JSON escapes can make a character 6 bytes (\uXXXX) or 12 (a surrogate pair); this bound
-# lets any answer under MAX_ANSWER_CHARS through and stops reading a flood early.
+# Room for MAX_ANSWER_CHARS of text even fully \uXXXX-escaped (6 bytes a character), while
+# a flood is cut off after a few MB instead of being read whole.
 MAX_BODY_BYTES = 8 * MAX_ANSWER_CHARS
 MAX_TOKENS_PER_ANSWER = 1_000_000_000  # above this a count is a bug, not a bill
 MAX_ID_CHARS = 200
