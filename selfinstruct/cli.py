@@ -47,7 +47,10 @@ def _add_generate(sub: Any) -> None:
     )
     add_config_options(p)
     p.add_argument("--resume", action="store_true",
-                   help="continue the newest unfinished run of --dataset from its journal")
+                   help="continue the newest unfinished run of --dataset from its journal. "
+                        "Speed settings, budgets and --num-instructions may change; any other "
+                        "setting given must equal the stored one, and edited seeds, templates "
+                        "or labels.json are refused")
     p.add_argument("--run-dir", type=Path, help="continue this run folder (implies --resume)")
     p.add_argument("--prefect", action="store_true",
                    help="run through the Prefect flow generate_dataset")

@@ -144,6 +144,8 @@ def test_password_in_base_url_used_never_shown_and_resumable(tmp_path):
         failed = cli(*generate_args(data, "--base-url", gate.url("p@WRONG-SENTINEL-PASS-4711")))
         assert failed.returncode == 1 and "401" in failed.stderr, failed.stderr
         assert "WRONG" not in failed.stderr
+        missing = cli(*generate_args(data, "--base-url", gate.url().replace("/v1", "/wrong")))
+        assert missing.returncode == 1 and "404" in missing.stderr, missing.stderr
         # The right one, stopped by a budget, then resumed.
         first = cli(*generate_args(data, "--base-url", gate.url(), "--max-requests", "6"))
         assert first.returncode == 3, first.stderr
@@ -160,8 +162,8 @@ def test_password_in_base_url_used_never_shown_and_resumable(tmp_path):
                       "--max-requests", "1000", env={"OPENAI_BASE_URL": gate.url()})
         assert resumed.returncode == 0, resumed.stderr
         assert Path(resumed.stdout.strip().splitlines()[-1]).name == "v0001"
-        assert_no_secret(data, failed.stdout, failed.stderr, first.stdout, first.stderr,
-                         refused.stderr, resumed.stdout, resumed.stderr)
+        assert_no_secret(data, failed.stdout, failed.stderr, missing.stderr, first.stdout,
+                         first.stderr, refused.stderr, resumed.stdout, resumed.stderr)
 
 
 def test_resume_with_another_base_url_is_refused(tmp_path):
