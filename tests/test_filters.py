@@ -1,5 +1,7 @@
 """Instruction and instance filters: each reason, in English and Japanese, and their settings."""
 
+import time
+
 import pytest
 
 from selfinstruct._errors import InputError
@@ -9,6 +11,7 @@ from selfinstruct.filters import (
     FilterSettings,
     filter_instances,
     first_drop,
+    instance_filters,
     instruction_filters,
     mask_pii,
 )
@@ -253,3 +256,149 @@ def test_callers_without_a_language_get_the_detected_one():
     english = "Japan has four distinct seasons with their own charms."
     _, dropped = filter_instances([ParsedInstance("", english)], 5, instruction=seasons)
     assert dropped[0][1].reason == "output_language_mismatch"
+
+
+# --------------------------------------------------------------------------- details
+
+# For each language, texts that fail each instruction filter (one or more per filter).
+FAILING_INSTRUCTIONS = {
+    "en": ["日本の首都はどこですか。教えてください。", "12345 67890 !!!", "Do it now.",
+           " ".join(["word"] * 151), "Draw a cat sitting on a mat.",
+           "Write a program that sorts a list of numbers.",
+           "- List three fruits rich in vitamin C.",
+           "Éxplain the French revolution to a child.",
+           "Summarize the article. 10. Write a poem about autumn.",
+           "As an AI language model, describe your favourite food.",
+           "Say hello hello hello hello hello hello hello hello hello hello hello hello hello.",
+           "Write an email to jane.doe@gmail.com about the meeting."],
+    "ja": ["Explain the seasons of Japan in detail.", "要約して", "あ" * 301,
+           "猫の画像を説明してください。", "プログラムを書いて素数を求めてください。",
+           "、次の文を丁寧語にしてください。", "商品の説明文を書いてください。入力: 新しい水筒",
+           "AIとして、あなたの好きな食べ物を説明してください。",
+           "ありがとうありがとうありがとうありがとうありがとうありがとう",
+           "090-1234-5678に電話する時の挨拶文を書いてください。"],
+}
+
+
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_every_instruction_filter_explains_its_drop(language):
+    settings = FilterSettings()
+    for flt in instruction_filters(language, settings=settings):
+        drops = [d for d in map(flt.check, FAILING_INSTRUCTIONS[language]) if d is not None]
+        assert drops, f"no failing example for {type(flt).__name__}"
+        for drop in drops:
+            assert drop.reason and drop.detail.strip(), (type(flt).__name__, drop)
+
+
+def test_instruction_details_say_what_was_wrong():
+    def detail(text, language="en"):
+        return first_drop(instruction_filters(language), text).detail
+
+    assert detail("Do it now.") == "3 words (needs more than 3)"
+    assert detail(" ".join(["word"] * 151)) == "151 words (limit 150)"
+    assert "'Draw'" in detail("Draw a cat sitting on a mat.")
+    assert detail("Write an email to jane.doe@gmail.com about the meeting.") == \
+        "contains an e-mail address"
+    assert "jane" not in detail("Write to jane.doe@gmail.com about the meeting now.")
+    assert detail("Explain the seasons of Japan in detail.", "ja") == \
+        "has no Japanese characters (the dataset is Japanese)"
+
+
+def test_every_instance_drop_explains_itself():
+    instances = [
+        ParsedInstance("", "cut", "truncated", "the answer hit the token limit"),
+        ParsedInstance("x", "", "no_output_field", "the example has no 'Output:' field"),
+        ParsedInstance("q", "", "some_parser_reason"),  # a parser reason without detail
+        ParsedInstance("x", ""),
+        ParsedInstance("same", "same"),
+        ParsedInstance("q", "answer:"),
+        ParsedInstance("a", "b"),
+        ParsedInstance("a", "b"),
+        ParsedInstance("c", "d\nInstruction: Write a poem."),
+        ParsedInstance("", "As an AI, I cannot feel sorry, but here is a text."),
+        ParsedInstance("", "the loop " * 40),
+        ParsedInstance("", "日本には四つの季節があり、それぞれに特徴があります。"),
+        ParsedInstance("", " ".join(f"w{i}" for i in range(1001))),
+        ParsedInstance("", "Reach me at bob.smith@gmail.com any time."),
+    ] + [ParsedInstance(f"in{i}", f"out{i}") for i in range(6)]
+    kept, dropped = filter_instances(instances, 5, instruction="Summarize the text.",
+                                     language="en")
+    assert len(kept) == 5
+    reasons_seen = {drop.reason for _, drop in dropped}
+    assert reasons_seen == {
+        "truncated", "no_output_field", "some_parser_reason", "empty_output",
+        "input_equals_output", "ends_with_colon", "duplicate_instance", "template_leftover",
+        "refusal", "repetition", "output_language_mismatch", "too_long", "pii",
+        "over_instance_limit"}
+    for inst, drop in dropped:
+        assert drop.detail.strip(), (inst, drop)
+    by_reason = {drop.reason: drop.detail for _, drop in dropped}
+    assert by_reason["no_output_field"] == "the example has no 'Output:' field"
+    assert by_reason["ends_with_colon"] == "the output ends with a colon (an unfinished " \
+                                           "field): 'answer:'"
+    assert by_reason["too_long"] == "output: 1001 words (limit 1000)"
+    assert by_reason["pii"] == "output: contains an e-mail address"
+    assert "some_parser_reason" in by_reason["some_parser_reason"]
+    _, conflicting = filter_instances([ParsedInstance("2+2", "4"), ParsedInstance("2+2", "5")], 5)
+    assert conflicting[0][1].detail.startswith("the input '2+2' has 2 different outputs ('4', '5')")
+
+
+def test_every_content_filter_of_the_instance_chain_is_covered():
+    failing = [ParsedInstance("c", "d\nInstruction: Write a poem."),
+               ParsedInstance("", "As an AI, I cannot feel sorry, but here is a text."),
+               ParsedInstance("", "the loop " * 40),
+               ParsedInstance("", "日本には四つの季節があり、それぞれに特徴があります。"),
+               ParsedInstance("", " ".join(f"w{i}" for i in range(1001))),
+               ParsedInstance("", "Reach me at bob.smith@gmail.com any time.")]
+    for flt in instance_filters("en"):
+        drops = [d for d in (flt.check("Summarize.", inst) for inst in failing) if d]
+        assert drops and all(d.detail.strip() for d in drops), type(flt).__name__
+
+
+# --------------------------------------------------------------------------- linear time
+
+# Shapes that made regexes rescan from every position: runs of one address character, of
+# dots, '@', digits, spaces, markup, and label-like words.
+ADVERSARIAL = {
+    "letters": "a", "dots": ".", "at": "@", "digits": "1", "spaces": " ", "a.": "a.",
+    "a@": "a@", "digit-dash": "1-", "digit-space": "1 ", "underscore": "_a", "hashes": "#",
+    "stars": "*", "lt": "< ", "address-ish": "ab.cd@ef-", "labels": "Input ", "kana": "あ",
+}
+
+
+def _filter_everything(text: str) -> None:
+    for language in ("en", "ja"):
+        for flt in instruction_filters(language):
+            flt.check(text)
+        filter_instances([ParsedInstance(text, text + "x")], 5, instruction=text,
+                         language=language)
+    mask_pii(text, FilterSettings(pii="mask"))
+
+
+def _seconds(work, text: str) -> float:
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        work(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _ratio(unit: str, small: int) -> float:
+    """Time for 4x the text over time for the text (best of 3 runs each, one process)."""
+    short, long = unit * (small // len(unit)), unit * (4 * small // len(unit))
+    return _seconds(_filter_everything, long) / max(_seconds(_filter_everything, short), 1e-4)
+
+
+def test_a_200k_character_text_without_spaces_is_filtered_in_linear_time():
+    # 4x the text must cost about 4x the time; a quadratic pattern costs 16x (the old e-mail
+    # regex took 36 s on 100K characters without spaces).
+    ratio = _ratio("a", 50_000)
+    assert ratio < 8, f"{ratio:.1f}x the time for 4x the text"
+
+
+@pytest.mark.parametrize("unit", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
+def test_filters_are_linear_on_adversarial_text(unit):
+    # Smaller than the 200K case to keep the suite fast; quadratic still shows as ~16x.
+    ratio = _ratio(unit, 12_500)
+    assert ratio < 8, f"{ratio:.1f}x the time for 4x the text"

@@ -1,0 +1,132 @@
+"""Which filters run and their thresholds: `FilterSettings`, the ``[filters]`` table of a run.
+
+Also the declared order of each chain (`INSTRUCTION_ORDER`, `INSTANCE_ORDER`): the first
+filter that objects names the reason, so the order is part of the contract and is fixed
+here, not left to configuration. The filters themselves are in selfinstruct.text_filters,
+selfinstruct.pii and selfinstruct.instance_filters; selfinstruct.filters is the front door.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from selfinstruct._errors import InputError
+
+INSTRUCTION_ORDER = (
+    "language", "length", "blacklist", "program_request", "leading_char",
+    "template_leftover", "refusal", "repetition", "pii",
+)
+INSTANCE_ORDER = (
+    "empty_output", "input_equals_output", "ends_with_colon", "duplicate_instance",
+    "template_leftover", "refusal", "repetition", "output_language", "output_length", "pii",
+    "conflicting_outputs",
+)
+PII_MODES = ("drop", "mask", "off")
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """Which filters run and their thresholds: the ``[filters]`` table of a run config.
+
+    Lengths are words for English and characters (without spaces) for Japanese, because
+    Japanese is written without spaces between words.
+    """
+
+    language: bool = True
+    length: bool = True
+    min_words: int = 3  # an English instruction needs more than this many words
+    max_words: int = 150
+    min_chars: int = 5  # a Japanese instruction needs more than this many characters
+    max_chars: int = 300
+    blacklist: bool = True
+    program_request: bool = True
+    leading_char: bool = True
+    template_leftover: bool = True
+    refusal: bool = True
+    repetition: bool = True
+    # Share of repeated word 3-grams (English) or character 5-grams (Japanese) above which
+    # a text is looping. Hand-written seeds and fluent model text stay well below 0.3.
+    repetition_max_ratio: float = 0.3
+    input_equals_output: bool = True
+    ends_with_colon: bool = True
+    duplicate_instance: bool = True
+    conflicting_outputs: bool = True
+    output_language: bool = True
+    output_length: bool = True
+    output_max_words: int = 1000
+    output_max_chars: int = 3000
+    pii: str = "drop"  # "drop" | "mask" | "off"
+    # LLM checks (selfinstruct.quality): they cost requests, so they are opt-in.
+    consistency: bool = False
+    consistency_temperature: float = 0.7
+    judge_model: str | None = None  # None: no judge
+    judge_min_score: int = 3  # both scores (1-5) must reach this
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str) -> FilterSettings:
+        """Validated settings from a config table; a bad key raises a one-line InputError.
+
+        `where` names the source, e.g. ``run.toml: [filters]``.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"{where}: expected a table of filter settings")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in fields:
+                raise InputError(f"{where}: field '{key}': unknown filter setting "
+                                 f"(known: {', '.join(fields)})")
+            values[key] = _checked(key, value, where)
+        settings = cls(**values)
+        for low, high, unit in (("min_words", "max_words", "words"),
+                                ("min_chars", "max_chars", "characters")):
+            if getattr(settings, low) >= getattr(settings, high):
+                raise InputError(f"{where}: field '{low}': must be below {high} "
+                                 f"({getattr(settings, low)} >= {getattr(settings, high)} {unit})")
+        return settings
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The settings as stored in journals and manifests."""
+        return dataclasses.asdict(self)
+
+    def enabled(self, name: str) -> bool:
+        """Whether the filter `name` of a chain runs (``pii`` runs as a filter in drop mode)."""
+        if name == "pii":
+            return self.pii == "drop"
+        return bool(getattr(self, name))
+
+
+# key: (check, message) — each setting's type and range.
+_SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "min_words": (lambda v: _is_int(v) and 0 <= v <= 10_000, "an integer from 0 to 10000"),
+    "max_words": (lambda v: _is_int(v) and 1 <= v <= 100_000, "an integer from 1 to 100000"),
+    "min_chars": (lambda v: _is_int(v) and 0 <= v <= 10_000, "an integer from 0 to 10000"),
+    "max_chars": (lambda v: _is_int(v) and 1 <= v <= 100_000, "an integer from 1 to 100000"),
+    "output_max_words": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "output_max_chars": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "repetition_max_ratio": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "consistency_temperature": (lambda v: _is_number(v) and 0 < v <= 2,
+                                "a number in (0, 2] (0 would repeat the first answer)"),
+    "judge_min_score": (lambda v: _is_int(v) and 1 <= v <= 5, "an integer from 1 to 5"),
+    "judge_model": (lambda v: v is None or (isinstance(v, str) and bool(v.strip())),
+                    "a model name"),
+    "pii": (lambda v: v in PII_MODES, f"one of {', '.join(PII_MODES)}"),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _checked(key: str, value: Any, where: str) -> Any:
+    check, message = _SETTING_RULES.get(key, (lambda v: isinstance(v, bool), "true or false"))
+    if not check(value):
+        raise InputError(f"{where}: field '{key}': must be {message} (got {value!r})")
+    return float(value) if key in ("repetition_max_ratio", "consistency_temperature") else value
