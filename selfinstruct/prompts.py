@@ -100,6 +100,9 @@ class Labels:
     no_input: str
     yes: tuple[str, ...]
     no: tuple[str, ...]
+    # The LLM judge's two score names (selfinstruct.quality); English ones are always read too.
+    clarity: tuple[str, ...] = ("Clarity",)
+    correctness: tuple[str, ...] = ("Correctness",)
 
 
 class PromptSet:

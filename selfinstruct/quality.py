@@ -28,6 +28,7 @@ is dropped as ``unparseable_judgement`` (never a crash, never a silent pass).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -36,7 +37,7 @@ from typing import Any
 
 from selfinstruct.filters import Drop, FilterSettings
 from selfinstruct.llm import Completion, Request
-from selfinstruct.prompts import PromptSet
+from selfinstruct.prompts import LANGUAGES, Labels, PromptSet
 
 MakeRequest = Callable[[str, str, dict[str, Any], str], Request]
 Complete = Callable[[list[Request]], list[Completion]]
@@ -44,13 +45,6 @@ Complete = Callable[[list[Request]], list[Completion]]
 CONSISTENCY_STAGE = "consistency"
 JUDGE_STAGE = "judge"
 SCORE_RANGE = range(1, 6)
-# Field names a judge may answer with, in either language (models often answer in English).
-_SCORE_LABELS = {
-    "clarity": ("clarity", "明確さ", "明確性"),
-    "correctness": ("correctness", "正確さ", "正確性"),
-}
-
-
 @dataclass(frozen=True)
 class Item:
     """One instance under review; `key` (the row id) makes its request nonces stable."""
@@ -149,7 +143,7 @@ def judge(
         if completion.error is not None:
             results.append(Judgement(None, None, Drop("judge_failed", completion.error)))
             continue
-        scores = parse_judgement(completion.text)
+        scores = parse_judgement(completion.text, prompts.labels)
         if scores is None:
             snippet = " ".join(completion.text.split())[:120]
             drop = Drop("unparseable_judgement", f"answer was {snippet!r}")
@@ -164,21 +158,49 @@ def judge(
     return results
 
 
-def parse_judgement(text: str) -> tuple[int, int] | None:
-    """(clarity, correctness) from ``Clarity: 4`` / ``Correctness: 5`` lines, else None.
+def parse_judgement(text: str, labels: Labels | None = None) -> tuple[int, int] | None:
+    """(clarity, correctness) from a judge answer, else None.
 
-    Tolerates markdown bold, full-width digits and colons, "4/5", and the Japanese field
-    names; a score outside 1-5 or a missing field makes the answer unreadable.
+    Judges answer ``Clarity: 4``, ``Clarity - 4``, ``**Clarity:** 4/5``, ``clarity=4``,
+    ``Clarity (1-5): 4``, JSON ``{"clarity": 4, "correctness": 5}``, 「明確さ：４」. The score
+    names are the ones `labels` (labels.json) defines plus the English ones (models often
+    answer in English); without `labels`, those of every bundled language. A score outside
+    1-5, a decimal score or a missing field makes the answer unreadable.
     """
-    text = unicodedata.normalize("NFKC", text).replace("*", "")
+    text = _MARKUP.sub("", unicodedata.normalize("NFKC", text))
     scores = []
-    for names in _SCORE_LABELS.values():
-        pattern = rf"(?:{'|'.join(names)})\s*:\s*(\d+)(?:\s*/\s*5)?"
-        match = re.search(pattern, text, re.IGNORECASE)
-        if match is None or int(match.group(1)) not in SCORE_RANGE:
+    for pattern in _score_patterns(labels):
+        match = pattern.search(text)
+        if match is None or int(match.group("score")) not in SCORE_RANGE:
             return None
-        scores.append(int(match.group(1)))
+        scores.append(int(match.group("score")))
     return scores[0], scores[1]
+
+
+_MARKUP = re.compile(r"[*_`#]")
+
+
+def _score_patterns(labels: Labels | None) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The clarity and correctness patterns for `labels` (None: every bundled language)."""
+    sets = [labels] if labels is not None else _bundled_labels()
+    return (_score_pattern(("Clarity", *(n for s in sets for n in s.clarity))),
+            _score_pattern(("Correctness", *(n for s in sets for n in s.correctness))))
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_labels() -> list[Labels]:
+    return [PromptSet(language).labels for language in LANGUAGES]
+
+
+@functools.lru_cache(maxsize=16)
+def _score_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    words = "|".join(re.escape(unicodedata.normalize("NFKC", n))
+                     for n in sorted(set(names), key=len, reverse=True))
+    return re.compile(
+        rf"(?<![A-Za-z])[\"']?(?:{words})[\"']?(?:[ \t]+score)?"
+        rf"(?:[ \t]*\([^)\n]{{0,20}}\))?[ \t]*(?:[:=\-–—]|is)?[ \t]*"
+        rf"(?P<score>\d{{1,2}})(?!\d|\.\d)",
+        re.IGNORECASE)
 
 
 def _first_line(text: str, label_word: str) -> str:

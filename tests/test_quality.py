@@ -3,6 +3,8 @@ through the pipeline's own request/journal plumbing, and every outcome on fixed 
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from selfinstruct.config import build_config
 from selfinstruct.filters import Drop, FilterSettings
 from selfinstruct.llm import Completion, Request
 from selfinstruct.pipeline import Generator
-from selfinstruct.prompts import PromptSet
+from selfinstruct.prompts import PromptSet, bundled_dir
 from selfinstruct.quality import (
     Item,
     Judgement,
@@ -162,9 +164,31 @@ def test_judge_outcomes() -> None:
     ("Clarity: 7\nCorrectness: 5", None),  # out of the rubric's range
     ("Correctness: 5", None),
     ("", None),
+    ("Clarity - 4\nCorrectness - 3", (4, 3)),
+    ("**Clarity:** 4/5\n**Correctness:** 2/5", (4, 2)),
+    ("clarity=4, correctness=5", (4, 5)),
+    ('{"clarity": 4, "correctness": 5}', (4, 5)),
+    ("Clarity (1-5): 4\nCorrectness (1-5): 5", (4, 5)),  # the range is not the score
+    ("- Clarity: is the instruction clear?\nClarity: 3\nCorrectness: 4", (3, 4)),
+    ("Clarity score: 4. Correctness is 5 out of 5.", (4, 5)),
+    ("明確性: 3\n正確性: 2", (3, 2)),
+    ("Clarity: 4.5\nCorrectness: 5", None),  # not a 1-5 integer
 ])
 def test_parse_judgement(text, scores) -> None:
     assert parse_judgement(text) == scores
+
+
+def test_judge_score_names_come_from_labels_json(tmp_path: Path) -> None:
+    shutil.copytree(bundled_dir("prompts") / "ja", tmp_path / "ja")
+    labels_file = tmp_path / "ja" / "labels.json"
+    labels = json.loads(labels_file.read_text(encoding="utf-8"))
+    labels_file.write_text(json.dumps({**labels, "clarity": ["わかりやすさ"],
+                                       "correctness": ["正しさ"]}, ensure_ascii=False),
+                           encoding="utf-8")
+    custom = PromptSet("ja", tmp_path).labels
+    assert parse_judgement("わかりやすさ：４\n正しさ：５", custom) == (4, 5)
+    assert parse_judgement("Clarity: 4\nCorrectness: 2", custom) == (4, 2)  # English always
+    assert parse_judgement("明確さ：４\n正確さ：５", custom) is None  # not this file's names
 
 
 def test_consistency_outcomes_in_japanese() -> None:
