@@ -220,7 +220,10 @@ def parse_alpaca(
 ) -> list[ParsedTask]:
     """Parse ``N. Instruction / N. Input / N. Output`` items, separated by ``###`` lines,
     ``### Task N`` headings or nothing at all (a new ``Instruction:`` starts the next item)."""
-    if continuation:
+    if not text.strip():
+        return []
+    if continuation and text.lstrip(" \t\u3000")[:1] not in ("\n", "\r"):
+        # as in parse_numbered_list: a completion that starts a new line left the head empty
         text = f"{first_number}. {labels.instruction}:{text}"
     names = _names(labels, ("instruction", "input", "output"))
 

@@ -49,14 +49,16 @@ __all__ = [
 # no delimiter after it.
 _CIRCLED = r"[\u2460-\u2473]"
 _NUMBER = rf"(?:\d{{1,3}}|{_CIRCLED})"
-_DELIMITER = r"[.)．、）:：]"
+# After "9." or "9:" a digit means a decimal or a time ("9.5 kg", "10:30"), not an item; a
+# full-width "１０．" may be followed by digits ("１０．090-…に電話して").
+_DELIMITER = r"(?:[.:](?!\d)|[)．、）：])"
 # Words that label a list item in place of (or before) its number.
 _ITEM_WORDS = r"(?:task|instruction|タスク|指示)"
 # What may precede an item on its line: indentation, a blockquote and a markdown heading.
 _LEAD = rf"(?P<indent>{INDENT})(?:>[ \t]*)?(?:#{{1,6}}[ \t]*)?"
 _NUMBERED = re.compile(
     rf"^{_LEAD}{EMPHASIS}(?:[(（]?\d{{1,3}}{EMPHASIS}[ \t]*{_DELIMITER}|{_CIRCLED}[ \t]*"
-    rf"{_DELIMITER}?){EMPHASIS}(?!\d)[ \t\u3000]*(?P<rest>.*)$")
+    rf"{_DELIMITER}?){EMPHASIS}[ \t\u3000]*(?P<rest>.*)$")
 _LABELLED = re.compile(
     rf"^{_LEAD}{EMPHASIS}{_ITEM_WORDS}(?:[ \t]*#?[ \t]*{_NUMBER}{EMPHASIS}[ \t]*[.)．:：]?"
     rf"|{EMPHASIS}[ \t]*[:：]){EMPHASIS}[ \t\u3000]*(?P<rest>.*)$",
@@ -74,7 +76,6 @@ class _Item:
     parts: list[str]
     bullet: bool
     indent: int
-    head: bool = False  # the number the continuation prompt ended with, not the model's
     number: str = ""  # the marker as written, for details
 
     @property
@@ -108,7 +109,12 @@ def parse_numbered_list(
     (Alpaca's rule; Self-Instruct dropped the whole answer, wasting the complete items).
     An item with a marker but no text ("Task 10:") is rejected as ``empty``.
     """
-    if continuation:
+    if not text.strip():
+        return []  # an empty answer offers nothing, not an empty item
+    # A completion that starts on a new line left the prompt's open item empty: what follows
+    # is not its text (small models go on with prose), so the head is restored only for an
+    # answer that continues on the same line.
+    if continuation and text.lstrip(" \t\u3000")[:1] not in ("\n", "\r"):
         text = f"{first_number}.{'' if text[:1].isspace() else ' '}{text}"
     items: list[_Item] = []
     gap = False  # a blank line, fence, title or remark since the last item line
@@ -126,8 +132,7 @@ def parse_numbered_list(
                 last.parts.append(line.strip())  # sub-points of a numbered item
                 continue
             marker = line[:len(line) - len(match.group("rest"))].strip()
-            items.append(_Item([_item_text(match)], bullet, indent,
-                               head=continuation and not items, number=marker))
+            items.append(_Item([_item_text(match)], bullet, indent, number=marker))
             gap = False
         elif _TITLE.match(line) or is_chatter(line):
             gap = True
@@ -141,8 +146,6 @@ def parse_numbered_list(
         if truncated and i == len(items) - 1:
             parsed.append(Parsed(body, "truncated", TRUNCATED_DETAIL))
         elif not body:
-            if item.head:
-                continue  # the model wrote nothing after the prompt's "9.": nothing offered
             parsed.append(Parsed(body, "empty", f"the list item {item.number!r} has no text"))
         else:
             parsed.append(Parsed(body))

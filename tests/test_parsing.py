@@ -1,5 +1,7 @@
 """Parsers: lenient about layout, and every unreadable item comes back with a reason."""
 
+import time
+
 import pytest
 
 from selfinstruct.parsing import (
@@ -195,6 +197,14 @@ def test_an_answer_without_items_gives_nothing(answer):
     assert items(answer) == []  # the pipeline records it as an unparseable answer
 
 
+@pytest.mark.parametrize("answer", ["", "\nCreating tasks is a great way to evaluate a model.",
+                                    "\n多様なタスクを考えることは大切です。"])
+def test_a_completion_that_leaves_the_open_item_offers_nothing(answer):
+    # Prose on a new line after the prompt's "9." is not item 9: small models ramble on.
+    assert items(answer, continuation=True) == []
+    assert parse_alpaca(answer, EN, 4, continuation=True, truncated=False) == []
+
+
 def instances(answer, labels=EN, *, output_first=False):
     return [(p.input, p.output, p.reason) for p in
             parse_instances(answer, labels, output_first=output_first, truncated=False)]
@@ -303,3 +313,33 @@ def test_alpaca_item_without_output_has_a_detail():
                           truncated=False)
     assert (task.instruction, task.reason, task.detail) == (
         "Only an instruction", "unparseable", "the item has no 'Output:' field")
+
+
+# Shapes that would make a backtracking pattern rescan from every position.
+ADVERSARIAL = ["a", ".", "@", "1", " ", "\n", "*", "_a", "#", "9. ", "**9.", "Input: ",
+               "Example 1\n", "- ", "・", "Task 9:", "```\n"]
+
+
+def _parse_everything(text: str) -> None:
+    for continuation in (False, True):
+        parse_numbered_list(text, 9, continuation=continuation, truncated=False)
+        parse_alpaca(text, EN, 4, continuation=continuation, truncated=False)
+    for output_first in (False, True):
+        parse_instances(text, EN, output_first=output_first, truncated=False)
+    parse_yes_no(text, JA)
+
+
+@pytest.mark.parametrize("unit", ADVERSARIAL)
+def test_parsers_are_linear_on_adversarial_answers(unit):
+    def seconds(text: str) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            _parse_everything(text)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    short, long = unit * (12_500 // len(unit)), unit * (50_000 // len(unit))
+    # The floor keeps sub-millisecond noise out of the ratio; quadratic work takes seconds.
+    ratio = seconds(long) / max(seconds(short), 2e-3)
+    assert ratio < 8, f"{ratio:.1f}x the time for 4x the answer"  # quadratic would be ~16x
