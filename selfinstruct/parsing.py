@@ -77,10 +77,11 @@ class _Item:
     bullet: bool
     indent: int
     number: str = ""  # the marker as written, for details
+    empty: bool = True  # no text yet (kept up to date, so a long item is not rescanned)
 
-    @property
-    def empty(self) -> bool:
-        return not clean(" ".join(self.parts))
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.empty = self.empty and not clean(text)
 
 
 def _match_item(line: str) -> tuple[re.Match[str], bool] | None:
@@ -129,15 +130,16 @@ def parse_numbered_list(
             last = items[-1] if items else None
             if bullet and last is not None and not last.bullet and not gap \
                     and indent > last.indent:
-                last.parts.append(line.strip())  # sub-points of a numbered item
+                last.add(line.strip())  # sub-points of a numbered item
                 continue
             marker = line[:len(line) - len(match.group("rest"))].strip()
-            items.append(_Item([_item_text(match)], bullet, indent, number=marker))
+            items.append(_Item([], bullet, indent, number=marker))
+            items[-1].add(_item_text(match))
             gap = False
         elif _TITLE.match(line) or is_chatter(line):
             gap = True
         elif items and (not gap or items[-1].empty):
-            items[-1].parts.append(line)  # a wrapped item, or a heading's text on the next line
+            items[-1].add(line)  # a wrapped item, or a heading's text on the next line
             gap = False
         # else: a preamble ("Here are more tasks:") or text after the list
     parsed = []
