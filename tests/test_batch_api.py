@@ -28,6 +28,7 @@ from selfinstruct.journal import Journal
 from selfinstruct.llm import Completion, EndpointRefused, LLMClient, Request, RetryPolicy
 from selfinstruct.pipeline import Generator, run
 from selfinstruct.run import open_run, resume_config
+from tests.servers.adversarial_proxy import Plan, start_proxy
 from tests.servers.openai_server import RunningServer, start_server
 
 BOOTSTRAP = "Come up with a series of tasks:\n1. Say hello to the team.\n2. Plan a picnic.\n3."
@@ -484,3 +485,23 @@ def test_pipeline_killed_with_a_pending_job_resumes_without_paying_again(
     assert stats["batches_created"] == sum(kind == "batch" for kind, _ in kinds)
     assert same_dataset(resumed, generate_version(openai_server, tmp_path / "direct",
                                                   batch=False))
+
+
+def test_hostile_batch_output_lines_never_crash_a_batch_run(
+        openai_server: RunningServer, tmp_path: Path) -> None:
+    """Output files whose lines are malformed, null-content, oddly counted or cut in half
+    (through the adversarial proxy): the run finishes; each line is retried, coerced or
+    recorded as a request error, as in direct mode."""
+    modes = ("choices_string", "content_filter", "usage_huge", "id_object", "lone_surrogate",
+             "truncated_json")
+    with start_proxy(openai_server, Plan(batch_modes=modes)) as proxy:
+        version = generate_version(proxy, tmp_path, batch=True)  # type: ignore[arg-type]
+        applied = proxy.stats()["applied"]
+    assert set(applied) == set(modes)
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert manifest["target"]["accepted"] == 12
+    assert "no_content" in manifest["request_errors"]
+    assert sum(s.get("usage_unknown", 0) for s in manifest["usage"].values()) > 0
+    (journal,) = tmp_path.rglob("journal.jsonl")  # answers were cleaned where they entered
+    assert "\ufffd" in journal.read_text(encoding="utf-8")
+    assert b"\\ud800" not in journal.read_bytes()

@@ -18,7 +18,8 @@ generation request (1-based, POST to ``/v1/chat/completions`` or ``/v1/completio
 mode — deterministic whenever requests are sent one at a time; ``modes`` with ``fraction``
 spreads modes over a fixed share of distinct request bodies, chosen by a hash of the body
 (so concurrency does not change which), and ``sends`` limits that to the first sends of each
-body, so a retry of the same request gets the real answer. Other paths pass through
+body, so a retry of the same request gets the real answer. ``batch_modes`` rewrites every
+third answered line of Batch API output files the same ways. Other paths pass through
 untouched. Standard library only; the 200 MB answer is generated while it is sent, never held.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -62,11 +64,16 @@ MODES: dict[str, str] = {
     "truncated_json": "a 200 with the first half of the upstream JSON (Content-Length fits)",
     "html_200": "a 200 text/html error page",
 }
+# Modes that edit the answer's JSON: the ones that also apply to Batch API output lines.
+BODY_MODES = frozenset({"lone_surrogate", "no_message", "choices_string", "choices_null_item",
+                        "usage_string", "usage_huge", "id_int", "id_object", "content_null",
+                        "content_filter", "tool_calls"})
 LOCAL_MODES = frozenset({"retry_after_huge", "retry_after_inf", "retry_after_negative",
                          "retry_after_garbage", "huge"})
 _RETRY_AFTER = {"retry_after_huge": "999999999", "retry_after_inf": "inf",
                 "retry_after_negative": "-5", "retry_after_garbage": "soon-ish"}
 _GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions")
+_BATCH_OUTPUT = re.compile(r"/v1/files/[^/]+/content")
 _HOP_HEADERS = {"connection", "content-length", "transfer-encoding", "keep-alive", "date",
                 "server"}
 
@@ -83,9 +90,13 @@ class Plan:
     modes: tuple[str, ...] = ()
     fraction: float = 1.0
     sends: int | None = None
+    # Batch API output files: every third answered line gets the next of these in turn
+    # (`BODY_MODES`, or "truncated_json": half a line).
+    batch_modes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = {*self.by_number.values(), *self.modes} - set(MODES)
+        unknown |= set(self.batch_modes) - BODY_MODES - {"truncated_json"}
         if unknown:
             raise ValueError(f"unknown proxy modes: {sorted(unknown)}")
 
@@ -115,6 +126,7 @@ class _ProxyServer(ThreadingHTTPServer):
         self.closing = threading.Event()
         self.lock = threading.Lock()
         self.generation_requests = 0
+        self.batch_lines = 0  # answered lines of Batch API output files seen
         self.seen: Counter[str] = Counter()
         self.applied: Counter[str] = Counter()
         self.bytes_sent: Counter[str] = Counter()  # per mode: how much actually went out
@@ -155,7 +167,13 @@ class _Handler(BaseHTTPRequestHandler):
         generation = method == "POST" and path in _GENERATION_PATHS
         mode = self.server.choose(body) if generation else None
         try:
-            if mode in _RETRY_AFTER:
+            if self.server.plan.batch_modes and _BATCH_OUTPUT.fullmatch(path):
+                status, headers, data = self._upstream(method, body)
+                with self.server.lock:
+                    data = _rewrite_batch_output(data, self.server)
+                self._answer(status, data, headers.pop("content-type", "application/jsonl"),
+                             headers)
+            elif mode in _RETRY_AFTER:
                 error = {"error": {"message": "slow down", "type": "rate_limit_exceeded",
                                    "param": None, "code": "rate_limit_exceeded"}}
                 self._answer(429, json.dumps(error).encode(), "application/json",
@@ -259,15 +277,24 @@ def _rewrite(mode: str, data: bytes, content_type: str, headers: dict[str, str],
                         "x-ratelimit-reset-tokens": "99999h"})
         return data, content_type
     body = json.loads(data)
+    _mutate(mode, body, chat)
+    if mode in ("id_int", "id_object"):
+        headers.pop("x-request-id", None)
+    # ensure_ascii: a lone surrogate can only travel as a JSON escape.
+    return json.dumps(body).encode("ascii"), content_type
+
+
+def _mutate(mode: str, body: dict[str, Any], chat: bool) -> None:
+    """Edit an answer body in place as `mode` (one of `BODY_MODES`) says."""
     choice = body["choices"][0]
-    field_name = "message" if chat else "text"
+    key = "message" if chat else "text"
     if mode == "lone_surrogate":
         if chat:
             choice["message"]["content"] = "\ud800" + choice["message"]["content"]
         else:
             choice["text"] = "\ud800" + choice["text"]
     elif mode == "no_message":
-        del choice[field_name]
+        del choice[key]
     elif mode == "choices_string":
         body["choices"] = "not a list"
     elif mode == "choices_null_item":
@@ -279,7 +306,6 @@ def _rewrite(mode: str, data: bytes, content_type: str, headers: dict[str, str],
                          "total_tokens": 1e308}
     elif mode in ("id_int", "id_object"):
         body["id"] = 1234567 if mode == "id_int" else {"nested": ["id", 7]}
-        headers.pop("x-request-id", None)
     elif mode in ("content_null", "content_filter", "tool_calls"):
         if chat:
             choice["message"]["content"] = None
@@ -289,8 +315,31 @@ def _rewrite(mode: str, data: bytes, content_type: str, headers: dict[str, str],
         if mode == "tool_calls" and chat:
             choice["message"]["tool_calls"] = [{"id": "call_1", "type": "function", "function":
                                                 {"name": "lookup", "arguments": "{}"}}]
-    # ensure_ascii: a lone surrogate can only travel as a JSON escape.
-    return json.dumps(body).encode("ascii"), content_type
+
+
+def _rewrite_batch_output(data: bytes, server: _ProxyServer) -> bytes:
+    """Every third answered line of all Batch API output files so far, rewritten by the next
+    of the plan's `batch_modes` (a line-breaking mode leaves half a JSON line)."""
+    modes = server.plan.batch_modes
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        record = json.loads(line) if line.strip() else None
+        response = record.get("response") if record else None
+        if not isinstance(response, dict) or response.get("status_code") != 200:
+            continue
+        server.batch_lines += 1
+        if server.batch_lines % 3:
+            continue
+        mode = modes[(server.batch_lines // 3 - 1) % len(modes)]
+        server.applied[mode] += 1
+        if mode not in BODY_MODES:
+            lines[i] = line[:len(line) // 2]
+            continue
+        _mutate(mode, response["body"], chat="message" in response["body"]["choices"][0])
+        if mode in ("id_int", "id_object"):
+            response["request_id"] = response["body"]["id"]
+        lines[i] = json.dumps(record).encode("ascii")
+    return b"\n".join(lines)
 
 
 class RunningProxy:
