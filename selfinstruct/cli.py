@@ -173,11 +173,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                 path = run(gen, step=interrupts.step)
         except BudgetExhausted as exc:
             print_summary(gen)
-            print(f"selfinstruct: budget reached ({exc}); every answer so far is saved in "
-                  f"{gen.journal.run_dir} — continue with: selfinstruct generate --dataset "
-                  f"{config.dataset} --data-dir {config.data_dir} --resume and a higher budget",
-                  file=sys.stderr)
-            return EXIT_BUDGET
+            return _budget_reached(exc, config, gen.journal.run_dir)
         except KeyboardInterrupt:
             if gen.journal.finished_version is None:
                 raise
@@ -195,11 +191,23 @@ def _generate_with_prefect(config: Any, api_key: str | None, run_dir: Path | Non
     cli_flows.export_secrets(api_key, config.base_url)
     prefect_env.configure()
     from flows.generate import generate_dataset
+    from selfinstruct.pipeline import BudgetExhausted
 
-    path = generate_dataset(config=config.to_public(),
-                            run_dir=str(run_dir) if run_dir else None, **runner)
+    try:
+        path = generate_dataset(config=config.to_public(),
+                                run_dir=str(run_dir) if run_dir else None, **runner)
+    except BudgetExhausted as exc:
+        return _budget_reached(exc, config, run_dir, "--prefect ")
     print(path)
     return 0
+
+
+def _budget_reached(exc: Exception, config: Any, run_dir: Path | None, flags: str = "") -> int:
+    saved = f"in {run_dir}" if run_dir else "in the run journal"
+    print(f"selfinstruct: budget reached ({exc}); every answer so far is saved {saved} — "
+          f"continue with: selfinstruct generate --dataset {config.dataset} --data-dir "
+          f"{config.data_dir} --resume {flags}and a higher budget", file=sys.stderr)
+    return EXIT_BUDGET
 
 
 def _add_serve_local(sub: Any) -> None:

@@ -214,3 +214,19 @@ def test_run_json_that_is_a_fifo_does_not_hang(tmp_path, capsys):
     os.mkfifo(run / "run.json")
     assert main(["generate", "--run-dir", str(run)]) == 2
     assert "run.json: not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_prefect_budget_stop_is_one_line_and_resumes_with_new_concurrency(tmp_path, capsys):
+    data = tmp_path / "data"
+    with start_server() as server:
+        code = main([*generate(server, data, "--max-requests", "6", n=12), "--prefect"])
+        err = capsys.readouterr().err
+        assert code == EXIT_BUDGET, err
+        assert err.strip().splitlines()[-1].startswith("selfinstruct: budget reached ")
+        # (Prefect's own log of the stopped task run comes before it, on its console handler.)
+        assert "--resume --prefect and a higher budget" in err
+        assert main(["generate", "--dataset", "r", "--data-dir", str(data), "--resume",
+                     "--prefect", "--concurrency", "5", "--max-requests", "100000"]) == 0
+    version = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert version == data / "r" / "v0001"
