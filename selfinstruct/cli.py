@@ -266,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # A further Ctrl-C while this prints would only add a traceback.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("selfinstruct: interrupted; accepted work is in the run journal — continue with "
-              "the same command plus --resume", file=sys.stderr)
+        if args.command == "generate":
+            print("selfinstruct: interrupted; accepted work is in the run journal — continue "
+                  "with the same command plus --resume", file=sys.stderr)
+        else:  # only a generation run has a journal to resume from
+            print(f"selfinstruct: interrupted; {args.command} did not finish", file=sys.stderr)
         return 130
     except RuntimeError as exc:  # a run that cannot go on (fatal endpoint answer, replay)
         return _report_failure(exc, verbose, expected=True)
