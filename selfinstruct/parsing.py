@@ -67,6 +67,11 @@ _BULLET = re.compile(rf"^(?P<indent>{INDENT})(?:[-*+][ \t]+|[•・●▪◦‣]
 # A heading or a line that is bold and nothing else ("**Creative writing:**"): a section
 # title between groups of items, never part of one.
 _TITLE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]|\*\*[^*]+(?::\*\*|\*\*[ \t]*:)[ \t]*$)")
+# A field line under an item ("Input: Hello", "**Output:** Bonjour"): some models add an
+# example to each task. It ends the item's text instead of being glued onto the instruction.
+_FIELD = re.compile(rf"^{INDENT}(?:[-*+][ \t]+)?{EMPHASIS}(?:input|output|example|answer|"
+                    rf"response|入力|出力|例|回答)[ \t]*\d{{0,3}}{EMPHASIS}[ \t]*[:：]",
+                    re.IGNORECASE)
 
 
 @dataclass
@@ -136,7 +141,7 @@ def parse_numbered_list(
             items.append(_Item([], bullet, indent, number=marker))
             items[-1].add(_item_text(match))
             gap = False
-        elif _TITLE.match(line) or is_chatter(line):
+        elif _TITLE.match(line) or _FIELD.match(line) or is_chatter(line):
             gap = True
         elif items and (not gap or items[-1].empty):
             items[-1].add(line)  # a wrapped item, or a heading's text on the next line

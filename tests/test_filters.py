@@ -395,11 +395,11 @@ def test_a_200k_character_text_without_spaces_is_filtered_in_linear_time():
     # 4x the text must cost about 4x the time; a quadratic pattern costs 16x (the old e-mail
     # regex took 36 s on 100K characters without spaces).
     ratio = _ratio("a", 50_000)
-    assert ratio < 8, f"{ratio:.1f}x the time for 4x the text"
+    assert ratio < 10, f"{ratio:.1f}x the time for 4x the text"
 
 
 @pytest.mark.parametrize("unit", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
 def test_filters_are_linear_on_adversarial_text(unit):
     # Smaller than the 200K case to keep the suite fast; quadratic still shows as ~16x.
-    ratio = _ratio(unit, 12_500)
-    assert ratio < 8, f"{ratio:.1f}x the time for 4x the text"
+    ratio = _ratio(unit, 25_000)
+    assert ratio < 10, f"{ratio:.1f}x the time for 4x the text"
