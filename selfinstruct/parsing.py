@@ -60,7 +60,7 @@ _NUMBERED = re.compile(
     rf"^{_LEAD}{EMPHASIS}(?:[(（]?\d{{1,3}}{EMPHASIS}[ \t]*{_DELIMITER}|{_CIRCLED}[ \t]*"
     rf"{_DELIMITER}?){EMPHASIS}[ \t\u3000]*(?P<rest>.*)$")
 _LABELLED = re.compile(
-    rf"^{_LEAD}{EMPHASIS}{_ITEM_WORDS}(?:[ \t]*#?[ \t]*{_NUMBER}{EMPHASIS}[ \t]*[.)．:：]?"
+    rf"^{_LEAD}{EMPHASIS}{_ITEM_WORDS}(?:[ \t]*#?[ \t]*{_NUMBER}{EMPHASIS}[ \t]*[.)．:：\-–—]?"
     rf"|{EMPHASIS}[ \t]*[:：]){EMPHASIS}[ \t\u3000]*(?P<rest>.*)$",
     re.IGNORECASE)
 _BULLET = re.compile(rf"^(?P<indent>{INDENT})(?:[-*+][ \t]+|[•・●▪◦‣][ \t\u3000]*)(?P<rest>.*)$")

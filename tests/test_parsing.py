@@ -138,7 +138,7 @@ def items(answer, *, continuation=False, truncated=False):
     ("**9.** Draft a reply.\n**10**. Compare sorting.\n\nHere are some bonus ones:\n"
      "- Bullet one here.\n- Bullet two here.",
      ["Draft a reply.", "Compare sorting.", "Bullet one here.", "Bullet two here."]),
-    ("Task 9: Write a poem.\n**Task 10:** Summarize the text.\n**Task 11**: Name a planet.\n"
+    ("Task 9: Write a poem.\n**Task 10:** Summarize the text.\nTask 11 - Name a planet.\n"
      "### Task 12\nExplain gravity.\n### Task 13\n\nDescribe a cat.\n\nI hope these help!",
      ["Write a poem.", "Summarize the text.", "Name a planet.", "Explain gravity.",
       "Describe a cat."]),
@@ -154,6 +154,8 @@ def items(answer, *, continuation=False, truncated=False):
      ["Write a limerick.", "Compare two numbers."]),
     ("9. First.\n10. Second.\n1. Restarted.\n2. Again.", ["First.", "Second.", "Restarted.",
                                                           "Again."]),
+    ("**Task 9**: Name a moon.\n**Task #10.** Name a star.\nInstruction 11: Name a comet.",
+     ["Name a moon.", "Name a star.", "Name a comet."]),
     ("9. Translate the sentence to French.\nInput: Hello\n**Output:** Bonjour\n"
      "10. Name a planet.", ["Translate the sentence to French.", "Name a planet."]),
 ])
@@ -269,7 +271,7 @@ def test_instance_rejections_carry_details():
     ("Yes, it is a classification task", True), ("Answer: No", False),
     ("I do not know", None), ("Not sure, none of these apply.", None),
     ("Task: Answer yes or no.\nIs it classification? No", False),
-    ("It is not a classification task.", False),
+    ("It is not a classification task.", False), ("This is a classification task.", True),
 ])
 def test_chatty_verdicts_english(answer, verdict):
     assert parse_yes_no(answer, EN) is verdict
@@ -279,7 +281,7 @@ def test_chatty_verdicts_english(answer, verdict):
     ("「はい」", True), ("いいえ、生成タスクです。", False), ("はい。分類タスクです", True),
     ("答え：はい", True), ("**いいえ**", False), ("Yes", True),
     ("これはしてはいけない例です。", None),  # はい inside a word is no verdict
-    ("これは分類タスクではありません。", False),
+    ("これは分類タスクではありません。", False), ("これは分類タスクです。", True),
 ])
 def test_chatty_verdicts_japanese(answer, verdict):
     assert parse_yes_no(answer, JA) is verdict
