@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from selfinstruct import __version__, cli_flows, prefect_env
 from selfinstruct._errors import InputError
+from selfinstruct.seeds import bundled_seed_sets
 
 GENERATE_FLAGS = (
     "seeds", "dataset", "num_instructions", "data_dir", "recipe", "language", "base_url",
@@ -28,6 +29,7 @@ GENERATE_FLAGS = (
 # Flags that set one key of the [filters] table.
 FILTER_FLAGS = ("judge_model", "judge_min_score", "pii", "consistency")
 EXIT_BUDGET = 3  # the run stopped at a budget; its journal is complete and resumable
+EXIT_EMPTY = 4  # the run ended without one usable row: no version written, journal kept
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,8 +76,9 @@ def generation_flags(args: argparse.Namespace) -> dict[str, Any]:
 def add_config_options(p: argparse.ArgumentParser) -> None:
     """The settings of a generation run (GENERATE_FLAGS, --api-key, --config): shared by
     `generate` and `serve`."""
-    p.add_argument("--seeds", type=Path, help="seed task file (JSONL, Self-Instruct or Alpaca "
-                   "rows), e.g. seeds/en_general.jsonl")
+    p.add_argument("--seeds", type=Path, metavar="PATH|NAME",
+                   help="seed task file (JSONL, Self-Instruct or Alpaca rows), or the name of a "
+                        f"bundled set: {', '.join(bundled_seed_sets())}")
     p.add_argument("--num-instructions", type=int, help="instructions to accept")
     p.add_argument("--dataset", help="dataset name (folder under --data-dir)")
     p.add_argument("--data-dir", type=Path, help="where datasets live (default: data)")
@@ -159,7 +162,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.task_runner != "local":
         raise InputError("--task-runner dask needs --prefect")
     from selfinstruct.interrupts import Interrupts
-    from selfinstruct.pipeline import BudgetExhausted, run
+    from selfinstruct.pipeline import BudgetExhausted, EmptyDataset, run
     from selfinstruct.progress import ProgressDisplay, print_summary
     from selfinstruct.run import open_run
 
@@ -174,6 +177,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         except BudgetExhausted as exc:
             print_summary(gen)
             return _budget_reached(exc, config, gen.journal.run_dir)
+        except EmptyDataset as exc:
+            print_summary(gen)
+            return _empty(exc)
         except KeyboardInterrupt:
             if gen.journal.finished_version is None:
                 raise
@@ -191,15 +197,23 @@ def _generate_with_prefect(config: Any, api_key: str | None, run_dir: Path | Non
     cli_flows.export_secrets(api_key, config.base_url)
     prefect_env.configure()
     from flows.generate import generate_dataset
-    from selfinstruct.pipeline import BudgetExhausted
+    from selfinstruct.pipeline import BudgetExhausted, EmptyDataset
 
     try:
         path = generate_dataset(config=config.to_public(),
                                 run_dir=str(run_dir) if run_dir else None, **runner)
     except BudgetExhausted as exc:
         return _budget_reached(exc, config, run_dir, "--prefect ")
+    except EmptyDataset as exc:
+        return _empty(exc)
     print(path)
     return 0
+
+
+def _empty(exc: Exception) -> int:
+    """No usable row: nothing was written (an empty version is never made)."""
+    print(f"selfinstruct: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return EXIT_EMPTY
 
 
 def _budget_reached(exc: Exception, config: Any, run_dir: Path | None, flags: str = "") -> int:

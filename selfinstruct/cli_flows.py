@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from selfinstruct import prefect_env
 from selfinstruct._errors import InputError
+from selfinstruct.seeds import resolve_seed_path
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -112,7 +113,8 @@ def serve_parameters(args: argparse.Namespace,
     for name in _PATH_SETTINGS:
         # A schedule outlives this shell: pin relative paths to where it was set up.
         if config.get(name) is not None:
-            config[name] = str(Path(config[name]).resolve())
+            path = resolve_seed_path(config[name]) if name == "seeds" else Path(config[name])
+            config[name] = str(path.resolve())
     return {"config": config, "output_dir": str(args.output_dir.resolve()),
             "push_to_hub": args.push_to_hub, "private": args.private,
             **runner_parameters(args)}

@@ -16,7 +16,6 @@ import dataclasses
 import math
 import os
 import random
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +23,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from selfinstruct._errors import InputError
+from selfinstruct.dataset.naming import DATASET_NAME_RE
 from selfinstruct.filters import FilterSettings
 from selfinstruct.input_files import require_regular_file
 from selfinstruct.prompts import LANGUAGES
 from selfinstruct.redact import redact, strip_url_credentials
+from selfinstruct.seeds import resolve_seed_path
 
 RECIPES = ("self-instruct", "alpaca")
 APIS = ("chat", "completions")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass
@@ -123,7 +123,7 @@ _RULES: dict[str, tuple[type, Any, str]] = {
     "recipe": (str, lambda v: v in RECIPES, f"must be one of {', '.join(RECIPES)}"),
     "api": (str, lambda v: v in APIS, f"must be one of {', '.join(APIS)}"),
     "language": (str, lambda v: v in LANGUAGES, f"must be one of {', '.join(LANGUAGES)}"),
-    "dataset": (str, lambda v: bool(_NAME.match(v)),
+    "dataset": (str, lambda v: bool(DATASET_NAME_RE.fullmatch(v)),
                 "must be 1-100 characters of letters, digits, '.', '_' or '-'"),
     "model": (str, lambda v: bool(v.strip()), "must not be empty"),
     "base_url": (str, lambda v: _valid_url(v),
@@ -295,7 +295,9 @@ def resolve_defaults(config: GenerateConfig, detected_language: str) -> Generate
         config,
         # Absolute, so a resume from another working directory reads the same seeds and
         # prompts and writes its version under the run's own data folder.
-        seeds=config.seeds.resolve(),
+        # A bundled set name (en_general) is stored as the file it names, so a resume or a
+        # schedule started elsewhere finds the same file.
+        seeds=resolve_seed_path(config.seeds).resolve(),
         data_dir=config.data_dir.resolve(),
         prompts_dir=config.prompts_dir.resolve() if config.prompts_dir else None,
         language=language,

@@ -24,6 +24,7 @@ from selfinstruct.config import (
     flag_name,
     resolve_defaults,
 )
+from selfinstruct.dataset.naming import refuse_inside_version
 from selfinstruct.input_files import require_regular_file
 from selfinstruct.journal import (
     Journal,
@@ -89,6 +90,8 @@ def resume_config(
 
 def _check_data_dir(config: GenerateConfig) -> None:
     target = config.data_dir / config.dataset
+    # Before anything is paid: a dataset folder inside a version would write into it.
+    refuse_inside_version(target, "--data-dir/--dataset")
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -185,7 +188,8 @@ def open_run(
             # so a resume does not pay for them again. Bounded by one request timeout; a
             # Batch API job is not waited for (its id is journaled, a resume polls it).
             wait = 0 if config.batch_api else config.timeout
-            if generator.in_flight and wait:
+            # After a journal failure nothing more can be saved: say nothing about saving.
+            if generator.in_flight and wait and generator.journal.failure is None:
                 print(f"selfinstruct: saving the answers of {generator.in_flight} requests in "
                       f"flight (up to {wait:.0f} s; Ctrl-C again abandons them)",
                       file=sys.stderr)

@@ -27,6 +27,7 @@ from typing import Any
 
 from selfinstruct._errors import InputError
 from selfinstruct.dataset import read_manifest, resolve_version
+from selfinstruct.dataset.naming import refuse_inside_version
 from selfinstruct.report.charts import CHART_BUILDERS
 from selfinstruct.report.page import render_html
 from selfinstruct.report.stats import collect
@@ -84,9 +85,7 @@ def build_report(path: str | Path, output: str | Path | None = None) -> Path:
     folder = resolve_version(path)
     manifest = read_manifest(folder)
     target = Path(output) if output is not None else default_output(folder)
-    if target.resolve().is_relative_to(folder.resolve()):
-        raise InputError(f"--output {target}: inside the version folder {folder}; versions "
-                         "are immutable, choose another folder")
+    refuse_inside_version(target, "--output")
     try:
         return write_report(folder, manifest, target)[0]
     except OSError as exc:
