@@ -68,3 +68,53 @@ class Funnel:
             for reason, n in entry["drops"].items():
                 totals[reason] = totals.get(reason, 0) + n
         return totals
+
+
+# What each funnel stage counts, in pipeline order: the one order every renderer (progress
+# table, dataset card, report chart, flow run report) shows. The "answers" line comes first
+# because it is the request-level check (received = read + unparseable + failed), not a
+# stage candidates pass through. Stages a future pipeline adds follow, in manifest order.
+FUNNEL_STAGES: dict[str, str] = {
+    ANSWERS: "answers", "request": "requests", "parse": "instructions",
+    "filter": "instructions", "target": "instructions", "novelty": "instructions",
+    "classify": "tasks", "instance_filter": "instances", "instances": "tasks",
+    "consistency": "instances", "judge": "instances",
+}
+
+
+@dataclass(frozen=True)
+class FunnelRow:
+    """One funnel line as every renderer shows it, so they cannot disagree on a number.
+
+    `seen` is the manifest's "in" (a keyword in Python); `drops` is sorted most frequent
+    first, ties by reason, so the order is the same in a table, a card and a chart.
+    """
+
+    stage: str
+    counts: str
+    seen: int
+    kept: int
+    dropped: int
+    drops: tuple[tuple[str, int], ...]
+
+    @property
+    def label(self) -> str:
+        """The stage with what it counts; the answers line says it is not about candidates."""
+        if self.stage == ANSWERS:
+            return "answers (model answers, not candidates)"
+        return f"{self.stage} ({self.counts})"
+
+
+def funnel_rows(funnel: dict[str, Any]) -> list[FunnelRow]:
+    """The manifest's funnel (`Funnel.stages`) as rows in the documented stage order."""
+    names = [n for n in FUNNEL_STAGES if n in funnel] + [n for n in funnel
+                                                        if n not in FUNNEL_STAGES]
+    rows = []
+    for name in names:
+        entry = funnel[name]
+        seen, kept = int(entry.get("in", 0)), int(entry.get("kept", 0))
+        drops = sorted(((str(r), int(n)) for r, n in (entry.get("drops") or {}).items()),
+                       key=lambda item: (-item[1], item[0]))
+        rows.append(FunnelRow(name, FUNNEL_STAGES.get(name, "items"), seen, kept, seen - kept,
+                              tuple(drops)))
+    return rows
