@@ -572,10 +572,20 @@ class Generator:
             task.is_classification = False
             return
         verdict = parse_yes_no(completion.text or "", self.prompts.labels)
-        # An unreadable verdict is not a reason to lose the task: treat it as generation.
-        self.funnel.answer(None if verdict is not None else ANSWER_UNPARSEABLE)
-        self.funnel.count("classify", None if verdict is not None else "unreadable_verdict")
         task.is_classification = bool(verdict)
+        if verdict is not None:
+            self.funnel.answer(None)
+            self.funnel.count("classify")
+            return
+        # An unreadable verdict is not a reason to lose the task: it goes on as a generation
+        # task, and the answer is kept as a classify row so it is not lost from the accounts.
+        self.funnel.answer(ANSWER_UNPARSEABLE)
+        text = completion.text or ""
+        self._reject("classify", Drop("unreadable_verdict", f"no Yes/No verdict in the answer "
+                                      f"(finish_reason={completion.finish_reason}); the task "
+                                      f"goes on as a generation task"),
+                     instruction=task.instruction, output=text[:RAW_ANSWER_CHARS],
+                     prompt_hash=sha256_text(request.prompt), request_id=completion.request_id)
 
     def instance_request(self, task: Task) -> Request:
         """Output-first for classification tasks (balanced labels), input-first otherwise."""

@@ -125,15 +125,18 @@ class AnswerError(Exception):
     """
 
     def __init__(self, kind: str, detail: str, *, retryable: bool = True,
-                 finish_reason: str | None = None) -> None:
+                 finish_reason: str | None = None, request_id: str | None = None) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
         self.retryable = retryable
         self.finish_reason = finish_reason
+        # The id of the answer that could not be used: its rejected row names it.
+        self.request_id = request_id
 
     def completion(self, attempts: int = 1) -> Completion:
-        return Completion("", self.finish_reason, error=str(self), attempts=attempts)
+        return Completion("", self.finish_reason, request_id=self.request_id,
+                          error=str(self), attempts=attempts)
 
 
 def clean_text(text: str) -> str:
@@ -203,6 +206,7 @@ def completion_from_body(body: Any, api: str, request_id: Any = None) -> Complet
         raise AnswerError("invalid_response", f"choice 0 is {_kind(choice)}, not an object")
     finish_reason = choice.get("finish_reason")
     finish = clean_text(finish_reason[:40]) if isinstance(finish_reason, str) else None
+    answer_id = coerce_id(request_id) or coerce_id(body.get("id"))
     if api == "chat":
         message = choice.get("message")
         if not isinstance(message, dict):
@@ -215,11 +219,13 @@ def completion_from_body(body: Any, api: str, request_id: Any = None) -> Complet
         raise AnswerError("invalid_response", "choice 0 has no 'text'")
     if text is None:
         raise AnswerError("no_content", f"the model gave no text (finish_reason {finish})",
-                          retryable=False, finish_reason=finish)
+                          retryable=False, finish_reason=finish, request_id=answer_id)
     if not isinstance(text, str):
         raise AnswerError("invalid_response", f"the answer text is {_kind(text)}")
     if len(text) > MAX_ANSWER_CHARS:
-        raise oversized(len(text.encode("utf-8", "surrogatepass")))
+        error = oversized(len(text.encode("utf-8", "surrogatepass")))
+        error.request_id = answer_id
+        raise error
     usage = body.get("usage")
     usage_unknown = usage is not None and not isinstance(usage, dict)
     if not isinstance(usage, dict):
@@ -229,7 +235,7 @@ def completion_from_body(body: Any, api: str, request_id: Any = None) -> Complet
     return Completion(
         text=clean_text(text),
         finish_reason=finish,
-        request_id=coerce_id(request_id) or coerce_id(body.get("id")),
+        request_id=answer_id,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         usage_unknown=usage_unknown or odd_prompt or odd_completion,
