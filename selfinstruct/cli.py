@@ -79,7 +79,10 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=Path, metavar="PATH|NAME",
                    help="seed task file (JSONL, Self-Instruct or Alpaca rows), or the name of a "
                         f"bundled set: {', '.join(bundled_seed_sets())}")
-    p.add_argument("--num-instructions", type=int, help="instructions to accept")
+    p.add_argument("--num-instructions", type=int, metavar="N",
+                   help="usable tasks to produce: tasks with at least one valid instance in "
+                        "train.jsonl (the run tops up with more bootstrap rounds until it has "
+                        "N, unless --max-rounds, --stall-rounds or a budget stops it first)")
     p.add_argument("--dataset", help="dataset name (folder under --data-dir)")
     p.add_argument("--data-dir", type=Path, help="where datasets live (default: data)")
     p.add_argument("--recipe", choices=["self-instruct", "alpaca"],
