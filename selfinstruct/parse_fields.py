@@ -81,7 +81,7 @@ def _label_line(names: dict[str, str]) -> re.Pattern[str]:
     return re.compile(
         rf"^{INDENT}(?:>[ \t]*)?(?:#{{1,6}}[ \t]*)?(?:[-*+•・][ \t]*)?{EMPHASIS}"
         rf"(?:[(（]?\d{{1,3}}[ \t]*[.)．）][ \t]*{EMPHASIS})?"
-        rf"(?P<label>{_words(names)})(?:[ \t]*\d{{1,3}})?(?:[ \t]*[(（][^)）\n]{{0,40}}[)）])?"
+        rf"(?P<label>{_words(names)})s?(?:[ \t]*\d{{1,3}})?(?:[ \t]*[(（][^)）\n]{{0,40}}[)）])?"
         rf"{EMPHASIS}[ \t]*(?:[:：]|(?=[ \t]*$)){EMPHASIS}[ \t\u3000]*(?P<rest>.*)$",
         re.IGNORECASE)
 
@@ -172,8 +172,9 @@ def parse_instances(
     """Parse an instance-generation answer into input/output pairs.
 
     Input-first answers are ``Example k / Input: … / Output: …`` blocks (Input may be absent
-    for tasks without input; the ``Example`` lines may be missing too: a second ``Input:``
-    after an ``Output:`` starts the next example). Output-first answers are
+    for tasks without input, and an ``Example k`` followed by unlabelled text is an output
+    alone; the ``Example`` lines may be missing too: a second ``Input:`` after an ``Output:``
+    starts the next example). Output-first answers are
     ``Class label: … / Input: …`` pairs (an ``Output:`` label counts as the class label). A
     ``Task:`` line after the examples is the model inventing the next task: it ends the answer.
     """
@@ -199,6 +200,10 @@ def parse_instances(
     label_word = labels.class_label if output_first else labels.output
     instances = []
     for item in _scan(text, grammar):
+        if not item.fields and not output_first:
+            # "Example 2" and then plain text: the prompt lets a task without input be
+            # answered by the output alone, and small models drop the "Output:" label too.
+            item.fields["output"] = item.loose
         input_ = item.value("input", labels) or ""
         output = item.value(main, labels)
         if output is None:
@@ -222,8 +227,7 @@ def parse_alpaca(
     ``### Task N`` headings or nothing at all (a new ``Instruction:`` starts the next item)."""
     if not text.strip():
         return []
-    if continuation and text.lstrip(" \t\u3000")[:1] not in ("\n", "\r"):
-        # as in parse_numbered_list: a completion that starts a new line left the head empty
+    if continuation:
         text = f"{first_number}. {labels.instruction}:{text}"
     names = _names(labels, ("instruction", "input", "output"))
 
@@ -238,8 +242,13 @@ def parse_alpaca(
             rf"\d{{1,3}}{EMPHASIS}[ \t]*[.:：)．]?{EMPHASIS}[ \t\u3000]*(?P<rest>.*)$",
             re.IGNORECASE),
         starts_item=starts_item, marker_text="instruction")
+    items = _scan(text, grammar)
+    if not any("input" in item.fields or "output" in item.fields for item in items):
+        # No field of the model's own: prose (a completion that rambles on after the
+        # prompt's "4. Instruction:"), not items with missing fields.
+        return []
     tasks = []
-    for item in _scan(text, grammar):
+    for item in items:
         instruction = item.value("instruction", labels)
         output = item.value("output", labels)
         missing = [word for word, value in ((labels.instruction, instruction),

@@ -230,6 +230,9 @@ def instances(answer, labels=EN, *, output_first=False):
     ("Example 1\nOutput: A poem\nline two\n\nsecond stanza\n\nHope this helps!",
      [("", "A poem\nline two\n\nsecond stanza", None)]),
     ("Example 1\nInput: only input", [("only input", "", "no_output_field")]),
+    # the embedded model's completions: "Example 2" and the output without its label
+    ("Example 2\nAn API is like a phone line.\nYou call it.\n\nExample 3\nOutputs: x",
+     [("", "An API is like a phone line.\nYou call it.", None), ("", "x", None)]),
 ])
 def test_input_first_shapes(answer, expected):
     assert instances(answer) == expected
@@ -313,10 +316,23 @@ def test_alpaca_japanese_chat_shapes():
 
 
 def test_alpaca_item_without_output_has_a_detail():
-    [task] = parse_alpaca("1. Instruction: Only an instruction", EN, 1, continuation=False,
-                          truncated=False)
-    assert (task.instruction, task.reason, task.detail) == (
+    tasks = parse_alpaca("1. Instruction: Only an instruction\n###\n2. Instruction: Fine.\n"
+                         "2. Output: Yes.", EN, 1, continuation=False, truncated=False)
+    assert (tasks[0].instruction, tasks[0].reason, tasks[0].detail) == (
         "Only an instruction", "unparseable", "the item has no 'Output:' field")
+    # An answer with no field of its own is prose, not an item with missing fields.
+    assert parse_alpaca("1. Instruction: Only an instruction", EN, 1, continuation=False,
+                        truncated=False) == []
+
+
+def test_alpaca_completion_may_start_its_instruction_on_a_new_line():
+    answer = "\nWrite a note to a friend.\n4. Input:\n<noinput>\n4. Output:\nHi!\n###"
+    assert alpaca_items(answer) == [("Write a note to a friend.", "", "Hi!", None)]
+
+
+def alpaca_items(answer):
+    return [(p.instruction, p.input, p.output, p.reason)
+            for p in parse_alpaca(answer, EN, 4, continuation=True, truncated=False)]
 
 
 # Shapes that would make a backtracking pattern rescan from every position.
