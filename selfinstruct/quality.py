@@ -21,9 +21,11 @@ found exactly such rows). A second model could be asked instead of a second samp
 a second client in the pipeline, so the same model is the default.
 
 Judge: a rubric prompt (``prompts/<lang>/judge.j2``) scores instruction clarity and output
-correctness from 1 to 5 in a fixed two-line format. Both scores are kept on the row; an
-instance scoring below the threshold on either is dropped, and an answer that cannot be read
-is dropped as ``unparseable_judgement`` (never a crash, never a silent pass).
+correctness from 1 to 5 in a fixed two-line format; judges answer in many others (bold,
+dashes, ``4/5``, JSON, Japanese score names from labels.json), and `parse_judgement` reads
+them all. Both scores are kept on the row; an instance scoring below the threshold on either
+is dropped, and an answer that cannot be read is dropped as ``unparseable_judgement`` (never
+a crash, never a silent pass).
 """
 
 from __future__ import annotations
