@@ -63,5 +63,6 @@ def replay(prompt: str, chat: bool, material: dict[str, Any]) -> StyledAnswer:
                          f"{FIXTURE.name}; re-record with python -m tests.servers.record_real")
     digest = hashlib.sha256(clean._canonical_json({"replay": material}).encode("utf-8")).digest()
     record = pool[int.from_bytes(digest[:8], "big") % len(pool)]
-    return StyledAnswer(kind, lang, record["answer"], finish_reason=record["finish_reason"],
+    return StyledAnswer(kind, lang, record["answer"], items=None,
+                        finish_reason=record["finish_reason"],
                         shapes=[f"recorded:{pool.index(record)}"])

@@ -37,20 +37,23 @@ class StyledAnswer:
 
     ``text`` None is a ``content: null`` answer. ``items`` holds ``(end, clean_text)`` for every
     instruction item embedded in the text, ``end`` being the offset just after the item's last
-    character of markup. ``finish_reason`` overrides "stop" when the text was not cut.
-    ``shapes`` names every deliberate deviation, so tests can count their frequencies.
+    character; None when they are unknown (a replayed real answer). ``finish_reason``
+    overrides "stop" when the text was not cut. ``shapes`` names every deliberate deviation,
+    so tests can count their frequencies.
     """
 
     kind: str
     lang: str
     text: str | None
-    items: list[tuple[int, str]] = field(default_factory=list)
+    items: list[tuple[int, str]] | None = field(default_factory=list)
     finish_reason: str | None = None
     unreadable: bool = False
     shapes: list[str] = field(default_factory=list)
 
-    def offered_within(self, length: int) -> list[str]:
+    def offered_within(self, length: int) -> list[str] | None:
         """Clean texts of the items that lie wholly inside the first ``length`` characters."""
+        if self.items is None:
+            return None
         return [text for end, text in self.items if end <= length]
 
 
