@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from selfinstruct.records import funnel_rows
+
 # Hugging Face's size buckets: (upper bound, label); the last bucket is open-ended.
 _SIZE_BUCKETS = [
     (1_000, "n<1K"),
@@ -167,13 +169,9 @@ def _generation(manifest: dict) -> str:
 def _funnel(funnel: Any) -> str:
     if not isinstance(funnel, dict) or not funnel:
         return ""
-    rows = []
-    for stage, numbers in funnel.items():
-        drops = numbers.get("drops") or {}
-        top = sorted(drops.items(), key=lambda item: (-item[1], item[0]))
-        reasons = ", ".join(f"{reason} ({count})" for reason, count in top) or "—"
-        kept, seen = numbers.get("kept", 0), numbers.get("in", 0)
-        rows.append([stage, seen, kept, seen - kept, reasons])
+    rows = [[row.label, row.seen, row.kept, row.dropped,
+             ", ".join(f"{reason} ({count})" for reason, count in row.drops) or "—"]
+            for row in funnel_rows(funnel)]
     return "## Funnel\n\n" + _table(["Stage", "In", "Kept", "Dropped", "Drop reasons"], rows)
 
 

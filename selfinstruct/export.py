@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 from selfinstruct._errors import InputError
 from selfinstruct.dataset import TRAIN_FILE, iter_rows, refuse_inside_version, require_valid
+from selfinstruct.fileio import atomic_write
 
 STDOUT_NAMES = ("-", "/dev/stdout")
-# Paths here name devices and open descriptors (/dev/fd/3, /proc/self/fd/1), even when they
-# resolve to a regular file: writing through them is what the user asked for.
-_DESCRIPTOR_DIRS = ("/dev/", "/proc/")
 
 
 def user_turn(row: dict) -> str:
@@ -72,7 +68,7 @@ FORMATS: dict[str, Callable[[dict], dict]] = {
 }
 
 
-def write_export(rows: Iterable[dict], fmt: str, out: TextIO) -> int:
+def write_export(rows: Iterable[dict], fmt: str, out: IO[str]) -> int:
     """Write `rows` converted to `fmt` as JSONL to `out`; return the number of records."""
     convert = FORMATS[fmt]
     count = 0
@@ -90,12 +86,9 @@ def is_stdout(output: str | Path | None) -> bool:
 def export_version(path: str | Path, fmt: str, output: str | Path | None = None) -> int:
     """Export a (validated) version to `output`, or to stdout (see `is_stdout`).
 
-    A regular file (new or existing) is written next to its final name and renamed, so a failed
-    export never leaves a truncated file that a training run could pick up; a symlink is
-    followed and its target replaced, so the link stays. Anything else that exists — a device
-    such as /dev/null, a FIFO, a path under /dev or /proc naming an open descriptor — is written
-    through in place, like a shell redirection: replacing it would destroy it. A path inside a
-    version folder is refused, since versions are immutable.
+    Written with `atomic_write`, so a failed export never leaves a truncated file that a
+    training run could pick up, while a symlink, /dev/null, a FIFO or /dev/fd/N behaves as in a
+    shell redirection. A path inside a version folder is refused: versions are immutable.
     """
     folder = require_valid(path)
     rows = iter_rows(folder / TRAIN_FILE)
@@ -105,35 +98,7 @@ def export_version(path: str | Path, fmt: str, output: str | Path | None = None)
     output = Path(output)
     refuse_inside_version(output, "--output")
     try:
-        if _write_in_place(output):
-            with open(output, "w", encoding="utf-8", newline="\n") as handle:
-                return write_export(rows, fmt, handle)
-        return _replace(Path(os.path.realpath(output)), rows, fmt)
+        Path(os.path.realpath(output)).parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(output, lambda handle: write_export(rows, fmt, handle), text=True)
     except OSError as exc:
         raise InputError(f"--output {output}: cannot write: {exc.strerror or exc}") from None
-
-
-def _write_in_place(output: Path) -> bool:
-    """Whether `output` exists as something other than a regular file we may replace."""
-    try:
-        mode = os.stat(output).st_mode  # follows symlinks: the target decides
-    except FileNotFoundError:
-        return False  # a new file (or a dangling link's new target)
-    absolute = os.path.abspath(output)
-    return not stat.S_ISREG(mode) or absolute.startswith(_DESCRIPTOR_DIRS)
-
-
-def _replace(target: Path, rows: Iterable[dict], fmt: str) -> int:
-    """Write `target` atomically (temporary sibling, then rename), keeping an old file's mode."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="\n") as handle:
-            count = write_export(rows, fmt, handle)
-        if target.exists():
-            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return count

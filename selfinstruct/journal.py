@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from selfinstruct._errors import InputError
+from selfinstruct.fileio import atomic_write
 from selfinstruct.llm import Completion
 
 RUNS_DIR = ".runs"
@@ -351,9 +352,7 @@ class _GroupWriter:
 def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:
     """Write ``run.json`` once, atomically; a resumed run reads it back."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "run.json.tmp"
-    tmp.write_bytes(_encode(config))
-    os.replace(tmp, run_dir / "run.json")
+    atomic_write(run_dir / "run.json", _encode(config))
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

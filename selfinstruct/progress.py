@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from selfinstruct.pipeline import Generator
+from selfinstruct.records import funnel_rows
 
 
 def _fmt_tokens(n: int) -> str:
@@ -79,23 +80,25 @@ class ProgressDisplay:
             self._last_print, self._last_stage = now, stage
 
 
-def funnel_table(gen: Generator) -> Table:
-    table = Table(title=f"funnel: {gen.config.dataset} ({gen.config.recipe}, {gen.language}, "
-                        f"{gen.client.model})")
+def funnel_table(funnel: dict[str, Any], title: str) -> Table:
+    """The end-of-run funnel, from the same rows as the card, the report and the flow."""
+    table = Table(title=title)
     table.add_column("stage")
     table.add_column("in", justify="right")
     table.add_column("kept", justify="right")
-    table.add_column("dropped (by reason)")
-    for stage, entry in gen.funnel.stages.items():
-        drops = ", ".join(f"{r} {n}" for r, n in sorted(entry["drops"].items(),
-                                                         key=lambda kv: -kv[1]))
-        table.add_row(stage, str(entry["in"]), str(entry["kept"]), drops or "-")
+    table.add_column("dropped", justify="right")
+    table.add_column("by reason")
+    for row in funnel_rows(funnel):
+        reasons = ", ".join(f"{reason} {n}" for reason, n in row.drops)
+        table.add_row(row.label, str(row.seen), str(row.kept), str(row.dropped), reasons or "-")
     return table
 
 
 def print_summary(gen: Generator, stream: TextIO | None = None) -> None:
     console = Console(file=stream or sys.stderr, highlight=False)
-    console.print(funnel_table(gen))
+    console.print(funnel_table(gen.funnel.stages,
+                               f"funnel: {gen.config.dataset} ({gen.config.recipe}, "
+                               f"{gen.language}, {gen.client.model})"))
     rows = sum(len(t.instances) for t in gen.tasks)
     cost = gen.usage.cost(gen.price)
     console.print(f"{len(gen.tasks)} instructions ({gen.stop_reason}), {rows} instances, "

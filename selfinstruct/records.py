@@ -99,9 +99,14 @@ class FunnelRow:
 
     @property
     def label(self) -> str:
-        """The stage with what it counts; the answers line says it is not about candidates."""
+        """The stage with what it counts; the answers line says it is not about candidates.
+
+        A stage this version does not know (from a newer manifest) shows its name alone.
+        """
         if self.stage == ANSWERS:
             return "answers (model answers, not candidates)"
+        if self.stage not in FUNNEL_STAGES:
+            return self.stage
         return f"{self.stage} ({self.counts})"
 
 

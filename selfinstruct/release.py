@@ -16,9 +16,9 @@ import gzip
 import io
 import os
 import tarfile
-import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 from selfinstruct._errors import InputError, located
 from selfinstruct.dataset import (
@@ -28,6 +28,7 @@ from selfinstruct.dataset import (
     require_releasable,
     sha256_file,
 )
+from selfinstruct.fileio import atomic_write
 
 
 def _member(
@@ -82,11 +83,10 @@ def build_release(version_path: str | Path, output_dir: str | Path) -> Path:
 def _write_archive(
     target: Path, prefix: str, mtime: int, members: list[tuple[str, Path | None]], sums: bytes
 ) -> None:
-    """Write the archive next to `target` and rename it, so a failure leaves no partial file."""
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    """Write the archive with `atomic_write`, so a failure leaves no partial file."""
+
+    def write(raw: IO[bytes]) -> None:
         with (
-            open(tmp, "xb") as raw,
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime) as compressed,
             tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
@@ -100,7 +100,5 @@ def _write_archive(
                 with open(entry, "rb") as handle:
                     size = os.fstat(handle.fileno()).st_size
                     tar.addfile(_member(f"{prefix}/{name}", size, mtime, 0o644), handle)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(target, write)

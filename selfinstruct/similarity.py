@@ -118,6 +118,8 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 
+from selfinstruct.fileio import atomic_write
+
 Language = Literal["en", "ja", "auto"]
 
 DEFAULT_THRESHOLDS: dict[str, float] = {"en": 0.7, "ja": 0.65, "auto": 0.7}
@@ -339,8 +341,6 @@ class NoveltyIndex:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write threshold, language and the texts in insertion order (atomic replace)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         payload = {
             "format": _SAVE_FORMAT,
             "version": _SAVE_VERSION,
@@ -348,8 +348,7 @@ class NoveltyIndex:
             "threshold": self._threshold,
             "texts": self._texts,
         }
-        tmp.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(payload, ensure_ascii=False))
 
     @property
     def threshold(self) -> float:

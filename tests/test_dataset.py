@@ -212,7 +212,9 @@ def test_a_killed_writer_leaves_only_an_ignored_temporary_folder(tmp_path: Path)
 
     leftovers = [p for p in dataset_dir.iterdir()]
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-")
-    assert (leftovers[0] / TRAIN_FILE).stat().st_size > 0  # it really was mid-write
+    # It really was mid-write: train.jsonl's temporary file (`atomic_write`) holds rows.
+    partial = [p for p in leftovers[0].iterdir() if p.name.startswith(f".{TRAIN_FILE}.")]
+    assert len(partial) == 1 and partial[0].stat().st_size > 0
     assert list_versions(dataset_dir) == []
     with pytest.raises(InputError, match="no versions yet"):
         resolve_version(dataset_dir / "latest")

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from selfinstruct import __version__
 from selfinstruct._errors import InputError, located
@@ -40,6 +40,7 @@ from selfinstruct.dataset.layout import (
 from selfinstruct.dataset.naming import check_dataset_name, next_version, refuse_inside_version
 from selfinstruct.dataset.schema import DATA_FILES, TRAIN_SCHEMA, check
 from selfinstruct.dataset.signature import signature_text
+from selfinstruct.fileio import atomic_write, fsync_dir
 from selfinstruct.redact import find_secret
 
 TMP_PREFIX = ".tmp-"
@@ -155,11 +156,12 @@ def _write_rows(
     Returns the file's manifest entry and the distinct task ids (for train rows).
     """
     schema, strict = DATA_FILES[filename]
-    digest = hashlib.sha256()
-    size = count = 0
-    task_ids: set[str] = set()
-    last_touch = time.monotonic()
-    with open(folder / filename, "wb") as handle:
+
+    def write(handle: IO[bytes]) -> tuple[dict[str, Any], set[str]]:
+        digest = hashlib.sha256()
+        size = count = 0
+        task_ids: set[str] = set()
+        last_touch = time.monotonic()
         for count, row in enumerate(rows, start=1):
             problems = list(check(row, schema, "", strict))
             if problems:
@@ -175,9 +177,9 @@ def _write_rows(
             if time.monotonic() - last_touch > _TOUCH_EVERY_SECONDS:
                 os.utime(folder)  # keep a slow write from looking like a crashed one
                 last_touch = time.monotonic()
-        handle.flush()
-        os.fsync(handle.fileno())
-    return {"sha256": digest.hexdigest(), "bytes": size, "rows": count}, task_ids
+        return {"sha256": digest.hexdigest(), "bytes": size, "rows": count}, task_ids
+
+    return atomic_write(folder / filename, write)
 
 
 def _describe_extra_files(folder: Path, names: Iterable[str]) -> dict[str, dict]:
@@ -193,33 +195,18 @@ def _describe_extra_files(folder: Path, names: Iterable[str]) -> dict[str, dict]
             os.fsync(handle.fileno())
         entries[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     for sub in {(folder / name).parent for name in entries}:
-        _fsync_dir(sub)
+        fsync_dir(sub)
     return entries
 
 
 def _write_metadata(folder: Path, manifest: dict) -> None:
     """Write the card, then the manifest that records the card's hash, then its digest."""
     card = render_card(manifest, TRAIN_SCHEMA).encode("utf-8")
-    _write_synced(folder / CARD_FILE, card)
+    atomic_write(folder / CARD_FILE, card)
     manifest["files"][CARD_FILE] = {"sha256": hashlib.sha256(card).hexdigest(), "bytes": len(card)}
     text = json.dumps(manifest, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
-    _write_synced(folder / MANIFEST_FILE, text.encode("utf-8"))
-    _write_synced(folder / SIGNATURE_FILE, signature_text(manifest))
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(folder / MANIFEST_FILE, text.encode("utf-8"))
+    atomic_write(folder / SIGNATURE_FILE, signature_text(manifest))
 
 
 def _commit(tmp: Path, target: Path) -> None:
@@ -228,7 +215,7 @@ def _commit(tmp: Path, target: Path) -> None:
     rename(2) refuses a non-empty target (ENOTEMPTY/EEXIST); the explicit check also refuses an
     empty one, which rename would silently replace.
     """
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if target.exists() or target.is_symlink():
         raise FileExistsError(errno.EEXIST, "version already exists", str(target))
     try:
@@ -237,7 +224,7 @@ def _commit(tmp: Path, target: Path) -> None:
         if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
             raise FileExistsError(errno.EEXIST, "version already exists", str(target)) from exc
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _remove_stale_tmp(dataset_dir: Path) -> None:

@@ -16,16 +16,9 @@ from statistics import mean, median
 from typing import Any
 
 from selfinstruct.filters import text_length
+from selfinstruct.records import funnel_rows
 from selfinstruct.report.fonts import bundled_cjk_font
 from selfinstruct.report.stats import Stats, verb_table
-
-# Stage order of the funnel chart and what each stage counts; unknown stages follow.
-FUNNEL_STAGES = {
-    "request": "requests", "parse": "instructions", "filter": "instructions",
-    "target": "instructions", "novelty": "instructions", "classify": "tasks",
-    "instance_filter": "instances", "instances": "tasks", "consistency": "instances",
-    "judge": "instances",
-}
 
 _KEPT, _DROPPED = "#2a9d8f", "#e76f51"
 _SHADES = ("#264653", "#2a9d8f", "#8ab17d", "#e9c46a", "#d0d0d0")
@@ -74,30 +67,22 @@ def _render(width: float, height: float, draw: Callable[[Any], None]) -> bytes:
     return buffer.getvalue()
 
 
-def _funnel_rows(funnel: dict[str, Any]) -> list[tuple[str, str, int, int, dict[str, int]]]:
-    names = [n for n in FUNNEL_STAGES if n in funnel] + [n for n in funnel
-                                                        if n not in FUNNEL_STAGES]
-    return [(n, FUNNEL_STAGES.get(n, "items"), int(funnel[n].get("in", 0)),
-             int(funnel[n].get("kept", 0)), dict(funnel[n].get("drops") or {})) for n in names]
-
-
 def _funnel_chart(stats: Stats) -> Chart | None:
-    rows = _funnel_rows(stats.manifest.get("funnel") or {})
+    rows = funnel_rows(stats.manifest.get("funnel") or {})
     if not rows:
         return None
 
     def draw(figure: Any) -> None:
         ax = figure.subplots()
         y = list(range(len(rows)))[::-1]
-        largest = max(r[2] for r in rows) or 1
-        ax.barh(y, [r[2] for r in rows], color=_DROPPED, height=0.6, label="dropped")
-        ax.barh(y, [r[3] for r in rows], color=_KEPT, height=0.6, label="kept")
-        for pos, (_, _, seen, kept, drops) in zip(y, rows, strict=True):
-            top = sorted(drops.items(), key=lambda d: (-d[1], d[0]))[:2]
-            why = "; ".join(f"{reason} {count:,}" for reason, count in top)
-            ax.text(seen + largest * 0.02, pos, f"{kept:,}/{seen:,} kept" + (f" — {why}" if why
-                    else ""), va="center", fontsize=8.5)
-        ax.set_yticks(y, [f"{name} ({unit})" for name, unit, *_ in rows])
+        largest = max(row.seen for row in rows) or 1
+        ax.barh(y, [row.seen for row in rows], color=_DROPPED, height=0.6, label="dropped")
+        ax.barh(y, [row.kept for row in rows], color=_KEPT, height=0.6, label="kept")
+        for pos, row in zip(y, rows, strict=True):
+            why = "; ".join(f"{reason} {count:,}" for reason, count in row.drops[:2])
+            ax.text(row.seen + largest * 0.02, pos, f"{row.kept:,}/{row.seen:,} kept"
+                    + (f" — {why}" if why else ""), va="center", fontsize=8.5)
+        ax.set_yticks(y, [row.label for row in rows])
         ax.set_xlim(0, largest * 2.1)
         ax.set_xlabel("count")
         ax.legend(loc="lower right", frameon=False)

@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 
 from selfinstruct import __version__
+from selfinstruct.records import funnel_rows
 from selfinstruct.report.charts import Chart
 from selfinstruct.report.fonts import embedded_subset
 from selfinstruct.report.stats import Stats, task_type, verb_table
@@ -111,7 +112,8 @@ def render_html(stats: Stats, charts: Sequence[Chart]) -> str:
     context = {
         "m": m, "language": stats.language,
         "language_name": {"ja": "Japanese", "en": "English"}[stats.language],
-        "kpis": _kpis(stats), "charts": inline, "verbs": verb_table(stats.verbs),
+        "kpis": _kpis(stats), "charts": inline, "funnel": funnel_rows(m.get("funnel") or {}),
+        "verbs": verb_table(stats.verbs),
         "pairs": stats.top_pairs, "rejections": _rejections(stats.rejected),
         "sample": _sample(stats.rows), "total_rows": f"{len(stats.rows):,}",
         "generator_version": __version__,
