@@ -65,7 +65,9 @@ _CHATTER = re.compile(
     r"[ \t\u3000>*_#]{0,8}(?:let me know|i hope|hope (?:this|these|that)|feel free|"
     r"if you (?:need|want|would|have|'d)|would you like|do you (?:want|need)|"
     r"i can (?:also |provide|generate|create|help|give|make)|happy to help|"
-    r"these (?:tasks|instructions|examples|are|should)|enjoy|good luck|"
+    r"these (?:tasks|instructions|examples|are|should)|enjoy|good luck|note that|remember|"
+    r"(?:each|all|both|any|some|many) of (?:these|the above|them)|"
+    r"これらの(?:タスク|例|指示)|"
     r"他にも|ほかにも|お役に立て|何か|いかがでしょうか|以上|ご不明|必要(?:でしたら|であれば|なら)|"
     r"参考になれば|ご希望)",
     re.IGNORECASE,

@@ -8,8 +8,9 @@ records that answer as ``unparseable_answer``.
 
 A list item may be written ``9. …``, ``9) …``, ``(9) …``, ``**9.** …``, ``９．…`` (full-width),
 ``①…``, ``Task 9: …``, ``**Task 9:** …``, ``### Task 9`` (text on the next line), ``タスク9：…``,
-or as a bullet (``- ``, ``* ``, ``+ ``, ``• ``, ``・``); lists may restart at 1 and bullets may
-follow numbers. Preambles, headings, code fences and closing remarks are not items. Item text
+or as a bullet (``- ``, ``* ``, ``+ ``, ``• ``, ``・``, ``■`` …); lists may restart at 1 and
+bullets may follow numbers. Preambles, headings, code fences, closing remarks and field lines
+under an item (``Input: …``) are not items or item text. Item text
 is returned as the model wrote it (no NFKC): full-width characters are part of Japanese
 text; only the markup around them is matched in either width.
 
@@ -63,7 +64,8 @@ _LABELLED = re.compile(
     rf"^{_LEAD}{EMPHASIS}{_ITEM_WORDS}(?:[ \t]*#?[ \t]*{_NUMBER}{EMPHASIS}[ \t]*[.)．:：\-–—]?"
     rf"|{EMPHASIS}[ \t]*[:：]){EMPHASIS}[ \t\u3000]*(?P<rest>.*)$",
     re.IGNORECASE)
-_BULLET = re.compile(rf"^(?P<indent>{INDENT})(?:[-*+][ \t]+|[•・●▪◦‣][ \t\u3000]*)(?P<rest>.*)$")
+_BULLET = re.compile(
+    rf"^(?P<indent>{INDENT})(?:[-*+][ \t]+|[•・●▪◦‣■□◆◇][ \t\u3000]*)(?P<rest>.*)$")
 # A heading or a line that is bold and nothing else ("**Creative writing:**"): a section
 # title between groups of items, never part of one.
 _TITLE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]|\*\*[^*]+(?::\*\*|\*\*[ \t]*:)[ \t]*$)")

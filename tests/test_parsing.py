@@ -156,6 +156,8 @@ def items(answer, *, continuation=False, truncated=False):
                                                           "Again."]),
     ("**Task 9**: Name a moon.\n**Task #10.** Name a star.\nInstruction 11: Name a comet.",
      ["Name a moon.", "Name a star.", "Name a comet."]),
+    ("9. Explain tides.\n10. Name a bird.\nEach of these tasks is different.",
+     ["Explain tides.", "Name a bird."]),  # a closing remark without a blank line
     ("9. Translate the sentence to French.\nInput: Hello\n**Output:** Bonjour\n"
      "10. Name a planet.", ["Translate the sentence to French.", "Name a planet."]),
 ])
@@ -165,9 +167,10 @@ def test_chat_list_shapes(answer, expected):
 
 @pytest.mark.parametrize(("answer", "expected"), [
     ("タスク9：日本の四季を説明してください。\nタスク１０:敬語に直してください。\n"
-     "・箇条書きの項目です。\n９．全角の番号です。\n①丸数字の項目です。",
+     "・箇条書きの項目です。\n９．全角の番号です。\n①丸数字の項目です。\n（１２）括弧の番号です。\n"
+     "■四角の項目です。\nこれらのタスクは多様です。",
      ["日本の四季を説明してください。", "敬語に直してください。", "箇条書きの項目です。",
-      "全角の番号です。", "丸数字の項目です。"]),
+      "全角の番号です。", "丸数字の項目です。", "括弧の番号です。", "四角の項目です。"]),
     ("もちろんです！以下をご覧ください：\n\n**９．** 最初の項目。\n### タスク10\n次の項目。\n\n"
      "他にも必要でしたらお知らせください。", ["最初の項目。", "次の項目。"]),
     # full-width letters in an item are Japanese text, returned as written (not NFKC'd)
