@@ -16,6 +16,8 @@ import random
 import re
 import subprocess
 import sys
+import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +31,7 @@ from tests.servers import messy_fields, messy_lists, recorded, styled
 from tests.servers.openai_server import (
     RunningServer,
     apply_stop_and_max_tokens,
+    fingerprint_of,
     generate_answer,
     start_server,
 )
@@ -462,3 +465,16 @@ def test_faults_combine_with_the_messy_style() -> None:
     assert whole["fault"] is None and not whole["unreadable"]
     assert whole["offered"] == expected.offered_within(
         len(retried.choices[0].message.content))
+
+
+def test_messy_server_waits_the_fingerprints_delay(messy_server: RunningServer) -> None:
+    """A request whose fingerprint draws a tail delay really waits it (a lower bound only)."""
+    bodies = ({"model": "test-model", "prompt": "Say hi.", "seed": seed} for seed in range(2000))
+    body = next(b for b in bodies if messy_latency_ms(fingerprint_of(b), 0.0) > 150)
+    started = time.monotonic()
+    request = urllib.request.Request(f"{messy_server.base_url}/completions",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Authorization": "Bearer test"})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 200
+    assert time.monotonic() - started >= messy_latency_ms(fingerprint_of(body), 0.0) / 1000
