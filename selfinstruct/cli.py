@@ -199,7 +199,7 @@ def _generate_with_prefect(config: Any, api_key: str | None, run_dir: Path | Non
                           runner: dict[str, Any]) -> int:
     cli_flows.export_secrets(api_key, config.base_url)
     prefect_env.configure()
-    from flows.generate import generate_dataset
+    from selfinstruct.orchestration.generate import generate_dataset
     from selfinstruct.pipeline import BudgetExhausted, EmptyDataset
 
     try:

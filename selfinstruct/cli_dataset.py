@@ -187,7 +187,7 @@ def _release(args: argparse.Namespace) -> int:
         from selfinstruct import prefect_env
 
         prefect_env.configure()
-        from flows.release import release_dataset
+        from selfinstruct.orchestration.release import release_dataset
 
         result = release_dataset(version=str(args.path), output_dir=str(args.output_dir),
                                  push_to_hub=args.push_to_hub, private=args.private)

@@ -124,18 +124,22 @@ def build_deployment(name: str, cron: str, timezone: str,
                      parameters: dict[str, Any]) -> RunnerDeployment:
     """The cron deployment of `scheduled_release` (Prefect must be configured first)."""
     from prefect.client.schemas.schedules import CronSchedule
+    from prefect.types.entrypoint import EntrypointType
     from pydantic import ValidationError
 
-    from flows.schedule import scheduled_release
+    from selfinstruct.orchestration.schedule import scheduled_release
 
     try:
         schedule = CronSchedule(cron=cron, timezone=timezone)
     except ValidationError as exc:
         problem = "; ".join(error["msg"] for error in exc.errors())
         raise InputError(f"--cron {cron!r} / --timezone {timezone!r}: {problem}") from None
+    # A module entry point: flow runs import it from the installed package, wherever the
+    # serving process was started (a file path would be relative to its working directory).
     return scheduled_release.to_deployment(
         name=name, schedules=[schedule], parameters=parameters,
         description="Generate a new selfinstruct dataset version, then release it.",
+        entrypoint_type=EntrypointType.MODULE_PATH,
     )
 
 

@@ -131,8 +131,8 @@ def harness_env() -> dict[str, str]:
 
 
 def test_generate_dataset_flow(prefect_harness, openai_server, tmp_path, api_key):
-    from flows.artifacts import report_link
-    from flows.generate import generate_dataset
+    from selfinstruct.orchestration.artifacts import report_link
+    from selfinstruct.orchestration.generate import generate_dataset
 
     config = flow_config(tmp_path, openai_server)
     state = generate_dataset(config=config, return_state=True)
@@ -173,7 +173,7 @@ def test_generate_dataset_flow(prefect_harness, openai_server, tmp_path, api_key
 
 def test_failed_flow_resumes_without_rerequesting(prefect_harness, openai_server, tmp_path,
                                                   fail_once, api_key):
-    from flows.generate import generate_dataset
+    from selfinstruct.orchestration.generate import generate_dataset
 
     config = flow_config(tmp_path, openai_server)
     failed = generate_dataset(config=config, return_state=True)
@@ -192,7 +192,7 @@ def test_failed_flow_resumes_without_rerequesting(prefect_harness, openai_server
 
 def test_flow_retry_replays_the_journal(prefect_harness, openai_server, tmp_path, fail_once,
                                         api_key):
-    from flows.generate import generate_dataset
+    from selfinstruct.orchestration.generate import generate_dataset
 
     config = flow_config(tmp_path, openai_server)
     retried = generate_dataset.with_options(retries=1, retry_delay_seconds=0)
@@ -204,7 +204,7 @@ def test_flow_retry_replays_the_journal(prefect_harness, openai_server, tmp_path
 
 def test_killed_cli_run_resumes(prefect_harness, tmp_path):
     """`selfinstruct generate --prefect` killed mid-run; the same parameters finish the run."""
-    from flows.generate import generate_dataset
+    from selfinstruct.orchestration.generate import generate_dataset
 
     with start_server(latency_ms=40) as server:
         config = flow_config(tmp_path, server, concurrency=2)
@@ -239,7 +239,7 @@ def test_release_flow_and_scheduled_release_with_hub(prefect_harness, openai_ser
     generates nor publishes again (a second publish would be refused: tags are immutable)."""
     code = textwrap.dedent("""
         import json, sys
-        from flows.schedule import scheduled_release
+        from selfinstruct.orchestration.schedule import scheduled_release
 
         config, dist = json.loads(sys.argv[1]), sys.argv[2]
         results = []
@@ -271,7 +271,7 @@ def test_release_flow_and_scheduled_release_with_hub(prefect_harness, openai_ser
 
 
 def test_release_flow_without_hub(prefect_harness, tmp_path):
-    from flows.release import release_dataset
+    from selfinstruct.orchestration.release import release_dataset
 
     folder = write_sample(tmp_path / "data" / "demo")
     state = release_dataset(version=str(tmp_path / "data" / "demo" / "latest"),
@@ -308,13 +308,13 @@ def dask_cluster() -> Iterator[Any]:
 
 def test_dask_path_writes_the_in_process_version(prefect_harness, openai_server, tmp_path,
                                                   dask_cluster, api_key, monkeypatch):
-    import flows.scale_out
-    from flows.generate import generate_dataset
+    import selfinstruct.orchestration.scale_out as scale_out
     from selfinstruct.llm import LLMClient
+    from selfinstruct.orchestration.generate import generate_dataset
 
     # One transient failure on a worker: the batch task is retried (no delay in tests).
-    monkeypatch.setattr(flows.scale_out, "answer_requests",
-                        flows.scale_out.answer_requests.with_options(retry_delay_seconds=0))
+    monkeypatch.setattr(scale_out, "answer_requests",
+                        scale_out.answer_requests.with_options(retry_delay_seconds=0))
     original, failures = LLMClient.run_batch, []
 
     def flaky(client: LLMClient, requests: list) -> list:

@@ -76,7 +76,8 @@ def test_serve_builds_the_cron_deployment_without_secrets():
     assert parameters["dask_address"] == "tcp://127.0.0.1:8786"
     deployment = build_deployment("nightly", "0 3 * * *", "Europe/Paris", parameters)
     assert deployment.name == "nightly" and deployment.flow_name == "scheduled_release"
-    assert deployment.entrypoint.endswith("flows/schedule.py:scheduled_release")
+    # A module path: flow runs find it in the installed package, whatever their cwd.
+    assert deployment.entrypoint == "selfinstruct.orchestration.schedule.scheduled_release"
     (schedule,) = deployment.schedules
     assert schedule.schedule.cron == "0 3 * * *"
     assert schedule.schedule.timezone == "Europe/Paris"

@@ -17,6 +17,7 @@ from typing import Any
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from selfinstruct.dataset import read_manifest
+from selfinstruct.records import funnel_rows
 from selfinstruct.report import HTML_FILE, REPORT_DIR, default_output
 
 
@@ -80,10 +81,9 @@ def funnel_markdown(version: Path, manifest: dict[str, Any]) -> str:
         ["Report", f"`{report_link(version).resolve()}`"],
     ])
     funnel = _table(["Stage", "In", "Kept", "Dropped", "Drops by reason"], [
-        [stage, entry["in"], entry["kept"], entry["in"] - entry["kept"],
-         ", ".join(f"{reason}: {n}" for reason, n in
-                   sorted(entry["drops"].items(), key=lambda item: -item[1])) or "-"]
-        for stage, entry in manifest.get("funnel", {}).items()
+        [row.label, row.seen, row.kept, row.dropped,
+         ", ".join(f"{reason}: {n}" for reason, n in row.drops) or "-"]
+        for row in funnel_rows(manifest.get("funnel") or {})
     ])
     usage = manifest.get("usage", {})
     fields = ("requests", "cached", "failed", "retries", "prompt_tokens", "completion_tokens")
