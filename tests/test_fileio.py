@@ -68,8 +68,14 @@ def test_a_fifo_is_written_through(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["pipe"]
 
 
-def test_dev_null_is_written_not_replaced() -> None:
-    before = os.stat("/dev/null")
-    atomic_write("/dev/null", b"discarded")
-    after = os.stat("/dev/null")
-    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+def test_a_descriptor_path_is_written_through_not_replaced(tmp_path: Path) -> None:
+    """/dev/fd/N names an open descriptor even when it resolves to a regular file: the write
+    goes through it (like a shell redirection) and the file keeps its inode. (Not /dev/null:
+    a broken helper run as root would replace the machine's /dev/null.)"""
+    path = tmp_path / "opened.txt"
+    with open(path, "wb") as handle:
+        before = os.fstat(handle.fileno()).st_ino
+        atomic_write(f"/dev/fd/{handle.fileno()}", b"through the descriptor")
+    assert path.read_bytes() == b"through the descriptor"
+    assert path.stat().st_ino == before
+    assert [p.name for p in tmp_path.iterdir()] == ["opened.txt"]
