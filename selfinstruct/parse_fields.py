@@ -20,7 +20,7 @@ inside one answer, and a Japanese output under an ``Output:`` label is still the
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from selfinstruct.parse_text import (
@@ -68,9 +68,9 @@ class _Item:
         return value
 
 
-def _words(names: dict[str, str]) -> str:
+def _words(names: Iterable[str]) -> str:
     """A regex alternative of label words, longest first (so "Class label" beats "Class")."""
-    return "|".join(re.escape(w) for w in sorted(names, key=len, reverse=True))
+    return "|".join(re.escape(w) for w in sorted(set(names), key=len, reverse=True))
 
 
 def _label_line(names: dict[str, str]) -> re.Pattern[str]:
@@ -191,7 +191,7 @@ def parse_instances(
         return name in item.fields or (
             not output_first and name == "input" and "output" in item.fields)
 
-    task_words = _words({labels.task: "", **dict.fromkeys(_TASK_WORDS, "")})
+    task_words = _words((labels.task, *_TASK_WORDS))
     grammar = _Grammar(
         labels=_label_line(names), names=names,
         marker=_marker_line((labels.example, *_EXAMPLE_WORDS)), starts_item=starts_item,
@@ -237,8 +237,8 @@ def parse_alpaca(
     grammar = _Grammar(
         labels=_label_line(names), names=names,
         marker=re.compile(
-            rf"^{INDENT}(?:#{{1,6}}[ \t]*{EMPHASIS}(?:(?:{_words(dict.fromkeys(_TASK_WORDS))})"
-            rf"[ \t]*)?|{EMPHASIS}(?:{_words(dict.fromkeys(_TASK_WORDS))})[ \t]*)#?[ \t]*"
+            rf"^{INDENT}(?:#{{1,6}}[ \t]*{EMPHASIS}(?:(?:{_words(_TASK_WORDS)})"
+            rf"[ \t]*)?|{EMPHASIS}(?:{_words(_TASK_WORDS)})[ \t]*)#?[ \t]*"
             rf"\d{{1,3}}{EMPHASIS}[ \t]*[.:：)．]?{EMPHASIS}[ \t\u3000]*(?P<rest>.*)$",
             re.IGNORECASE),
         starts_item=starts_item, marker_text="instruction")

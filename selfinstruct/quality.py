@@ -153,10 +153,11 @@ def judge(
             continue
         clarity, correctness = scores
         low = min(clarity, correctness)
-        drop = (Drop("low_judge_score", f"clarity {clarity}, correctness {correctness} "
-                                        f"(needs {s.judge_min_score})")
-                if low < s.judge_min_score else None)
-        results.append(Judgement(clarity, correctness, drop))
+        low_score: Drop | None = (Drop("low_judge_score", f"clarity {clarity}, correctness "
+                                                          f"{correctness} (needs "
+                                                          f"{s.judge_min_score})")
+                                 if low < s.judge_min_score else None)
+        results.append(Judgement(clarity, correctness, low_score))
     return results
 
 

@@ -156,8 +156,8 @@ def find_leftover(text: str, *, instruction: bool, context: str = "") -> str | N
     for match in (_LABEL_INLINE if instruction else _LABEL_LINE).finditer(text):
         if match.group("label").lower() not in mentioned:
             return match.group(0).strip()
-    match = _MARKERS.search(text) or (_MERGED.search(text) if instruction else None)
-    return match.group(0).strip() if match else None
+    marker = _MARKERS.search(text) or (_MERGED.search(text) if instruction else None)
+    return marker.group(0).strip() if marker else None
 
 
 @dataclass(frozen=True)
