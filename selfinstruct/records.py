@@ -5,7 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfinstruct.parsing import ParsedInstance
+
+@dataclass
+class Instance:
+    """One (input, output) example of a task, with the judge's scores when a judge ran.
+
+    Scores live here, on the instance they belong to, so dropping an instance drops its
+    scores with it (they used to be a list kept parallel to `Task.instances`).
+    """
+
+    input: str
+    output: str
+    clarity: int | None = None
+    correctness: int | None = None
 
 
 @dataclass
@@ -20,11 +32,9 @@ class Task:
     most_similar: list[tuple[str, float]]  # (instruction, ROUGE-L F), nearest first
     avg_similarity: float | None
     is_classification: bool | None = None
-    instances: list[ParsedInstance] = field(default_factory=list)
+    instances: list[Instance] = field(default_factory=list)
     instance_prompt_hash: str | None = None
     instance_request_id: str | None = None
-    # (clarity, correctness) per instance when an LLM judge ran, parallel to `instances`.
-    scores: list[tuple[int | None, int | None]] | None = None
 
 
 ANSWERS = "answers"

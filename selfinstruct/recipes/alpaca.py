@@ -1,0 +1,67 @@
+"""Alpaca (Taori et al. 2023): one request yields up to 20 (instruction, input, output) items.
+
+Each prompt shows `alpaca_examples` seed tasks with their first instance; an answer's items go
+through the same gate as Self-Instruct's instructions, and an accepted item's instance through
+the same instance checks. No later stages: the items carry their instances, and no
+classification label (`is_classification` stays None).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from selfinstruct.llm import Completion, Request
+from selfinstruct.parsing import ParsedInstance, parse_alpaca
+from selfinstruct.prompts import sha256_text
+from selfinstruct.recipes.base import NoLaterStages, prompt_instruction
+from selfinstruct.recipes.self_instruct import few_shot_examples
+from selfinstruct.window import InFlight
+
+if TYPE_CHECKING:
+    from selfinstruct.engine.core import Engine
+
+
+class Alpaca(NoLaterStages):
+    name: ClassVar[str] = "alpaca"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # Unused here, but drawn as every run has drawn them since the first release: skipping
+        # the draws would shift every later prompt, so a journal written before could not be
+        # resumed (its request keys would no longer match).
+        few_shot_examples(engine.rng, engine.seeds, engine.config)
+
+    def generation_request(self, nonce: str) -> tuple[Request, int]:
+        """The request, and the number its answer's first new item carries."""
+        engine, cfg = self.engine, self.engine.config
+        with_instances = [t for t in engine.seeds.tasks if t.instances]
+        picked = engine.rng.sample(with_instances,
+                                   min(cfg.alpaca_examples, len(with_instances)))
+        shown = [{"instruction": prompt_instruction(t.instruction),
+                  "input": t.instances[0].input, "output": t.instances[0].output}
+                 for t in picked]
+        prompt = engine.prompts.render("alpaca", num_tasks=cfg.alpaca_tasks, tasks=shown)
+        n = cfg.alpaca_tasks
+        params = engine.dispatch.params("alpaca", temperature=1.0, top_p=1.0,
+                                        stop=[f"\n{n}", f"{n}.", f"{n} ."])
+        return engine.dispatch.request("alpaca", prompt, params, nonce), len(shown) + 1
+
+    def read_generation(self, item: InFlight, completion: Completion) -> None:
+        engine, request = self.engine, item.request
+        if engine.ledger.request_failed(request, completion):
+            return
+        items = parse_alpaca(completion.text or "", engine.prompts.labels, item.context,
+                             continuation=engine.config.api == "completions",
+                             truncated=completion.finish_reason == "length")
+        if not items:
+            engine.ledger.unparseable(request, completion, "instruction/input/output item")
+            return
+        engine.funnel.answer(None)
+        prompt_hash = sha256_text(request.prompt)
+        for parsed in items:
+            task = engine.gate.consider(parsed.instruction, parsed.reason, parsed.detail,
+                                        prompt_hash, completion.request_id)
+            if task is not None:
+                task.instance_prompt_hash = prompt_hash
+                task.instance_request_id = completion.request_id
+                engine.gate.keep_instances(task, [ParsedInstance(parsed.input, parsed.output)])
