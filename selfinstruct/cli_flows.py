@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from selfinstruct import prefect_env
 from selfinstruct._errors import InputError
@@ -136,11 +136,14 @@ def build_deployment(name: str, cron: str, timezone: str,
         raise InputError(f"--cron {cron!r} / --timezone {timezone!r}: {problem}") from None
     # A module entry point: flow runs import it from the installed package, wherever the
     # serving process was started (a file path would be relative to its working directory).
-    return scheduled_release.to_deployment(
+    deployment = scheduled_release.to_deployment(
         name=name, schedules=[schedule], parameters=parameters,
         description="Generate a new selfinstruct dataset version, then release it.",
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
+    # `to_deployment` is "sync compatible": called outside an event loop it returns the
+    # deployment itself, never the coroutine its annotation also allows.
+    return cast("RunnerDeployment", deployment)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -377,3 +377,26 @@ def test_cron_deployment_gets_scheduled_runs(prefect_harness, tmp_path):
     assert {(run.expected_start_time.hour, run.expected_start_time.minute) for run in runs} == {
         (3, 0)}
     assert runs[0].parameters == parameters
+
+
+def test_run_identity_names_one_run_per_settings(tmp_path):
+    """Speed settings and budgets may change on a re-run; what shapes the output may not."""
+    from selfinstruct.journal import runs_root
+    from selfinstruct.run_identity import finished_version, identity_key, named_run
+
+    def settings(**changes: Any) -> Any:
+        return build_config({"seeds": "seeds/en_general.jsonl", "dataset": "id",
+                             "data_dir": str(tmp_path), "base_url": "http://127.0.0.1:9/v1",
+                             "model": "m", "seed": 1, "num_instructions": 10, **changes},
+                            environ={})
+
+    key = identity_key(settings())
+    assert identity_key(settings(concurrency=3, max_cost=2.0, rpm=60)) == key
+    assert identity_key(settings(num_instructions=11)) != key
+    assert identity_key(settings(), run_key="2030-01-01") != key
+    first = named_run(settings())
+    assert first.parent == runs_root(tmp_path, "id") and first.name.endswith(f"-k{key}")
+    assert not first.exists() and finished_version(first) is None
+    first.mkdir(parents=True)  # a flow run opened it: the same settings find it again
+    assert named_run(settings(concurrency=7)) == first
+    assert named_run(settings(), run_key="other") != first

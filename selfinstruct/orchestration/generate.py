@@ -50,7 +50,7 @@ TaskRunnerName = Literal["local", "dask"]
 def prefect_step(name: str, fn: Callable[..., Any], *args: Any) -> Any:
     """Execute one pipeline step as a Prefect task run named after the step."""
     # The generator's state lives in this process; the journal, not Prefect, persists it.
-    return task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)(*args)
+    return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)(*args)
 
 
 @flow(name="generate_dataset", flow_run_name="generate-{config[dataset]}")

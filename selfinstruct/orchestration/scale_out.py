@@ -57,9 +57,7 @@ def install(gen: Generator, runner: DaskTaskRunner) -> RemoteInstanceClient:
     """Route the run's instance requests to the cluster behind `runner`."""
 
     def send(endpoint: dict[str, Any], requests: list[Request]) -> BatchHandle:
-        # `answer_requests` is looked up at call time so tests can set its retry delay.
-        future: BatchHandle = runner.submit(answer_requests,
-                                            {"endpoint": endpoint, "requests": requests})
+        future = runner.submit(answer_requests, {"endpoint": endpoint, "requests": requests})
         return future
 
     workers = max(1, sum(runner.client.nthreads().values()))
