@@ -13,6 +13,12 @@ Normalised before comparing (and only these):
 * everything else that varies per run (timestamps, run ids, absolute paths) lives in manifest
   fields the fixture does not store: only `funnel`, `target` and `usage` are kept.
 
+`old_journals/<case>/` hold journals written by the pipeline before the engine/recipe split
+(commit fd1d650), stopped part-way; `{REPO}`, `{DATA}` and `{BASE_URL}` in their run.json
+stand for the checkout, the data folder and the test server. Resuming them must reuse every
+stored answer (request keys unchanged) and finish with the same rows as the golden run. They
+are not regenerated: they are the old code's output.
+
 Regenerating the fixtures is for INTENDED behaviour changes only (a new filter, a prompt
 change), never to make a refactor pass: ``python -m tests.test_golden --regenerate``
 (or ``SELFINSTRUCT_GOLDEN_REGENERATE=1`` with pytest) rewrites them; review the diff.
@@ -94,6 +100,11 @@ def regenerate(workdir: Path) -> None:
             (folder / file).write_text(text, encoding="utf-8")
 
 
+def golden_files(name: str) -> dict[str, str]:
+    return {file: (FIXTURES / name / file).read_text(encoding="utf-8")
+            for file in ("train.jsonl", "rejected.jsonl", "manifest.json")}
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_run_is_unchanged(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                  ) -> None:
@@ -104,9 +115,42 @@ def test_golden_run_is_unchanged(name: str, tmp_path: Path, capsys: pytest.Captu
         folder.mkdir(parents=True, exist_ok=True)
         for file, text in files.items():
             (folder / file).write_text(text, encoding="utf-8")
-    for file, text in files.items():
-        expected = (FIXTURES / name / file).read_text(encoding="utf-8")
+    for file, expected in golden_files(name).items():
+        text = files[file]
         assert text == expected, f"{name}/{file} changed at {first_difference(expected, text)}"
+
+
+@pytest.mark.parametrize("name", ["self_instruct_ja", "alpaca_en"])
+def test_a_journal_written_before_the_split_resumes_to_the_golden_rows(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Old journal + new code: no stored answer is asked again, and the rows are golden."""
+    source = FIXTURES / "old_journals" / name
+    data_dir = tmp_path / "data"
+    with start_server() as server:
+        record = (source / "run.json").read_text(encoding="utf-8")
+        for placeholder, value in (("{REPO}", str(Path.cwd())), ("{DATA}", str(data_dir)),
+                                   ("{BASE_URL}", server.base_url)):
+            record = record.replace(placeholder, value)
+        run_dir = data_dir / "golden" / ".runs" / json.loads(record)["run_id"]
+        run_dir.mkdir(parents=True)
+        (run_dir / "run.json").write_text(record, encoding="utf-8")
+        journal = (source / "journal.jsonl").read_text(encoding="utf-8")
+        (run_dir / "journal.jsonl").write_text(journal, encoding="utf-8")
+        code = main(["generate", "--resume", "--dataset", "golden", "--data-dir", str(data_dir),
+                     "--base-url", server.base_url, "--api-key", "k", "--no-progress"])
+        sent = server.stats()["successes_total"]
+    assert code == 0, capsys.readouterr().err
+    stored = sum(1 for line in journal.splitlines() if json.loads(line)["type"] == "answer")
+    (version,) = (data_dir / "golden").glob("v*")
+    manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+    cached = sum(stage["cached"] for stage in manifest["usage"].values())
+    assert cached == stored  # every old answer matched its request's key
+    golden = golden_files(name)
+    assert sent == json.loads(golden["manifest.json"])["funnel"]["answers"]["in"] - stored
+    for file in ("train.jsonl", "rejected.jsonl"):
+        text = normalise((version / file).read_text(encoding="utf-8"))
+        assert text == golden[file], f"{name}/{file}: {first_difference(golden[file], text)}"
+    assert manifest["funnel"] == json.loads(golden["manifest.json"])["funnel"]
 
 
 if __name__ == "__main__":
