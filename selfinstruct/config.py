@@ -29,6 +29,7 @@ from selfinstruct.input_files import require_regular_file
 from selfinstruct.prompts import LANGUAGES
 from selfinstruct.redact import redact, strip_url_credentials
 from selfinstruct.seeds import resolve_seed_path
+from selfinstruct.validation import BOOLEAN, Rule, integer, one_of, refuse_unknown
 
 RECIPES = ("self-instruct", "alpaca")
 APIS = ("chat", "completions")
@@ -100,53 +101,57 @@ class GenerateConfig:
         return out
 
 
-# name: (type, check, message) — the checks every source of a value goes through.
-_RULES: dict[str, tuple[type, Any, str]] = {
-    "num_instructions": (int, lambda v: 0 < v <= 10_000_000, "must be a positive integer"),
-    "concurrency": (int, lambda v: 0 < v <= 1024, "must be an integer from 1 to 1024"),
-    "lookahead": (int, lambda v: 0 < v <= 1024, "must be an integer from 1 to 1024"),
-    "requests_per_round": (int, lambda v: 0 < v <= 4096, "must be a positive integer"),
-    "seed": (int, lambda v: 0 <= v < 2**63, "must be a non-negative integer"),
-    "similarity_threshold": (float, lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    "seed_examples": (int, lambda v: 0 <= v <= 64, "must be an integer from 0 to 64"),
-    "machine_examples": (int, lambda v: 0 <= v <= 64, "must be an integer from 0 to 64"),
-    "alpaca_examples": (int, lambda v: 1 <= v <= 64, "must be an integer from 1 to 64"),
-    "alpaca_tasks": (int, lambda v: 2 <= v <= 100, "must be an integer from 2 to 100"),
-    "classify_examples": (int, lambda v: 0 <= v <= 200, "must be an integer from 0 to 200"),
-    "instance_examples": (int, lambda v: 0 <= v <= 50, "must be an integer from 0 to 50"),
-    "max_instances": (int, lambda v: 1 <= v <= 100, "must be an integer from 1 to 100"),
-    "max_rounds": (int, lambda v: v > 0, "must be a positive integer"),
-    "stall_rounds": (int, lambda v: v > 0, "must be a positive integer"),
-    "timeout": (float, lambda v: 0 < v <= 86_400, "must be a positive number of seconds"),
-    "max_retries": (int, lambda v: 0 <= v <= 100, "must be an integer from 0 to 100"),
-    "retry_base_delay": (float, lambda v: 0 <= v <= 600, "must be between 0 and 600 seconds"),
-    "recipe": (str, lambda v: v in RECIPES, f"must be one of {', '.join(RECIPES)}"),
-    "api": (str, lambda v: v in APIS, f"must be one of {', '.join(APIS)}"),
-    "language": (str, lambda v: v in LANGUAGES, f"must be one of {', '.join(LANGUAGES)}"),
-    "dataset": (str, lambda v: bool(DATASET_NAME_RE.fullmatch(v)),
-                "must be 1-100 characters of letters, digits, '.', '_' or '-'"),
-    "model": (str, lambda v: bool(v.strip()), "must not be empty"),
-    "base_url": (str, lambda v: _valid_url(v),
-                 "must be an http(s) URL with a host and a port from 1 to 65535, such as "
-                 "http://127.0.0.1:8000/v1"),
-    "license": (str, lambda v: bool(v.strip()), "must not be empty"),
-    "seeds": (Path, lambda v: True, ""),
-    "data_dir": (Path, lambda v: True, ""),
-    "prompts_dir": (Path, lambda v: True, ""),
-    "stage_max_tokens": (dict, lambda v: all(_positive_int(n) for n in v.values()),
-                         "must map stage names to positive integers"),
-    "filters": (FilterSettings, lambda v: True, ""),
-    "batch_api": (bool, lambda v: True, "must be true or false"),
-    "batch_size": (int, lambda v: 0 < v <= 50_000, "must be an integer from 1 to 50000 "
-                                                   "(OpenAI's limit per batch file)"),
-    "batch_poll_interval": (float, lambda v: 0 < v <= 3600, "must be from 0 to 3600 seconds"),
-    "rpm": (float, lambda v: v > 0, "must be a positive number of requests per minute"),
-    "tpm": (float, lambda v: v > 0, "must be a positive number of tokens per minute"),
-    "max_requests": (int, lambda v: v > 0, "must be a positive integer"),
-    "max_tokens": (int, lambda v: v > 0, "must be a positive integer"),
-    "max_cost": (float, lambda v: v > 0, "must be a positive amount (USD)"),
-    "prices": (dict, lambda v: all(_valid_price(p) for p in v.values()),
-               "must map model names to {input = USD per 1M tokens, output = ...}"),
+# The rule of every setting, whichever source (flag, TOML, environment, run.json) gives it.
+_RULES: dict[str, Rule] = {
+    "num_instructions": integer(1, 10_000_000, "must be a positive integer"),
+    "concurrency": integer(1, 1024),
+    "lookahead": integer(1, 1024),
+    "requests_per_round": integer(1, 4096, "must be a positive integer"),
+    "seed": integer(0, 2**63 - 1, "must be a non-negative integer"),
+    "similarity_threshold": Rule(float, lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "seed_examples": integer(0, 64),
+    "machine_examples": integer(0, 64),
+    "alpaca_examples": integer(1, 64),
+    "alpaca_tasks": integer(2, 100),
+    "classify_examples": integer(0, 200),
+    "instance_examples": integer(0, 50),
+    "max_instances": integer(1, 100),
+    "max_rounds": Rule(int, lambda v: v > 0, "must be a positive integer"),
+    "stall_rounds": Rule(int, lambda v: v > 0, "must be a positive integer"),
+    "timeout": Rule(float, lambda v: 0 < v <= 86_400, "must be a positive number of seconds"),
+    "max_retries": integer(0, 100),
+    "retry_base_delay": Rule(float, lambda v: 0 <= v <= 600,
+                             "must be between 0 and 600 seconds"),
+    "recipe": one_of(RECIPES),
+    "api": one_of(APIS),
+    "language": one_of(LANGUAGES),
+    "dataset": Rule(str, lambda v: bool(DATASET_NAME_RE.fullmatch(v)),
+                    "must be 1-100 characters of letters, digits, '.', '_' or '-'"),
+    "model": Rule(str, lambda v: bool(v.strip()), "must not be empty"),
+    # A URL may carry a password: an error line shows only its redacted form.
+    "base_url": Rule(str, lambda v: _valid_url(v),
+                     "must be an http(s) URL with a host and a port from 1 to 65535, such as "
+                     "http://127.0.0.1:8000/v1", show=lambda v: redact(repr(v))),
+    "license": Rule(str, lambda v: bool(v.strip()), "must not be empty"),
+    "seeds": Rule(Path, message="must be a path"),
+    "data_dir": Rule(Path, message="must be a path"),
+    "prompts_dir": Rule(Path, message="must be a path"),
+    "stage_max_tokens": Rule(dict, lambda v: all(_positive_int(n) for n in v.values()),
+                             "must map stage names to positive integers"),
+    # A table of its own rules (FilterSettings.from_mapping); listed so the key is known.
+    "filters": Rule(FilterSettings),
+    "batch_api": BOOLEAN,
+    "batch_size": integer(1, 50_000, "must be an integer from 1 to 50000 "
+                                     "(OpenAI's limit per batch file)"),
+    "batch_poll_interval": Rule(float, lambda v: 0 < v <= 3600,
+                                "must be from 0 to 3600 seconds"),
+    "rpm": Rule(float, lambda v: v > 0, "must be a positive number of requests per minute"),
+    "tpm": Rule(float, lambda v: v > 0, "must be a positive number of tokens per minute"),
+    "max_requests": Rule(int, lambda v: v > 0, "must be a positive integer"),
+    "max_tokens": Rule(int, lambda v: v > 0, "must be a positive integer"),
+    "max_cost": Rule(float, lambda v: v > 0, "must be a positive amount (USD)"),
+    "prices": Rule(dict, lambda v: all(_valid_price(p) for p in v.values()),
+                   "must map model names to {input = USD per 1M tokens, output = ...}"),
 }
 
 
@@ -176,31 +181,10 @@ def _valid_price(price: Any) -> bool:
 
 def coerce_setting(name: str, value: Any, where: str) -> Any:
     """Validate one setting from any source (`where` names it in the error line)."""
-    kind, check, message = _RULES[name]
-    if kind is FilterSettings:
+    if name == "filters":
         return value if isinstance(value, FilterSettings) else \
             FilterSettings.from_mapping(value, where)
-    # A URL may carry a password: an error line shows only its redacted form.
-    shown = redact(repr(value)) if name == "base_url" else repr(value)
-    if (isinstance(value, bool) != (kind is bool)) or (
-            kind in (int, float) and isinstance(value, str)):
-        # TOML and argparse both give real types; a string number here is a typo upstream.
-        raise InputError(f"{where}: {message} (got {shown})")
-    try:
-        if kind is float and isinstance(value, int | float):
-            value = float(value)
-        elif kind is Path and isinstance(value, str | Path):
-            value = Path(value)
-        elif not isinstance(value, kind):
-            raise TypeError
-    except TypeError:
-        raise InputError(f"{where}: {message or 'wrong type'} (got {shown})") from None
-    if kind is float and not math.isfinite(value):
-        # inf and nan pass comparisons like `v > 0` and then break arithmetic mid-run.
-        raise InputError(f"{where}: must be a finite number (got {shown})")
-    if not check(value):
-        raise InputError(f"{where}: {message} (got {shown})")
-    return value
+    return _RULES[name].coerce(value, where)
 
 
 def flag_name(name: str) -> str:
@@ -220,9 +204,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read config file: {exc.strerror}") from None
-    for key in data:
-        if key not in _RULES:
-            raise InputError(f"{path}: field '{key}': unknown setting")
+    refuse_unknown(data, _RULES, str(path), "setting")
     return data
 
 
@@ -256,6 +238,8 @@ def build_config(
             sources[key] = f"{source}: field '{key}'"
         else:
             sources[key] = "command line" if key == "filters" else flag_name(key)
+    if source is not None:  # a stored run.json may come from another version
+        refuse_unknown(values, _RULES, source, "setting")
     for key in ("seeds", "dataset", "num_instructions"):
         if key not in values:
             raise InputError(f"{source}: field '{key}' is missing" if source is not None

@@ -9,11 +9,12 @@ selfinstruct.pii and selfinstruct.instance_filters; selfinstruct.filters is the 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from selfinstruct._errors import InputError
+from selfinstruct.validation import BOOLEAN, Rule, integer, one_of, refuse_unknown
 
 INSTRUCTION_ORDER = (
     "language", "length", "blacklist", "program_request", "leading_char",
@@ -73,14 +74,9 @@ class FilterSettings:
         """
         if not isinstance(data, Mapping):
             raise InputError(f"{where}: expected a table of filter settings")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in fields:
-                raise InputError(f"{where}: field '{key}': unknown filter setting "
-                                 f"(known: {', '.join(fields)})")
-            values[key] = _checked(key, value, where)
-        settings = cls(**values)
+        refuse_unknown(data, _RULES, where, "filter setting")
+        settings = cls(**{key: _RULES[key].coerce(value, f"{where}: field '{key}'")
+                          for key, value in data.items()})
         for low, high, unit in (("min_words", "max_words", "words"),
                                 ("min_chars", "max_chars", "characters")):
             if getattr(settings, low) >= getattr(settings, high):
@@ -99,34 +95,18 @@ class FilterSettings:
         return bool(getattr(self, name))
 
 
-# key: (check, message) — each setting's type and range.
-_SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "min_words": (lambda v: _is_int(v) and 0 <= v <= 10_000, "an integer from 0 to 10000"),
-    "max_words": (lambda v: _is_int(v) and 1 <= v <= 100_000, "an integer from 1 to 100000"),
-    "min_chars": (lambda v: _is_int(v) and 0 <= v <= 10_000, "an integer from 0 to 10000"),
-    "max_chars": (lambda v: _is_int(v) and 1 <= v <= 100_000, "an integer from 1 to 100000"),
-    "output_max_words": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "output_max_chars": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "repetition_max_ratio": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
-    "consistency_temperature": (lambda v: _is_number(v) and 0 < v <= 2,
-                                "a number in (0, 2] (0 would repeat the first answer)"),
-    "judge_min_score": (lambda v: _is_int(v) and 1 <= v <= 5, "an integer from 1 to 5"),
-    "judge_model": (lambda v: v is None or (isinstance(v, str) and bool(v.strip())),
-                    "a model name"),
-    "pii": (lambda v: v in PII_MODES, f"one of {', '.join(PII_MODES)}"),
+# Each setting's rule (selfinstruct.validation); a setting not listed is an on/off switch.
+_RULES: dict[str, Rule] = {f.name: BOOLEAN for f in dataclasses.fields(FilterSettings)} | {
+    "min_words": integer(0, 10_000),
+    "max_words": integer(1, 100_000),
+    "min_chars": integer(0, 10_000),
+    "max_chars": integer(1, 100_000),
+    "output_max_words": Rule(int, lambda v: v >= 1, "must be a positive integer"),
+    "output_max_chars": Rule(int, lambda v: v >= 1, "must be a positive integer"),
+    "repetition_max_ratio": Rule(float, lambda v: 0 < v < 1, "must be a number in (0, 1)"),
+    "consistency_temperature": Rule(float, lambda v: 0 < v <= 2, "must be a number in (0, 2] "
+                                    "(0 would repeat the first answer)"),
+    "judge_min_score": integer(1, 5),
+    "judge_model": Rule(str, lambda v: bool(v.strip()), "must be a model name", optional=True),
+    "pii": one_of(PII_MODES),
 }
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _checked(key: str, value: Any, where: str) -> Any:
-    check, message = _SETTING_RULES.get(key, (lambda v: isinstance(v, bool), "true or false"))
-    if not check(value):
-        raise InputError(f"{where}: field '{key}': must be {message} (got {value!r})")
-    return float(value) if key in ("repetition_max_ratio", "consistency_temperature") else value
