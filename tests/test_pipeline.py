@@ -7,6 +7,7 @@ accounting: every parsed candidate is either accepted or in rejected.jsonl with 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,16 @@ from rouge_score import rouge_scorer
 
 from selfinstruct.cli import main
 from selfinstruct.config import build_config
+from selfinstruct.llm import Completion, Request
+from selfinstruct.parsing import ParsedInstance, parse_numbered_list
 from selfinstruct.pipeline import Generator, run
+from selfinstruct.prompts import sha256_text
+from selfinstruct.recipes import RECIPES
+from selfinstruct.recipes.base import NoLaterStages
+from selfinstruct.records import Task
 from selfinstruct.run import open_run, resume_config
 from selfinstruct.similarity import tokenize
+from tests.servers.openai_server import start_server
 
 SENTINEL_KEY = "sk-SENTINEL0123456789abcdefSECRET"
 
@@ -248,7 +256,6 @@ class Interrupt(Exception):
 
 
 def test_seed_makes_runs_reproducible_and_resume_pays_no_request_twice(tmp_path):
-    from tests.servers.openai_server import start_server
 
     def rows(version: str) -> list[tuple[str, str, str]]:
         return [
@@ -304,3 +311,56 @@ def test_judge_consistency_and_pii_through_the_cli(openai_server, tmp_path, caps
     # The judge and consistency answers were requested once each and journaled.
     assert manifest["usage"]["judge"]["requests"] == funnel["judge"]["in"]
     assert openai_server.stats()["max_success_count"] == 1
+
+
+class DirectAnswers(NoLaterStages):
+    """A recipe written only for this test: instructions from a numbered list, and one
+    instance per task that is the model's direct answer (a later stage the engine runs)."""
+
+    name = "direct-answers"
+    stages = ("instances",)
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def generation_request(self, nonce: str) -> tuple[Request, int]:
+        engine = self.engine
+        shown = engine.rng.sample(engine.seed_texts, 8)
+        prompt = engine.prompts.render("bootstrap", instructions=shown)
+        params = engine.dispatch.params("bootstrap", temperature=0.7, stop=["\n17."])
+        return engine.dispatch.request("bootstrap", prompt, params, nonce), len(shown) + 1
+
+    def read_generation(self, item: Any, completion: Completion) -> None:
+        engine = self.engine
+        engine.funnel.answer(None)  # the request-level line: this answer was read
+        for parsed in parse_numbered_list(completion.text or "", item.context,
+                                          continuation=False, truncated=False):
+            engine.gate.consider(parsed.text, parsed.reason, parsed.detail,
+                                 sha256_text(item.request.prompt), completion.request_id)
+
+    def stage_request(self, stage: str, task: Task) -> Request:
+        prompt = self.engine.prompts.render("answer", instruction=task.instruction)
+        params = self.engine.dispatch.params("answer", temperature=0.0)
+        return self.engine.dispatch.request("instances", prompt, params, f"answer-{task.id}")
+
+    def read_stage(self, stage: str, task: Task, request: Request,
+                   completion: Completion) -> None:
+        self.engine.funnel.answer(None)
+        self.engine.gate.keep_instances(task, [ParsedInstance("", completion.text or "")])
+
+
+def test_a_new_recipe_is_a_class_and_a_registry_line(openai_server, tmp_path, monkeypatch):
+    """The engine drives a recipe it has never seen: windows, gate, instance checks, output."""
+    monkeypatch.setitem(RECIPES, DirectAnswers.name, DirectAnswers)
+    config = dataclasses.replace(config_for(openai_server, tmp_path, 12), recipe="direct-answers",
+                                 max_rounds=20)  # a broken engine ends, empty, instead of looping
+    with open_run(config, api_key="k", warn=False) as gen:
+        version = Path(run(gen))
+    rows = read_jsonl(version / "train.jsonl")
+    manifest = check_accounting(version)
+    assert manifest["recipe"] == "direct-answers" and manifest["target"]["accepted"] == 12
+    assert len({r["task_id"] for r in rows}) == 12 and all(r["output"] for r in rows)
+    assert "classify" not in manifest["funnel"]
+    # one direct answer per accepted task, asked through the engine's instance window
+    assert manifest["usage"]["instances"]["requests"] == manifest["target"][
+        "accepted_instructions"]
