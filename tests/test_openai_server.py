@@ -39,6 +39,7 @@ from selfinstruct.quality import (
     judge,
     parse_judgement,
 )
+from tests.servers import instances, instructions, judge_label, vocab_en, vocab_ja
 from tests.servers import openai_server as srv
 from tests.servers.openai_server import (
     FAULT_KINDS,
@@ -367,7 +368,7 @@ def test_instances_cover_no_input_and_bad_instances(env: jinja2.Environment) -> 
     seen: Counter[str] = Counter()
     for i in range(600):
         rng = random.Random(i)
-        pairs = srv._instance_pairs(srv._en_good_instruction(rng), "en", rng)
+        pairs = instances.instance_pairs(instructions.en_good_instruction(rng), "en", rng)
         for inp, out, category in pairs:
             seen[category] += 1
             seen["no_input" if not inp else "with_input"] += 1
@@ -462,14 +463,14 @@ def prompt_sets() -> dict[str, PromptSet]:
 
 def _is_classification(instruction: str, lang: str) -> bool:
     if lang == "en":
-        return srv._EN_CLASSIFICATION_RE.search(instruction) is not None
-    return any(k in instruction for k in srv.JA_CLASSIFICATION_KEYWORDS)
+        return vocab_en.EN_CLASSIFICATION_RE.search(instruction) is not None
+    return any(k in instruction for k in vocab_ja.JA_CLASSIFICATION_KEYWORDS)
 
 
 def _good_instructions(lang: str, seed: int, count: int, *, classification: bool) -> list[str]:
     """Server-made instructions (only classification ones, or only the others)."""
     rng = random.Random(seed)
-    make = srv._en_good_instruction if lang == "en" else srv._ja_good_instruction
+    make = instructions.en_good_instruction if lang == "en" else instructions.ja_good_instruction
     found: list[str] = []
     while len(found) < count:
         text = make(rng)
@@ -544,21 +545,21 @@ def test_label_consistency(client: openai.OpenAI, prompt_sets: dict[str, PromptS
     else:
         assert _same_label(_first_line(text, ps.labels.class_label), first_label), text
     no_input = ps.render("label", instruction=instruction, input="", options=[])
-    assert srv._label_prompt(no_input, lang) == (instruction, [], "")
+    assert judge_label.label_prompt(no_input, lang) == (instruction, [], "")
 
 
 def test_label_prompt_parsing_keeps_multiline_inputs(prompt_sets: dict[str, PromptSet]) -> None:
     for lang, tricky in (("en", "line one\nInput: line two"), ("ja", "一行目\n入力: 二行目")):
         prompt = prompt_sets[lang].render("label", instruction="Task x", input=tricky,
                                           options=["A", "B"])
-        assert srv._label_prompt(prompt, lang) == ("Task x", ["A", "B"], tricky)
+        assert judge_label.label_prompt(prompt, lang) == ("Task x", ["A", "B"], tricky)
         judge_prompt = prompt_sets[lang].render("judge", instruction="Task x", input=tricky,
                                                 output="out\n\nmore")
-        assert srv._judge_example(judge_prompt, lang) == ("Task x", tricky, "out\n\nmore")
+        assert judge_label.judge_example(judge_prompt, lang) == ("Task x", tricky, "out\n\nmore")
 
 
 def test_named_labels_of_a_generic_classification_task_stay_distinct() -> None:
-    labels = srv._label_set("Classify the following tweet as sarcastic or sincere.", "en",
+    labels = instances.label_set("Classify the following tweet as sarcastic or sincere.", "en",
                             random.Random(0))
     assert [label for label, _ in labels] == ["Sarcastic", "Sincere"]
 
@@ -589,7 +590,7 @@ def test_quality_answers_are_deterministic_and_cut(
 
     # The label answer is sampled: stable per request, varying with the seed.
     instruction = CLS_INSTRUCTION["en"]
-    template = srv.EN_LABEL_SETS[0][1][1][1]  # the "Negative" input
+    template = vocab_en.EN_LABEL_SETS[0][1][1][1]  # the "Negative" input
     label_prompt = ps.render("label", instruction=instruction, input=template.format(
         topic="sourdough baking"), options=["Negative", "Neutral", "Positive"])
     answers = [_ask(client, "completions", label_prompt, seed=seed, **LABEL_PARAMS)[0]
@@ -616,7 +617,7 @@ def test_judge_and_label_rates(prompt_sets: dict[str, PromptSet], lang: str) -> 
     judged = low = degenerate = 0
     scores: Counter[int] = Counter()
     for n, instruction in enumerate(_good_instructions(lang, 5, 500, classification=False)):
-        for inp, out, category in srv._instance_pairs(instruction, lang, random.Random(n)):
+        for inp, out, category in instances.instance_pairs(instruction, lang, random.Random(n)):
             prompt = ps.render("judge", instruction=instruction, input=inp, output=out)
             chat = parse_judgement(generate_answer(prompt, chat=True, temperature=0.0))
             assert chat is not None
@@ -634,8 +635,8 @@ def test_judge_and_label_rates(prompt_sets: dict[str, PromptSet], lang: str) -> 
 
     checked = disagreed = 0
     for n, instruction in enumerate(_good_instructions(lang, 6, 250, classification=True)):
-        labels = [label for label, _ in srv._label_set(instruction, lang, random.Random(0))]
-        for inp_label, inp in srv._label_pairs(instruction, lang, random.Random(n)):
+        labels = [label for label, _ in instances.label_set(instruction, lang, random.Random(0))]
+        for inp_label, inp in instances.label_pairs(instruction, lang, random.Random(n)):
             assert srv.label_for_input(instruction, lang, inp) == inp_label, (instruction, inp)
             prompt = ps.render("label", instruction=instruction, input=inp, options=[])
             answer = _first_line(generate_answer(prompt, chat=True, temperature=0.7, seed=n),
@@ -972,7 +973,7 @@ def test_body_faults() -> None:
         choice = json.loads(_raw(running, "POST", "/v1/completions", body)[2])["choices"][0]
         words = choice["text"].split()
         assert len(words) >= 10
-        assert all(re.fullmatch("(?:" + "|".join(srv.JUNK_SYLLABLES) + ")+", w) for w in words)
+        assert all(re.fullmatch("(?:" + "|".join(vocab_ja.JUNK_SYLLABLES) + ")+", w) for w in words)
         assert running.stats()["faults_by_kind"] == {"garbage": 1}
         assert running.stats()["successes_total"] == 0
 
@@ -1053,6 +1054,13 @@ def test_command_line_ready_line_and_sigterm() -> None:
         assert m, line
         client = openai.OpenAI(base_url=m.group(1), api_key="k", max_retries=0)
         assert client.completions.create(model="test-model", prompt="hi").choices[0].text
+        # Errors raised by the batch store and by validation keep their status and code when
+        # the server runs as ``__main__``: one class identity, not a 500 "test server bug".
+        with pytest.raises(openai.NotFoundError) as missing:
+            client.batches.retrieve("batch-nope")
+        assert missing.value.code == "batch_not_found"
+        with pytest.raises(openai.BadRequestError, match="n must be an integer"):
+            client.completions.create(model="test-model", prompt="hi", n=0)
         proc.terminate()
         out, err = proc.communicate(timeout=5)
         assert proc.returncode == 0 and out == "" and err == ""
@@ -1074,7 +1082,7 @@ def test_bad_item_rates_match_the_documented_mix() -> None:
             srv.generate_instruction(lang, rng, ["Tell me a story about a dragon."])[1]
             for _ in range(8000)
         )
-        for name, rate in srv._BAD_ITEM_RATES:
+        for name, rate in instructions.BAD_ITEM_RATES:
             assert abs(cats[name] / 8000 - rate) < 0.012, (lang, name, cats)
 
 
@@ -1084,16 +1092,16 @@ def test_good_items_avoid_blacklists_and_keep_classification_consistent(lang: st
     cls = 0
     for _ in range(3000):
         if lang == "en":
-            text = srv._en_good_instruction(rng)
+            text = instructions.en_good_instruction(rng)
             assert not any(word in text.lower() for word in EN_BLACKLIST), text
             assert text[0].isascii() and text[0].isupper() and 5 <= len(text.split()) <= 40
             assert "  " not in text and not re.search(r" [.,?]", text), text
-            cls += srv._EN_CLASSIFICATION_RE.search(text) is not None
+            cls += vocab_en.EN_CLASSIFICATION_RE.search(text) is not None
         else:
-            text = srv._ja_good_instruction(rng)
+            text = instructions.ja_good_instruction(rng)
             assert not any(word in text for word in JA_BLACKLIST), text
             assert 10 <= len(text) <= 80 and "プログラム" not in text
-            cls += any(k in text for k in srv.JA_CLASSIFICATION_KEYWORDS)
+            cls += any(k in text for k in vocab_ja.JA_CLASSIFICATION_KEYWORDS)
         assert not re.search(r"[\[\]{}]", text), text
     assert 0.07 <= cls / 3000 <= 0.2
 

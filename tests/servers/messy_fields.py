@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 
-from tests.servers import openai_server as clean
+from tests.servers import answers, instances, judge_label, prompt_kinds, vocab_en, vocab_ja
 from tests.servers.styled import Builder, StyledAnswer, decorate, draw
 
 # Chat verdict spellings, (template, weight); ``{v}`` is Yes/No (はい/いいえ).
@@ -38,7 +38,7 @@ def _weighted(table: tuple[tuple[str, int], ...], rng: random.Random) -> str:
 
 def classify_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> StyledAnswer:
     """The clean verdict, spelled as chat models spell it (the shape is in ``shapes``)."""
-    verdict = clean._classify_answer(prompt, lang, rng, False).strip()
+    verdict = answers.classify_answer(prompt, lang, rng, False).strip()
     yes = verdict in ("Yes", "はい")
     template = _weighted(VERDICTS[lang] if chat else COMPLETION_VERDICTS, rng)
     text = template.format(v=verdict, low=verdict.lower(), why=_WHY[lang][yes])
@@ -75,13 +75,13 @@ def _instance_defect(pairs: list[tuple[str, str]], lang: str, rng: random.Random
     index = rng.randrange(len(pairs))
     inp, out = pairs[index]
     other = "ja" if lang == "en" else "en"
-    topic = rng.choice(clean.EN_TOPICS if other == "en" else clean.JA_TOPICS)
+    topic = rng.choice(vocab_en.EN_TOPICS if other == "en" else vocab_ja.JA_TOPICS)
     if name == "wrong_language_output":
-        outputs = clean.EN_OUTPUTS if other == "en" else clean.JA_OUTPUTS
-        pairs[index] = (inp, clean._fill(rng.choice(outputs), topic))
+        outputs = vocab_en.EN_OUTPUTS if other == "en" else vocab_ja.JA_OUTPUTS
+        pairs[index] = (inp, instances.fill_template(rng.choice(outputs), topic))
     elif name == "conflicting_outputs":
-        inp = inp or clean._fill(rng.choice(clean.EN_INPUTS if lang == "en" else clean.JA_INPUTS),
-                                 topic)
+        inputs = vocab_en.EN_INPUTS if lang == "en" else vocab_ja.JA_INPUTS
+        inp = inp or instances.fill_template(rng.choice(inputs), topic)
         pairs[index] = (inp, out)
         twist = " Or perhaps not." if lang == "en" else "違うかもしれません。"
         pairs.insert(index + 1, (inp, out + twist))
@@ -99,7 +99,7 @@ def _instance_defect(pairs: list[tuple[str, str]], lang: str, rng: random.Random
 
 def _instance_blocks(layout: str, lang: str, pairs: list[tuple[str, str]],
                      no_input: str) -> str:
-    lab = clean._LABELS[lang]
+    lab = prompt_kinds.LABELS[lang]
     colon = "：" if lang == "ja" and layout != "clean" else ":"
     bold = layout in ("bold_labels", "heading", "bold_example")
     blocks = []
@@ -120,7 +120,7 @@ def _instance_blocks(layout: str, lang: str, pairs: list[tuple[str, str]],
 def instances_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> StyledAnswer:
     """The clean style's input-first pairs in one of :data:`INSTANCE_LAYOUTS`."""
     pairs = [(inp, out) for inp, out, _ in
-             clean._instance_pairs(clean._last_task(prompt, lang), lang, rng)]
+             instances.instance_pairs(prompt_kinds.last_task(prompt, lang), lang, rng)]
     layout = _weighted(INSTANCE_LAYOUTS, rng)
     no_input = _weighted(NO_INPUT_LINES, rng)
     shapes = [f"layout:{layout}", f"no_input:{no_input or 'omitted'}"]
@@ -131,8 +131,8 @@ def instances_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> 
 
 def output_first_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> StyledAnswer:
     """The clean style's "Class label / Input" pairs, sometimes bold and blank-line separated."""
-    lab = clean._LABELS[lang]
-    pairs = clean._label_pairs(clean._last_task(prompt, lang), lang, rng)
+    lab = prompt_kinds.LABELS[lang]
+    pairs = instances.label_pairs(prompt_kinds.last_task(prompt, lang), lang, rng)
     bold = rng.random() < 0.35
     colon = "：" if lang == "ja" and rng.random() < 0.5 else ":"
     label, inp = ((f"**{lab['class_label']}{colon}**", f"**{lab['input']}{colon}**") if bold
@@ -162,9 +162,9 @@ _FW = str.maketrans("0123456789", "０１２３４５６７８９")
 
 def judge_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> StyledAnswer:
     """The clean judge's two scores in one of :data:`JUDGE_SHAPES` (fullwidth: ja only)."""
-    clarity, correctness = clean.judge_scores(
-        *(clean._judge_example(prompt, lang) or (prompt, "", prompt)))
-    first, second = clean._JUDGE_FIELDS[lang]
+    clarity, correctness = judge_label.judge_scores(
+        *(judge_label.judge_example(prompt, lang) or (prompt, "", prompt)))
+    first, second = judge_label.JUDGE_FIELDS[lang]
     shape = _weighted(JUDGE_SHAPES, rng)
     if shape == "fullwidth" and lang == "en":
         shape = "clean"
@@ -199,6 +199,6 @@ LABEL_SHAPES: dict[str, tuple[tuple[str, int], ...]] = {
 
 def label_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> StyledAnswer:
     """The clean label (same disagreement draw), wrapped as chat models wrap it."""
-    label = clean._label_answer(prompt, lang, rng, False).strip()
+    label = judge_label.label_answer(prompt, lang, rng, False).strip()
     template = _weighted(LABEL_SHAPES[lang], rng) if chat else " {x}"
     return StyledAnswer("label", lang, template.format(x=label), shapes=[f"label:{template}"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from tests.servers import openai_server as clean
+from tests.servers import answers, instances, instructions, prompt_kinds, vocab_en, vocab_ja
 from tests.servers.styled import Builder, StyledAnswer, decorate, draw
 
 # Defects laid over a clean instruction, per item (on top of the clean generator's ~24 % of
@@ -80,11 +80,13 @@ _LONG_TAIL: dict[str, tuple[str, ...]] = {
 
 
 def _good(lang: str, rng: random.Random) -> str:
-    return clean._en_good_instruction(rng) if lang == "en" else clean._ja_good_instruction(rng)
+    if lang == "en":
+        return instructions.en_good_instruction(rng)
+    return instructions.ja_good_instruction(rng)
 
 
 def _topic(lang: str, rng: random.Random) -> str:
-    return rng.choice(clean.EN_TOPICS if lang == "en" else clean.JA_TOPICS)
+    return rng.choice(vocab_en.EN_TOPICS if lang == "en" else vocab_ja.JA_TOPICS)
 
 
 def add_defect(text: str, lang: str, rng: random.Random) -> tuple[str, str | None]:
@@ -124,7 +126,7 @@ def messy_instruction(lang: str, rng: random.Random, in_context: Sequence[str],
     "- " is list markup and parsers rightly unwrap quotes around a whole item, so neither
     could be offered as the item's own text; a parenthesis is not markup.
     """
-    text, category = clean.generate_instruction(lang, rng, in_context)
+    text, category = instructions.generate_instruction(lang, rng, in_context)
     if category == "punctuation":
         text = f"({text[2:] if text.startswith('- ') else text[1:-1]})"
     text, defect = add_defect(text, lang, rng)
@@ -143,7 +145,7 @@ def _marker(template: str, number: int) -> str:
 
 def bootstrap_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> StyledAnswer:
     """Continue the numbered list up to item 15 or 16 (like the clean style), laid out messily."""
-    in_context, start = clean._bootstrap_items(prompt)
+    in_context, start = prompt_kinds.bootstrap_items(prompt)
     end = max(start, rng.choice((15, 16, 16)))
     shapes: list[str] = []
     items = [messy_instruction(lang, rng, in_context, shapes) for _ in range(start, end + 1)]
@@ -201,21 +203,21 @@ def _alpaca_block(layout: str, k: int, lab: dict[str, str], lang: str,
 
 def alpaca_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> StyledAnswer:
     """Items N..num_tasks as the clean style makes them, in one of :data:`ALPACA_LAYOUTS`."""
-    lab = clean._LABELS[lang]
-    in_context, start, total = clean._alpaca_items(prompt, lang)
+    lab = prompt_kinds.LABELS[lang]
+    in_context, start, total = prompt_kinds.alpaca_items(prompt, lang)
     layout = rng.choices([n for n, _ in ALPACA_LAYOUTS], weights=[w for _, w in ALPACA_LAYOUTS])[0]
     shapes: list[str] = [f"layout:{layout}"]
     body = Builder()
     for k in range(start, max(start, total) + 1):
-        instr, inp, out = clean._alpaca_item(lang, rng, in_context)
+        instr, inp, out = answers.alpaca_item(lang, rng, in_context)
         instr, defect = add_defect(instr, lang, rng)
         shapes.append(f"item:{defect or 'clean'}")
         if rng.random() < WRONG_LANGUAGE_OUTPUT_RATE:
             other = "ja" if lang == "en" else "en"
-            outputs = clean.EN_OUTPUTS if other == "en" else clean.JA_OUTPUTS
-            out = clean._fill(rng.choice(outputs), _topic(other, rng))
+            outputs = vocab_en.EN_OUTPUTS if other == "en" else vocab_ja.JA_OUTPUTS
+            out = instances.fill_template(rng.choice(outputs), _topic(other, rng))
             shapes.append("output:wrong_language")
-        if inp == clean.NO_INPUT:
+        if inp == prompt_kinds.NO_INPUT:
             inp = rng.choice(NO_INPUT_SPELLINGS)
             shapes.append(f"no_input:{inp or 'empty'}")
         before, after = _alpaca_block(layout, k, lab, lang, (instr, inp, out))

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.servers import openai_server as clean
+from tests.servers import hashing, prompt_kinds
 from tests.servers.styled import StyledAnswer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "recorded_real.jsonl"
@@ -53,7 +53,7 @@ def replay(prompt: str, chat: bool, material: dict[str, Any]) -> StyledAnswer:
     recording that its own max_tokens cut keeps its "length" finish_reason. Prompts of no
     known kind (and kinds never recorded) get a clear error, not a guess.
     """
-    kind, lang = clean.detect_prompt(prompt)
+    kind, lang = prompt_kinds.detect_prompt(prompt)
     if kind == "generic":  # the direct-answer mode's prompt is the bare instruction
         kind = "answer"
     api = "chat" if chat else "completions"
@@ -61,7 +61,7 @@ def replay(prompt: str, chat: bool, material: dict[str, Any]) -> StyledAnswer:
     if not pool:
         raise ValueError(f"no recorded {api} answer for prompt kind {kind!r} ({lang}) in "
                          f"{FIXTURE.name}; re-record with python -m tests.servers.record_real")
-    digest = hashlib.sha256(clean._canonical_json({"replay": material}).encode("utf-8")).digest()
+    digest = hashlib.sha256(hashing.canonical_json({"replay": material}).encode("utf-8")).digest()
     record = pool[int.from_bytes(digest[:8], "big") % len(pool)]
     return StyledAnswer(kind, lang, record["answer"], items=None,
                         finish_reason=record["finish_reason"],

@@ -17,8 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from tests.servers import messy_fields, messy_lists, recorded
-from tests.servers import openai_server as clean
+from tests.servers import answers, hashing, messy_fields, messy_lists, prompt_kinds, recorded
 from tests.servers.styled import StyledAnswer, unreadable_answer
 
 _MESSY: dict[str, Callable[[str, str, random.Random, bool], StyledAnswer]] = {
@@ -53,14 +52,14 @@ def messy_answer(prompt: str, chat: bool, material: dict[str, Any]) -> StyledAns
     The RNG is the clean style's RNG for the same material (so the content underneath is
     drawn the same way) after one draw that picks the unreadable outcome.
     """
-    kind, lang = clean.detect_prompt(prompt)
-    rng = clean._rng_for({"style": "messy", **material})
+    kind, lang = prompt_kinds.detect_prompt(prompt)
+    rng = hashing.rng_for({"style": "messy", **material})
     if kind in _MESSY:
-        broken = unreadable_answer(kind, lang, rng, chat, clean._junk_text(rng))
+        broken = unreadable_answer(kind, lang, rng, chat, answers.junk_text(rng))
         if broken is not None:
             return broken
         return _MESSY[kind](prompt, lang, rng, chat)
-    return StyledAnswer(kind, lang, clean._generic_answer(prompt, lang, rng, chat))
+    return StyledAnswer(kind, lang, answers.generic_answer(prompt, lang, rng, chat))
 
 
 def styled_answer(style: str, prompt: str, chat: bool, material: dict[str, Any]) -> StyledAnswer:

@@ -390,7 +390,7 @@ EN_CLASSIFICATION_KEYWORDS: tuple[str, ...] = (
     "fact or opinion", "spam", "decide whether", "determine whether", "detect whether",
     "label the", "label each",
 )
-_EN_CLASSIFICATION_RE = re.compile(
+EN_CLASSIFICATION_RE = re.compile(
     r"\b(?:" + "|".join(re.escape(k) for k in EN_CLASSIFICATION_KEYWORDS) + r")\b",
     re.IGNORECASE,
 )
