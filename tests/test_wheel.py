@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
 import sys
 import sysconfig
@@ -35,8 +34,6 @@ from tests.test_flows import harness_env
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN_TOP_LEVEL = {"flows", "tests", "bench"}
-# Where pip finds the build backend (hatchling) without the network; the first that has it.
-WHEELHOUSES = [os.environ.get("SELFINSTRUCT_WHEELHOUSE", ""), "/opt/wheels", "/opt/pypi/files"]
 
 
 def _run(argv: list[str | Path], cwd: Path | None = None,
@@ -56,19 +53,14 @@ class Installed:
     env: dict[str, str]
 
 
-def _wheelhouse() -> str:
-    for folder in WHEELHOUSES:
-        if folder and any(Path(folder).glob("hatchling-*.whl")):
-            return folder
-    pytest.skip("no local hatchling wheel to build with offline: set SELFINSTRUCT_WHEELHOUSE")
-
-
 @pytest.fixture(scope="module")
 def installed(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[Installed]:
     base = tmp_path_factory.mktemp("wheel")
+    # The build backend is the project venv's hatchling (the [dev] extra): no network, no
+    # isolated build environment to fetch.
     _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
-          "--find-links", _wheelhouse(), "--wheel-dir", base / "dist", ROOT])
+          "--no-build-isolation", "--wheel-dir", base / "dist", ROOT])
     (wheel,) = (base / "dist").glob("selfinstruct-*.whl")
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv])
