@@ -28,6 +28,7 @@ import pytest
 from selfinstruct.prompts import PromptSet
 from selfinstruct.seeds import SeedTask, load_seeds
 from tests.servers import messy_fields, messy_lists, recorded, styled
+from tests.servers.answers import request_material
 from tests.servers.openai_server import (
     RunningServer,
     apply_stop_and_max_tokens,
@@ -36,7 +37,7 @@ from tests.servers.openai_server import (
     start_server,
 )
 from tests.servers.record_real import KINDS, SEED_FILES, pipeline_request
-from tests.servers.styles import messy_answer, messy_latency_ms, request_material
+from tests.servers.styles import messy_answer, messy_latency_ms
 
 LANGS = ("en", "ja")
 APIS = ("chat", "completions")

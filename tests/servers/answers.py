@@ -180,18 +180,25 @@ def generate_answer(
     or the prompt string); it defaults to ``prompt``. Stop and max_tokens are applied later.
     """
     kind, lang = detect_prompt(prompt)
-    rng = rng_for(
-        {
-            "endpoint": "chat" if chat else "completions",
-            "prompt": prompt if hash_material is None else hash_material,
-            "model": model,
-            "temperature": None if temperature is None else float(temperature),
-            "top_p": None if top_p is None else float(top_p),
-            "seed": seed,
-            "choice": choice_index,
-        }
-    )
+    rng = rng_for(request_material(
+        prompt, chat=chat, model=model, temperature=temperature, top_p=top_p, seed=seed,
+        choice_index=choice_index, hash_material=hash_material))
     return _ANSWERERS[kind](prompt, lang, rng, chat)
+
+
+def request_material(prompt: str, *, chat: bool, model: str, temperature: float | None,
+                     top_p: float | None, seed: int | None, choice_index: int,
+                     hash_material: Any) -> dict[str, Any]:
+    """What identifies one choice of one request: every style seeds its RNG from exactly this."""
+    return {
+        "endpoint": "chat" if chat else "completions",
+        "prompt": prompt if hash_material is None else hash_material,
+        "model": model,
+        "temperature": None if temperature is None else float(temperature),
+        "top_p": None if top_p is None else float(top_p),
+        "seed": seed,
+        "choice": choice_index,
+    }
 
 
 def junk_text(rng: random.Random, words: int = 24) -> str:

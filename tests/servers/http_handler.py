@@ -23,6 +23,7 @@ from tests.servers.batch_store import BatchStore
 from tests.servers.counters import Counters
 from tests.servers.faults import FAULT_ERRORS, APIError, FaultPlan, error_body
 from tests.servers.hashing import fingerprint_of
+from tests.servers.http_body import read_body
 from tests.servers.options import MODEL_IDS, ServerOptions
 from tests.servers.responses import build_response, validate_request
 from tests.servers.styles import messy_latency_ms
@@ -136,21 +137,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _read_body(self) -> bytes:
-        """Read the whole body (Content-Length or chunked) so keep-alive stays in sync."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
     def _send(
         self,
         status: int,
@@ -193,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
         tracked = path.startswith("/v1")
         endpoint = _endpoint_name(path)
         try:
-            raw = self._read_body() if method in ("POST", "PUT") else b""
+            raw = read_body(self.rfile, self.headers) if method in ("POST", "PUT") else b""
             if path == "/_stats" and method == "GET":
                 self._send_json(200, self.server.counters.snapshot())
                 return

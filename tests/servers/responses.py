@@ -10,12 +10,12 @@ import hashlib
 import time
 from typing import Any
 
-from tests.servers.answers import generate_answer, junk_text
+from tests.servers.answers import generate_answer, junk_text, request_material
 from tests.servers.faults import APIError
 from tests.servers.hashing import rng_for
 from tests.servers.prompt_kinds import detect_prompt
 from tests.servers.styled import StyledAnswer
-from tests.servers.styles import clean_offered, request_material, styled_answer
+from tests.servers.styles import clean_offered, styled_answer
 from tests.servers.tokens import apply_stop_and_max_tokens, count_tokens, truncate_tokens
 
 

@@ -31,21 +31,6 @@ _MESSY: dict[str, Callable[[str, str, random.Random, bool], StyledAnswer]] = {
 }
 
 
-def request_material(prompt: str, *, chat: bool, model: str, temperature: float | None,
-                     top_p: float | None, seed: int | None, choice_index: int,
-                     hash_material: Any) -> dict[str, Any]:
-    """What identifies one choice of one request: exactly what the clean style seeds from."""
-    return {
-        "endpoint": "chat" if chat else "completions",
-        "prompt": prompt if hash_material is None else hash_material,
-        "model": model,
-        "temperature": None if temperature is None else float(temperature),
-        "top_p": None if top_p is None else float(top_p),
-        "seed": seed,
-        "choice": choice_index,
-    }
-
-
 def messy_answer(prompt: str, chat: bool, material: dict[str, Any]) -> StyledAnswer:
     """The messy answer for one choice: first the rare unreadable outcomes, else the kind's.
 
