@@ -28,6 +28,7 @@ from typing import Any
 from selfinstruct._errors import InputError
 from selfinstruct.dataset import read_manifest, resolve_version
 from selfinstruct.dataset.naming import refuse_inside_version
+from selfinstruct.fileio import atomic_write
 from selfinstruct.report.charts import CHART_BUILDERS
 from selfinstruct.report.page import render_html
 from selfinstruct.report.stats import collect
@@ -44,11 +45,12 @@ def write_report(folder: Path, manifest: dict[str, Any], target: Path) -> list[P
     stats = collect(folder, manifest)
     charts = [chart for build in CHART_BUILDERS if (chart := build(stats)) is not None]
     target.mkdir(parents=True, exist_ok=True)
+    # Each file whole or not at all: a report rebuilt over an old one is never half-written.
     page = target / HTML_FILE
-    page.write_text(render_html(stats, charts), encoding="utf-8")
+    atomic_write(page, render_html(stats, charts))
     written = [page]
     for chart in charts:
-        (target / chart.name).write_bytes(chart.png)
+        atomic_write(target / chart.name, chart.png)
         written.append(target / chart.name)
     return written
 
