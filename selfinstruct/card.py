@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from selfinstruct import languages
 from selfinstruct.records import funnel_rows
 
 # Hugging Face's size buckets: (upper bound, label); the last bucket is open-ended.
@@ -72,7 +73,7 @@ def yaml_features(spec: Any) -> list[dict[str, Any]]:
 
 
 def _languages(manifest: dict) -> list[str]:
-    language = manifest.get("language") or "en"
+    language = manifest.get("language") or languages.DEFAULT
     return [language] if isinstance(language, str) else list(language)
 
 

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from selfinstruct import __version__, cli_flows, prefect_env
+from selfinstruct import __version__, cli_flows, languages, prefect_env
 from selfinstruct._errors import InputError
 from selfinstruct.seeds import bundled_seed_sets
 
@@ -88,7 +88,7 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", choices=["self-instruct", "alpaca"],
                    help="self-instruct (default): bootstrap, classify, instances; alpaca: "
                         "one request gives 20 instruction/input/output items")
-    p.add_argument("--language", choices=["en", "ja"],
+    p.add_argument("--language", choices=languages.codes(),
                    help="data language (default: detected from the seeds)")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. "
                    "https://api.openai.com/v1 (default: $OPENAI_BASE_URL, else the embedded "

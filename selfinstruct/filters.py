@@ -9,7 +9,7 @@ which limit, which kind of personal data), never empty.
 The English set is Self-Instruct's (with Alpaca's longer keyword list). Several of its rules
 are wrong for Japanese — word counts (Japanese has no spaces), "starts with a non-ASCII
 character" (every Japanese sentence does) — so Japanese gets character counts, no ASCII rule
-and its own keyword list.
+and its own keyword list. Each language's rules live in its profile (selfinstruct.languages).
 
 On top of the recipe come the problems audits of Self-Instruct and Alpaca data found: looping
 text, leftover template labels and merged items, refusals and "As an AI…" meta text, outputs
@@ -36,10 +36,9 @@ selfinstruct.instance_filters, the settings in selfinstruct.filter_settings.
 
 from __future__ import annotations
 
-import re
-import string
 from collections.abc import Sequence
 
+from selfinstruct import languages
 from selfinstruct.filter_settings import (
     INSTANCE_ORDER,
     INSTRUCTION_ORDER,
@@ -60,48 +59,35 @@ from selfinstruct.text_filters import (
     RepetitionFilter,
     TemplateLeftoverFilter,
     find_leftover,
-    length_unit,
+    length_limits,
     repetition_ratio,
     text_length,
 )
 
 __all__ = [
-    "EN_BLACKLIST", "INSTANCE_ORDER", "INSTRUCTION_ORDER", "JA_BLACKLIST", "JA_PUNCTUATION",
-    "PII_MODES", "Drop", "Filter", "FilterSettings", "InstanceFilter", "filter_instances",
-    "find_leftover", "find_pii", "first_drop", "instance_filters", "instruction_filters",
-    "mask_pii", "repetition_ratio", "text_length",
+    "INSTANCE_ORDER", "INSTRUCTION_ORDER", "PII_MODES", "Drop", "Filter", "FilterSettings",
+    "InstanceFilter", "filter_instances", "find_leftover", "find_pii", "first_drop",
+    "instance_filters", "instruction_filters", "mask_pii", "repetition_ratio", "text_length",
 ]
-
-EN_BLACKLIST = (
-    "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map",
-    "maps", "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram",
-)
-# Regular expressions, chosen so they do not hit everyday words: 図 alone would drop 意図
-# (intent) and 図書館 (library), so only 図 as a drawing (図を, 図で, 図表 …) counts.
-JA_BLACKLIST = (
-    "画像", "写真", "イラスト", "(?<![意合指系構])図[をでにの表]", "作図", "グラフ", "地図",
-    "描いて", "描く", "描け", "描き", "動画", "映像", "音声", "音楽", "ファイル",
-    "フローチャート", "ダイアグラム",
-)
-JA_PUNCTUATION = string.punctuation + "、。・，．！？：；〜ー－"
 
 
 def instruction_filters(language: str, *, settings: FilterSettings | None = None) -> list[Filter]:
-    """The declared, ordered filter chain for instructions of `language` (INSTRUCTION_ORDER)."""
+    """The declared, ordered filter chain for instructions of `language` (INSTRUCTION_ORDER),
+    each rule taken from the language's profile (selfinstruct.languages)."""
     s = settings or FilterSettings()
-    ja = language == "ja"
+    profile = languages.get(language)
+    unit = profile.length_unit
+    shortest, longest, _ = length_limits(s, unit)
     candidates: dict[str, Filter] = {
-        "language": LanguageFilter(language),
-        "length": LengthFilter(s.min_chars, s.max_chars, "chars") if ja
-        else LengthFilter(s.min_words, s.max_words, "words"),
-        "blacklist": KeywordFilter(JA_BLACKLIST, whole_words=False) if ja
-        else KeywordFilter(tuple(re.escape(word) for word in EN_BLACKLIST), whole_words=True),
-        "program_request": PrefixFilter(("プログラムを書",) if ja else ("Write a program",)),
-        "leading_char": LeadingCharFilter(JA_PUNCTUATION, ascii_only=False) if ja
-        else LeadingCharFilter(string.punctuation, ascii_only=True),
+        "language": LanguageFilter(profile),
+        "length": LengthFilter(shortest, longest, unit),
+        "blacklist": KeywordFilter(profile.blacklist, whole_words=profile.blacklist_whole_words),
+        "program_request": PrefixFilter(profile.program_prefixes),
+        "leading_char": LeadingCharFilter(profile.leading_punctuation,
+                                          ascii_only=profile.ascii_start_only),
         "template_leftover": TemplateLeftoverFilter(),
         "refusal": RefusalFilter(),
-        "repetition": RepetitionFilter(s.repetition_max_ratio, length_unit(language)),
+        "repetition": RepetitionFilter(s.repetition_max_ratio, unit),
         "pii": PiiFilter(),
     }
     return [candidates[name] for name in INSTRUCTION_ORDER if s.enabled(name)]

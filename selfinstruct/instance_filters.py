@@ -9,13 +9,13 @@ and the instance limit. Every drop names what was wrong with this instance in it
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from selfinstruct import languages
 from selfinstruct.filter_settings import INSTANCE_ORDER, FilterSettings
-from selfinstruct.language import detect_language, japanese_share
+from selfinstruct.languages import LanguageProfile
 from selfinstruct.parse_text import ParsedInstance, snippet
 from selfinstruct.pii import PiiFilter, mask_pii
 from selfinstruct.text_filters import (
@@ -25,42 +25,34 @@ from selfinstruct.text_filters import (
     RefusalFilter,
     RepetitionFilter,
     find_leftover,
-    length_unit,
+    length_limits,
 )
 
-# An output in another script is right when the task asks for it: translations, code,
-# romanisation. Then the language rule does not apply.
-_OTHER_LANGUAGE_ASKED = {
-    "ja": re.compile(r"英語|英訳|英文|英単語|翻訳|訳し|訳して|ローマ字|アルファベット|スペル|略語|"
-                     r"コード|プログラム|関数|正規表現|SQL|Python|JavaScript|HTML|English",
-                     re.IGNORECASE),
-    "en": re.compile(r"japanese|chinese|korean|kanji|hiragana|katakana|translat", re.IGNORECASE),
-}
 _MIN_LETTERS_TO_JUDGE_LANGUAGE = 10  # labels, names and numbers are no evidence
 
 
 @dataclass(frozen=True)
 class OutputLanguageFilter:
-    """A Japanese dataset's outputs are Japanese, an English one's are not mostly CJK.
+    """Outputs are in the dataset's language, as its profile judges (a Japanese dataset's
+    are Japanese, an English one's not mostly CJK).
 
     Short outputs (labels, names, numbers) are not judged, and neither are tasks whose
-    instruction or input asks for another language or for code.
+    instruction or input asks for another language or for code (translations, romanisation):
+    the profile's `other_language_asked`.
     """
 
-    language: str
+    profile: LanguageProfile
 
     def check(self, instruction: str, inst: ParsedInstance) -> Drop | None:
         letters = sum(ch.isalpha() for ch in inst.output)
         if letters < _MIN_LETTERS_TO_JUDGE_LANGUAGE:
             return None
-        asked = _OTHER_LANGUAGE_ASKED["ja" if self.language == "ja" else "en"]
+        asked = self.profile.other_language_asked
         if asked.search(instruction) or asked.search(inst.input):
             return None
-        share = japanese_share(inst.output)
-        if self.language == "ja" and share < 0.1:
-            return Drop("output_language_mismatch", f"output is {share:.0%} Japanese")
-        if self.language != "ja" and share > 0.3:
-            return Drop("output_language_mismatch", f"output is {share:.0%} Japanese/CJK")
+        detail = self.profile.output_mismatch(inst.output)
+        if detail:
+            return Drop("output_language_mismatch", detail)
         return None
 
 
@@ -102,14 +94,15 @@ def instance_filters(
 ) -> list[InstanceFilter]:
     """The content filters of the instance chain, in INSTANCE_ORDER (see `filter_instances`)."""
     s = settings or FilterSettings()
-    unit = length_unit(language)
-    max_output = s.output_max_chars if unit == "chars" else s.output_max_words
+    profile = languages.get(language)
+    unit = profile.length_unit
+    _, _, max_output = length_limits(s, unit)
     candidates: dict[str, InstanceFilter] = {
         "template_leftover": InstanceLeftoverFilter(),
         # Inputs quote other people's text, apologies included: only outputs speak for the model.
         "refusal": _FieldsFilter(RefusalFilter(), ("output",)),
         "repetition": _FieldsFilter(RepetitionFilter(s.repetition_max_ratio, unit)),
-        "output_language": OutputLanguageFilter(language),
+        "output_language": OutputLanguageFilter(profile),
         "output_length": _FieldsFilter(LengthFilter(-1, max_output, unit), ("output",)),
         "pii": _FieldsFilter(PiiFilter()),
     }
@@ -135,8 +128,8 @@ def filter_instances(
     """
     s = settings or FilterSettings()
     if language is None:
-        language = detect_language([instruction] if instruction else
-                                   [inst.output for inst in instances])
+        language = languages.detect([instruction] if instruction else
+                                    [inst.output for inst in instances]).code
     chain = instance_filters(language, settings=s)
     kept: list[ParsedInstance] = []
     dropped: list[tuple[ParsedInstance, Drop]] = []

@@ -1,27 +1,12 @@
-"""Which language a text is in, as far as the pipeline needs to know (English or Japanese)."""
+"""The language of a seed set, as the code --language takes (the registry's detection)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-# Hiragana, katakana (incl. half-width), kanji (CJK unified + extension A + compatibility),
-# 々〆〇 and the prolonged sound mark; a regex, because this runs on every candidate and output.
-_JAPANESE = re.compile(r"[\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff"
-                       r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9d]")
-_LETTER = re.compile(r"[^\W\d_]")
-
-
-def japanese_share(text: str) -> float:
-    """Share of letters that are Japanese; 0.0 for a text without letters."""
-    letters = len(_LETTER.findall(text))
-    if not letters:
-        return 0.0
-    return len(_JAPANESE.findall(text)) / letters
+from selfinstruct import languages
 
 
 def detect_language(texts: Iterable[str]) -> str:
-    """'ja' when most texts are mainly Japanese, else 'en' (used to default --language)."""
-    texts = list(texts)
-    japanese = sum(1 for t in texts if japanese_share(t) > 0.3)
-    return "ja" if texts and japanese * 2 > len(texts) else "en"
+    """The code of the language most `texts` are mainly in (used to default --language)."""
+    return languages.detect(texts).code

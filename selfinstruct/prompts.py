@@ -25,6 +25,7 @@ import jinja2
 import jinja2.meta
 import jinja2.nodes
 
+from selfinstruct import languages
 from selfinstruct._errors import InputError
 
 TEMPLATE_NAMES = (
@@ -37,7 +38,7 @@ TEMPLATE_NAMES = (
     "judge",  # selfinstruct.quality: the LLM judge's rubric
     "answer",  # instances answered directly, in chat (the embedded model's instance mode)
 )
-LANGUAGES = ("en", "ja")
+LANGUAGES = languages.codes()  # the built-in ones (selfinstruct.languages)
 
 # What each template is rendered with (besides `labels`), as sample values: the variables
 # the render calls in pipeline.py and quality.py pass, in the same shapes. A template is

@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from selfinstruct import languages
 from selfinstruct._errors import InputError
 from selfinstruct.batch_api import BatchClient
 from selfinstruct.config import (
@@ -204,10 +205,11 @@ def _load_seeds(path: Path) -> SeedSet:
 def _load_prompts(config: GenerateConfig) -> PromptSet:
     """The run's templates, after checking none of them is a FIFO or device (which would
     block the reader or never end)."""
-    folder = (config.prompts_dir or bundled_dir("prompts")) / (config.language or "en")
+    folder_name = languages.get(config.language or languages.DEFAULT).prompts_folder
+    folder = (config.prompts_dir or bundled_dir("prompts")) / folder_name
     for name in (*(f"{t}.j2" for t in TEMPLATE_NAMES), "labels.json"):
         require_regular_file(folder / name, "prompt template or labels.json")
-    return PromptSet(config.language or "en", config.prompts_dir)
+    return PromptSet(folder_name, config.prompts_dir)
 
 
 def _direct_client(config: GenerateConfig, base_url: str, api_key: str | None,

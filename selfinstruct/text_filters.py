@@ -17,7 +17,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
-from selfinstruct.language import japanese_share
+from selfinstruct.filter_settings import FilterSettings
+from selfinstruct.languages import LanguageProfile
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,13 @@ class LengthFilter:
         if size > self.max_inclusive:
             return Drop("too_long", f"{size} {self.unit} (limit {self.max_inclusive})")
         return None
+
+
+def length_limits(settings: FilterSettings, unit: str) -> tuple[int, int, int]:
+    """(min exclusive, max inclusive, output max) of instructions and outputs in `unit`."""
+    if unit == "chars":
+        return settings.min_chars, settings.max_chars, settings.output_max_chars
+    return settings.min_words, settings.max_words, settings.output_max_words
 
 
 def text_length(text: str, unit: str) -> int:
@@ -105,20 +113,16 @@ class LeadingCharFilter:
 
 @dataclass(frozen=True)
 class LanguageFilter:
-    """A Japanese dataset stays Japanese; an English one stays mostly Latin script."""
+    """An instruction is in the dataset's language, as its profile judges (a Japanese dataset
+    stays Japanese, an English one mostly Latin script)."""
 
-    language: str
+    profile: LanguageProfile
 
     def check(self, text: str) -> Drop | None:
         if not any(ch.isalpha() for ch in text):
             return Drop("language_mismatch", "has no letters at all")
-        share = japanese_share(text)
-        if self.language == "ja" and share == 0:
-            return Drop("language_mismatch", "has no Japanese characters (the dataset is Japanese)")
-        if self.language == "en" and share > 0.3:
-            return Drop("language_mismatch", f"{share:.0%} of its letters are Japanese/CJK "
-                                             "(the dataset is English)")
-        return None
+        detail = self.profile.instruction_mismatch(text)
+        return Drop("language_mismatch", detail) if detail else None
 
 
 # Field labels of the prompt formats (prompts/*/labels.json and Alpaca's "### Response").
@@ -239,10 +243,3 @@ def repetition_ratio(text: str, unit: str, min_ngrams: int = 10) -> float | None
     if len(grams) < min_ngrams:
         return None
     return 1 - len(set(grams)) / len(grams)
-
-
-
-
-def length_unit(language: str) -> str:
-    """Japanese is measured in characters (it has no spaces between words), English in words."""
-    return "chars" if language == "ja" else "words"

@@ -12,16 +12,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 
+from selfinstruct.rouge import symbol_for
 from selfinstruct.similarity import (
     DEFAULT_THRESHOLDS,
     NoveltyIndex,
     Verdict,
-    _symbol,
-    _tokenize_unicode,
     default_threshold,
     rouge_l,
     tokenize,
 )
+from selfinstruct.tokenizers import tokenize_unicode
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 JA_SEEDS = Path(__file__).resolve().parents[1] / "seeds" / "ja_general.jsonl"
@@ -98,8 +98,8 @@ def test_en_tokens_equal_rouge_score_on_any_text(text):
 @given(st.text(alphabet=st.characters(max_codepoint=127)))
 def test_auto_tokens_equal_rouge_score_on_ascii(text):
     # The Unicode tokenizer itself (not only the ASCII fast path) agrees on ASCII text.
-    assert tokenize(text, "auto") == tokenize(text, "ja") == _tokenize_unicode(text)
-    assert _tokenize_unicode(text) == rouge_tokens(text)
+    assert tokenize(text, "auto") == tokenize(text, "ja") == tokenize_unicode(text)
+    assert tokenize_unicode(text) == rouge_tokens(text)
 
 
 def test_en_keeps_rouge_score_quirks():
@@ -405,8 +405,8 @@ def test_invalid_arguments():
 
 
 def test_symbols_skip_surrogates():
-    assert _symbol(0xD7FF) == "\ud7ff"
-    assert _symbol(0xD800) == "\ue000"
-    assert _symbol(0x110000 - 0x800 - 1) == "\U0010ffff"
+    assert symbol_for(0xD7FF) == "\ud7ff"
+    assert symbol_for(0xD800) == "\ue000"
+    assert symbol_for(0x110000 - 0x800 - 1) == "\U0010ffff"
     with pytest.raises(OverflowError):
-        _symbol(0x110000 - 0x800)
+        symbol_for(0x110000 - 0x800)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from selfinstruct import languages
 from selfinstruct.engine.ledger import Ledger, Step, Where, run_steps
 from selfinstruct.filters import Drop, filter_instances, first_drop, instruction_filters, mask_pii
 from selfinstruct.parsing import ParsedInstance
@@ -92,7 +93,7 @@ class Gate:
             return None
         self.ledger.record("parse", None, Where(text, prompt_hash, request_id))
         text = mask_pii(text, engine.filter_settings)  # a no-op unless pii = "mask"
-        if engine.language == "en" and text[:1].islower():
+        if languages.get(engine.language).capitalise_first and text[:1].islower():
             text = text[0].upper() + text[1:]  # Self-Instruct capitalises the first letter
         if not run_steps(self.ledger, self.steps, text, Where(text, prompt_hash, request_id)):
             return None

@@ -111,7 +111,7 @@ def render_html(stats: Stats, charts: Sequence[Chart]) -> str:
     m = stats.manifest
     context = {
         "m": m, "language": stats.language,
-        "language_name": {"ja": "Japanese", "en": "English"}[stats.language],
+        "language_name": stats.profile.name,
         "kpis": _kpis(stats), "charts": inline, "funnel": funnel_rows(m.get("funnel") or {}),
         "verbs": verb_table(stats.verbs),
         "pairs": stats.top_pairs, "rejections": _rejections(stats.rejected),

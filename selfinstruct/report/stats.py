@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from selfinstruct import languages
 from selfinstruct.dataset import REJECTED_FILE, TRAIN_FILE, iter_rows
 from selfinstruct.report.verbs import leading_verbs
 from selfinstruct.similarity import NoveltyIndex
@@ -42,19 +43,26 @@ class Stats:
     judged: list[tuple[int, int]]  # (clarity, correctness) of each judged row
 
     @property
+    def profile(self) -> languages.LanguageProfile:
+        return languages.get(self.language)
+
+    @property
     def unit(self) -> str:
-        return "chars" if self.language == "ja" else "words"
+        return self.profile.length_unit
 
     @property
     def unit_label(self) -> str:
-        return "characters" if self.language == "ja" else "words"
+        return self.profile.unit_label
 
 
 def collect(folder: Path, manifest: dict[str, Any]) -> Stats:
     """Read a version's rows and compute the report's numbers."""
     rows = [_light(row) for row in iter_rows(folder / TRAIN_FILE)]
     rejected = list(iter_rows(folder / REJECTED_FILE))
-    language = "ja" if manifest.get("language") == "ja" else "en"
+    # A version whose manifest names no known language (or none) is read as the default's.
+    language = manifest.get("language")
+    if language not in languages.codes():
+        language = languages.DEFAULT
     tasks: dict[str, dict[str, Any]] = {}
     for row in rows:
         tasks.setdefault(row["task_id"], row)
@@ -102,7 +110,7 @@ def nearest_neighbours(
     """
     if len(texts) < 2:
         return [], []
-    index = NoveltyIndex.from_texts(texts, language="ja" if language == "ja" else "en")
+    index = NoveltyIndex.from_texts(texts, language=language)
     step = max(1, -(-len(texts) // MAX_NEIGHBOUR_QUERIES))
     nearest: list[float] = []
     pairs: dict[tuple[str, str], float] = {}

@@ -1,0 +1,370 @@
+"""An exact, fast novelty index: "is this text a ROUGE-L near-duplicate of the pool?"
+
+Self-Instruct and Alpaca keep a generated instruction only if its ROUGE-L F-measure against
+every instruction already kept (seeds included) is at most the threshold. Their loop scores
+every pair with rouge_score's pure-Python LCS (~78 µs a pair), ~32 CPU-hours for a 52K run;
+this index makes the same decisions orders of magnitude faster (F itself: selfinstruct.rouge).
+
+Pruning bounds (each never drops a pair whose F could exceed t)
+----------------------------------------------------------------
+Notation: candidate x with m tokens, pooled text y with n tokens, L = LCS(x, y), threshold
+t, τ = t − 1e-9. In exact arithmetic F = 2PR/(P+R) = 2L/(m+n), and the float F is within a
+few ulps (< 1e-15) of that, so F > t implies
+
+    (B0)  2L > τ(m + n).
+
+Every rule below discards a pair only when an upper bound U ≥ L has 2U ≤ τ(m+n), which
+contradicts B0. The 1e-9 slack dwarfs the ~1e-16 relative rounding of evaluating the bounds
+in floats, so rounding can only admit a pair to the exact check, never drop one.
+
+1. Length window. L ≤ min(m, n), so B0 needs n > m·τ/(2−τ) and n < m·(2−τ)/τ.
+2. Overlap bound. An LCS is a common sub-multiset, so L ≤ O = Σ_w min(c_x(w), c_y(w)).
+   Renaming the k-th occurrence of token w to the element (w, k) turns each text into a set
+   with |X ∩ Y| = O. With L ≤ n, B0 gives 2L > τ(m + L), i.e. O ≥ L > τm/(2−τ), and
+   symmetrically O > τn/(2−τ). F > t ≥ 0 also needs L ≥ 1. So
+   O ≥ α(m) := max(1, ⌊τm/(2−τ)⌋ + 1), and O ≥ α(n).
+3. Prefix filter. Fix one total order of elements (rarest first) and sort each text's
+   elements by it. Let e be the smallest common element. All O common elements are at or
+   after e in both lists, so e is among the first m − O + 1 ≤ m − α(m) + 1 elements of X and
+   the first n − α(n) + 1 of Y. The index lists each pooled text under the elements of its
+   prefix; a candidate looks up only its own prefix. A pair that can exceed t always meets.
+4. Positional (count) bound. If e is at 1-based position i in X and j in Y, every common
+   element is at or after it: L ≤ O ≤ min(m − i + 1, n − j + 1) =: U(i, j). Keep a pooled
+   text only if 2U > τ(m+n). Looking up the prefix in order, e is the first element met,
+   and U only shrinks for later common elements, so "some lookup hit of y passes" is the
+   same as "the hit at e passes": each hit is tested on its own, vectorised. At i = j = 1
+   this is the length window (1), so (1) needs no separate pass.
+Survivors get the exact L (one ``process.cdist`` call per candidate) and the exact F.
+
+The order only has to be the same for the index and the lookup. Ranks come from element
+frequencies at the last rebuild; an element first seen later is ranked rarer than every
+known one (its rank never changes until the next rebuild); a candidate's unseen elements
+rank rarer still (they can match nothing, and any placement of them is consistent). The
+index is rebuilt with fresh frequencies whenever the pool has doubled, so rebuilding costs
+O(1) amortised per text.
+
+Measured with bench/rouge_dedup.py (one core of a shared 2-core machine, three runs,
+generated instruction-like English texts of 16 tokens on average): at a 20K pool 8,000 to
+12,000 candidates/s against ~1/s for Alpaca's loop (8,400x to 10,400x); the 52K-accepted
+job 7.8 to 10.7 CPU-s; that index peaks at 34 MB (tracemalloc). Character-level
+Japanese is harder for the filters (longer token strings, a few very common kana): on a
+deliberately overlapping synthetic Japanese stream, ~900 candidates/s at a 20K pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import LCSseq
+
+from selfinstruct.fileio import atomic_write
+from selfinstruct.rouge import AUTO, Language, f_measure_array, resolve, symbol_for
+
+_SLACK = 1e-9
+_SAVE_FORMAT = "selfinstruct-novelty-index"
+_SAVE_VERSION = 1
+
+# Element (token, k-th occurrence) as one int: symbol code point + k * _OCCURRENCE.
+_OCCURRENCE = 0x110000
+# A posting packs (pooled text id, elements left from this one to the end) into an int64.
+_REST_BITS = 32
+_REST_MASK = (1 << _REST_BITS) - 1
+# Pool sizes below this are not worth a frequency rebuild.
+_FIRST_REBUILD = 128
+
+
+def _unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of a non-empty array; 5x faster than np.unique on ~100 values."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether a candidate is novel; if not, its most similar pooled text and that score.
+
+    ``score`` is the maximum ROUGE-L F over the pool (ties: the earliest pooled text), the
+    number Alpaca's loop compares with the threshold.
+    """
+
+    novel: bool
+    neighbour: str | None = None
+    score: float | None = None
+
+
+def _min_overlap(length: int, tau: float) -> int:
+    """α(length): the fewest shared elements a pair with F > t can have (bound 2)."""
+    return max(1, int(tau * length / (2 - tau)) + 1)
+
+
+class NoveltyIndex:
+    """A growing pool of texts that answers "is this text a ROUGE-L near-duplicate?" exactly.
+
+    ``is_novel(x)`` is False iff some pooled text y has ROUGE-L F(x, y) > threshold, the
+    decision of Alpaca's exhaustive loop, found by looking at a few pooled texts instead of
+    all (see the module docstring). In the pipeline, add the seeds first, then every
+    accepted instruction. For the provenance of an accepted row call ``most_similar`` and
+    ``mean_similarity`` before ``add``: Alpaca scores a row against the pool it joins.
+    """
+
+    def __init__(self, threshold: float | None = None, language: Language = AUTO) -> None:
+        tokenizer, default = resolve(language)
+        self._language = language
+        if threshold is None:
+            threshold = default
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+        self._threshold = float(threshold)
+        self._tau = self._threshold - _SLACK
+        self._tokenize = tokenizer
+        self._texts: list[str] = []
+        # Per pooled text: its tokens as one code point each, and its token count. numpy
+        # arrays (doubled when full) so that survivors are gathered without a Python loop.
+        self._codes = np.empty(1024, dtype=object)
+        self._lengths = np.zeros(1024, dtype=np.int64)
+        self._symbols: dict[str, str] = {}
+        self._ranks: dict[int, int] = {}  # element -> position in the global order
+        self._next_new_rank = -1  # elements first seen after a rebuild rank rarer than all
+        self._postings: dict[int, array[int]] = {}
+        self._rebuild_at = _FIRST_REBUILD
+        self._scores_cache: tuple[str, int, np.ndarray] | None = None
+
+    @classmethod
+    def from_texts(
+        cls, texts: Iterable[str], threshold: float | None = None, language: Language = AUTO
+    ) -> NoveltyIndex:
+        """An index holding ``texts`` in order (no novelty check), e.g. seeds + accepted rows."""
+        index = cls(threshold, language)
+        for text in texts:
+            index._append(text, index._tokenize(text))
+        index._rebuild()
+        return index
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> NoveltyIndex:
+        """Restore an index written by ``save`` (rebuilt from its texts: ~0.5 s for 52K)."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if data.get("format") != _SAVE_FORMAT or data.get("version") != _SAVE_VERSION:
+            raise ValueError(f"{path}: not a {_SAVE_FORMAT} v{_SAVE_VERSION} file")
+        return cls.from_texts(data["texts"], data["threshold"], data["language"])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write threshold, language and the texts in insertion order (atomic replace)."""
+        payload = {
+            "format": _SAVE_FORMAT,
+            "version": _SAVE_VERSION,
+            "language": self._language,
+            "threshold": self._threshold,
+            "texts": self._texts,
+        }
+        atomic_write(path, json.dumps(payload, ensure_ascii=False))
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @property
+    def language(self) -> str:
+        return self._language
+
+    @property
+    def texts(self) -> list[str]:
+        """The pooled texts in insertion order (a copy)."""
+        return list(self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def add(self, text: str) -> None:
+        """Pool ``text`` unconditionally (seeds, or rows restored from a journal)."""
+        self._add(text, self._tokenize(text))
+
+    def check(self, text: str) -> Verdict:
+        """Novel or not; for a rejected text also its closest pooled text and max F."""
+        return self._check(self._tokenize(text))
+
+    def is_novel(self, text: str) -> bool:
+        """False iff some pooled text has ROUGE-L F > threshold against ``text``."""
+        return self.check(text).novel
+
+    def add_if_novel(self, text: str) -> bool:
+        """Pool ``text`` if it is novel; return whether it was."""
+        tokens = self._tokenize(text)
+        novel = self._check(tokens).novel
+        if novel:
+            self._add(text, tokens)
+        return novel
+
+    def most_similar(self, text: str, k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` pooled texts with the highest ROUGE-L against ``text``, best first.
+
+        Ties keep insertion order. Scores every pooled text: one ``process.cdist`` call, shared
+        with a following ``mean_similarity`` of the same text.
+        """
+        scores = self._all_scores(text)
+        if k <= 0 or scores.size == 0:
+            return []
+        if k < scores.size:
+            kth = np.partition(scores, scores.size - k)[scores.size - k]
+            above = np.flatnonzero(scores > kth)
+            ties = np.flatnonzero(scores == kth)[: k - above.size]
+            top = np.concatenate([above, ties])
+        else:
+            top = np.arange(scores.size)
+        top = top[np.lexsort((top, -scores[top]))]
+        return [(self._texts[i], float(scores[i])) for i in top]
+
+    def mean_similarity(self, text: str) -> float:
+        """Mean ROUGE-L of ``text`` against the pool (``np.mean`` as in Alpaca); 0.0 if empty."""
+        scores = self._all_scores(text)
+        return float(np.mean(scores)) if scores.size else 0.0
+
+    # Internals -----------------------------------------------------------------------------
+
+    def _encode(self, tokens: list[str], *, learn: bool) -> str:
+        """Tokens as one code point each; ``learn`` adds new tokens to the index's alphabet.
+
+        Without ``learn`` (a lookup), unknown tokens get distinct code points past the
+        alphabet, so they match nothing in the pool and the alphabet does not grow.
+        """
+        symbols = self._symbols
+        encoded = [symbols.get(token) for token in tokens]
+        if None in encoded:
+            new = symbols if learn else {}
+            for i, token in enumerate(tokens):
+                if encoded[i] is None:
+                    if token not in new:
+                        new[token] = symbol_for(len(symbols) + (0 if learn else len(new)))
+                    encoded[i] = new[token]
+        return "".join(encoded)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _elements(code: str) -> list[int]:
+        """Each token occurrence as the element (token, k-th occurrence), as one int."""
+        seen: dict[str, int] = {}
+        elements = []
+        for symbol in code:
+            k = seen.get(symbol, 0)
+            seen[symbol] = k + 1
+            elements.append(ord(symbol) + k * _OCCURRENCE)
+        return elements
+
+    def _append(self, text: str, tokens: list[str]) -> int:
+        """Store a text and its encoding; return its id. Indexing is separate."""
+        item = len(self._texts)
+        if item == self._lengths.size:
+            self._codes = np.concatenate([self._codes, np.empty_like(self._codes)])
+            self._lengths = np.concatenate([self._lengths, np.zeros_like(self._lengths)])
+        self._texts.append(text)
+        self._codes[item] = self._encode(tokens, learn=True)
+        self._lengths[item] = len(tokens)
+        return item
+
+    def _index(self, item: int) -> None:
+        """List a pooled text under the elements of its prefix (bound 3)."""
+        code = self._codes[item]
+        n = len(code)
+        if n == 0:
+            return  # scores 0.0 against everything: never a reason to reject
+        ranks = self._ranks
+        elements = self._elements(code)
+        for element in elements:
+            if element not in ranks:
+                ranks[element] = self._next_new_rank
+                self._next_new_rank -= 1
+        elements.sort(key=ranks.__getitem__)
+        postings = self._postings
+        for j in range(n - _min_overlap(n, self._tau) + 1):
+            entry = (item << _REST_BITS) | (n - j)
+            posting = postings.get(elements[j])
+            if posting is None:
+                postings[elements[j]] = array("q", (entry,))
+            else:
+                posting.append(entry)
+
+    def _rebuild(self) -> None:
+        """Re-rank elements by current frequency (rarest first) and re-index every text."""
+        size = len(self._texts)
+        counts = Counter(e for code in self._codes[:size] for e in self._elements(code))
+        ordered = sorted(counts, key=lambda e: (counts[e], e))
+        self._ranks = {e: r for r, e in enumerate(ordered)}
+        self._next_new_rank = -1
+        self._postings = {}
+        for item in range(size):
+            self._index(item)
+        self._rebuild_at = max(_FIRST_REBUILD, 2 * size)
+
+    def _add(self, text: str, tokens: list[str]) -> None:
+        item = self._append(text, tokens)
+        if len(self._texts) >= self._rebuild_at:
+            self._rebuild()
+        else:
+            self._index(item)
+
+    def _check(self, tokens: list[str]) -> Verdict:
+        m = len(tokens)
+        if m == 0 or not self._texts:
+            return Verdict(True)
+        code = self._encode(tokens, learn=False)
+        ranks = self._ranks
+        known = [e for e in self._elements(code) if e in ranks]
+        known.sort(key=ranks.__getitem__)
+        # Unknown elements rank first (rarest); they match nothing, so only skip past them.
+        prefix = m - _min_overlap(m, self._tau) + 1
+        first = m - len(known)
+        postings = self._postings
+        hits: list[array[int]] = []
+        rest_x: list[int] = []
+        for i in range(first, prefix):
+            posting = postings.get(known[i - first])
+            if posting is not None:
+                hits.append(posting)
+                rest_x.append(m - i)
+        if not hits:
+            return Verdict(True)
+        entries = np.concatenate(hits)
+        items = entries >> _REST_BITS
+        n = self._lengths[items]
+        bound = np.minimum(np.repeat(rest_x, [len(h) for h in hits]), entries & _REST_MASK)
+        passing = items[2 * bound > self._tau * (m + n)]  # bound 4
+        if passing.size == 0:
+            return Verdict(True)
+        survivors = _unique(passing)
+        # Survivors share an element with the candidate, so L >= 1 and F is well defined.
+        lcs = process.cdist(
+            [code], self._codes[survivors], scorer=LCSseq.similarity, dtype=np.int32, workers=1
+        )[0]
+        scores = f_measure_array(lcs, m, self._lengths[survivors])
+        best = int(np.argmax(scores))
+        if scores[best] > self._threshold:
+            return Verdict(False, self._texts[survivors[best]], float(scores[best]))
+        return Verdict(True)
+
+    def _all_scores(self, text: str) -> np.ndarray:
+        """ROUGE-L of ``text`` against every pooled text, in insertion order.
+
+        Remembers the last answer, so most_similar + mean_similarity on one row cost one pass.
+        """
+        size = len(self._texts)
+        cached = self._scores_cache
+        if cached is not None and cached[0] == text and cached[1] == size:
+            return cached[2]
+        tokens = self._tokenize(text)
+        scores = np.zeros(size, dtype=np.float64)
+        if tokens and size:
+            lcs = process.cdist(
+                [self._encode(tokens, learn=False)], self._codes[:size], scorer=LCSseq.similarity,
+                dtype=np.int32, workers=1,
+            )[0]
+            hit = lcs > 0  # L = 0 (also every empty pooled text) scores 0.0 in rouge_score
+            scores[hit] = f_measure_array(lcs[hit], len(tokens), self._lengths[:size][hit])
+        self._scores_cache = (text, size, scores)
+        return scores
