@@ -1,72 +1,40 @@
-"""Tests of the test server's answer styles: clean (unchanged), messy and recorded.
+"""Tests of what the test server's answer styles write: clean (unchanged) and messy.
 
 Why: the end-to-end tests of issue 11 trust the messy style to produce every shape real models
-write, at known rates, deterministically, and trust ``RunningServer.offered()`` to say exactly
-which items each answer carried; the recorded style must replay real answers for every prompt
-kind. Requests are built like the pipeline builds them (tests/servers/record_real.py) from the
-real templates and seed files, and go through the real ``openai`` client over loopback HTTP.
+write, at known rates, deterministically, and to record exactly which items each answer
+carried; the clean style must never drift (the benchmarks compare runs across commits).
+Requests are built like the pipeline builds them (tests/servers/style_requests.py). What the
+server serves and accounts over HTTP, and the recorded style, are in
+tests/test_server_styles_http.py.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
-import random
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
 
-import openai
 import pytest
 
-from selfinstruct.prompts import PromptSet
-from selfinstruct.seeds import SeedTask, load_seeds
-from tests.servers import messy_fields, messy_lists, recorded, styled
-from tests.servers.answers import request_material
-from tests.servers.openai_server import (
-    RunningServer,
-    apply_stop_and_max_tokens,
-    fingerprint_of,
-    generate_answer,
-    start_server,
+from selfinstruct.parse_text import unwrap
+from tests.servers import messy_fields, messy_lists, styled
+from tests.servers.openai_server import RunningServer, generate_answer
+from tests.servers.record_real import KINDS
+from tests.servers.style_requests import (
+    APIS,
+    LANGS,
+    messy_for,
+    pipeline_like_request,
+    sdk_client,
+    send,
 )
-from tests.servers.record_real import KINDS, SEED_FILES, pipeline_request
-from tests.servers.styles import messy_answer, messy_latency_ms
-
-LANGS = ("en", "ja")
-APIS = ("chat", "completions")
-
-
-@functools.cache
-def _language(lang: str) -> tuple[PromptSet, tuple[SeedTask, ...]]:
-    return PromptSet(lang), load_seeds(SEED_FILES[lang]).tasks
-
-
-def _request(kind: str, lang: str, api: str, index: int) -> tuple[str, dict[str, Any]]:
-    """The ``index``-th pipeline-like request of a kind: real template, real seed samples."""
-    rng = random.Random(f"{kind}:{lang}:{api}:{index}")
-    return pipeline_request(kind, *_language(lang), rng, api)
+from tests.servers.styles import messy_latency_ms
 
 
 def _answers(kind: str, lang: str, api: str, count: int) -> list[styled.StyledAnswer]:
     """``count`` messy answers to one prompt of ``kind`` (only the sampling seed varies)."""
-    prompt, params = _request(kind, lang, api, 0)
-    return [_messy(prompt, api, {**params, "seed": seed}) for seed in range(count)]
-
-
-def _messy(prompt: str, api: str, params: dict[str, Any]) -> styled.StyledAnswer:
-    """The messy answer the server gives to this request (chat seeds from the messages)."""
-    chat = api == "chat"
-    return messy_answer(prompt, chat, request_material(
-        prompt, chat=chat, model="test-model", temperature=params["temperature"],
-        top_p=params["top_p"], seed=params["seed"], choice_index=0,
-        hash_material=[{"role": "user", "content": prompt}] if chat else prompt))
+    prompt, params = pipeline_like_request(kind, lang, api, 0)
+    return [messy_for(prompt, api, {**params, "seed": seed}) for seed in range(count)]
 
 
 def _shape_counts(answers: list[styled.StyledAnswer]) -> Counter[str]:
@@ -77,27 +45,6 @@ def _within(count: int, total: int, rate: float) -> bool:
     """Whether ``count`` of ``total`` fits ``rate`` within 4.5 binomial standard deviations."""
     sigma = (total * rate * (1 - rate)) ** 0.5
     return abs(count - total * rate) <= 4.5 * sigma + 1
-
-
-@pytest.fixture(scope="module")
-def messy_server() -> Iterator[RunningServer]:
-    with start_server(style="messy") as server:
-        yield server
-
-
-def _client(server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
-
-
-def _send(client: openai.OpenAI, api: str, prompt: str, params: dict[str, Any]) -> tuple[str, Any]:
-    """One request through the real SDK; returns the x-request-id and the parsed response."""
-    if api == "chat":
-        raw = client.chat.completions.with_raw_response.create(
-            model="test-model", messages=[{"role": "user", "content": prompt}], **params)
-    else:
-        raw = client.completions.with_raw_response.create(model="test-model", prompt=prompt,
-                                                          **params)
-    return raw.headers["x-request-id"], raw.parse()
 
 
 # -- clean ------------------------------------------------------------------------------------
@@ -113,7 +60,7 @@ def test_clean_answers_did_not_change() -> None:
         for lang in LANGS:
             for api in APIS:
                 for index in range(3):
-                    prompt, params = _request(kind, lang, api, index)
+                    prompt, params = pipeline_like_request(kind, lang, api, index)
                     text = generate_answer(prompt, chat=api == "chat", temperature=params[
                         "temperature"], top_p=params["top_p"], seed=params["seed"])
                     digest.update(text.encode("utf-8") + b"\x1e")
@@ -123,11 +70,11 @@ def test_clean_answers_did_not_change() -> None:
 @pytest.mark.parametrize(("kind", "api"), [(k, a) for k in ("bootstrap", "alpaca") for a in APIS])
 def test_clean_style_offers_the_items_of_its_answers(openai_server: RunningServer, kind: str,
                                                      api: str) -> None:
-    client = _client(openai_server)
+    client = sdk_client(openai_server)
     for lang in LANGS:
-        prompt, params = _request(kind, lang, api, 0)
-        request_id, response = _send(client, api, prompt, params)
-        _, cut = _send(client, api, prompt, {**params, "max_tokens": 60})
+        prompt, params = pipeline_like_request(kind, lang, api, 0)
+        request_id, response = send(client, api, prompt, params)
+        _, cut = send(client, api, prompt, {**params, "max_tokens": 60})
         whole, partial = openai_server.offered()[-2:]
         choice = response.choices[0]
         text = choice.message.content if api == "chat" else choice.text
@@ -265,38 +212,6 @@ def test_messy_answers_are_a_function_of_the_request() -> None:
         assert len(set(first)) > 1 or kind == "classify", kind
 
 
-# -- messy over HTTP: accounting ---------------------------------------------------------------
-
-@pytest.mark.parametrize(("kind", "api"), [(k, a) for k in ("bootstrap", "alpaca") for a in APIS])
-def test_offered_items_are_exactly_the_whole_items_in_the_text(
-        messy_server: RunningServer, kind: str, api: str) -> None:
-    client = _client(messy_server)
-    messy_server.reset()
-    sent: dict[str, Any] = {}
-    for index in range(12):
-        prompt, params = _request(kind, "en", api, index)
-        request_id, response = _send(client, api, prompt, params)
-        sent[request_id] = response
-    entries = messy_server.offered()
-    assert {e["id"] for e in entries} == set(sent)
-    for entry in entries:
-        response = sent[entry["id"]]
-        choice = response.choices[0]
-        text = (choice.message.content if api == "chat" else choice.text) or ""
-        assert entry["response_id"] == response.id
-        assert (entry["kind"], entry["api"], entry["style"]) == (kind, api, "messy")
-        assert entry["finish_reason"] == choice.finish_reason
-        if entry["unreadable"]:
-            assert entry["offered"] == []
-            continue
-        assert entry["offered"], entry
-        position = 0
-        for item in entry["offered"]:  # in order, each wholly inside the text
-            found = text.find(item, position)
-            assert found != -1, (item, text)
-            position = found + len(item)
-
-
 def test_item_offsets_point_at_the_item_text() -> None:
     """Every recorded item ends exactly where its text ends, after preambles and fences too:
     the offsets decide which items a stop or max_tokens cut leaves offered."""
@@ -311,59 +226,18 @@ def test_item_offsets_point_at_the_item_text() -> None:
     assert shapes["preamble"] and shapes["fence"]
 
 
-def test_max_tokens_cut_leaves_only_whole_items_offered(messy_server: RunningServer) -> None:
-    prompt, params = _request("bootstrap", "en", "chat", 1)
-    client = _client(messy_server)
-    messy_server.reset()
-    _, full = _send(client, "chat", prompt, {**params, "stop": None})
-    _, cut = _send(client, "chat", prompt, {**params, "stop": None, "max_tokens": 40})
-    whole, partial = messy_server.offered()
-    assert cut.choices[0].finish_reason == "length"
-    assert full.choices[0].message.content.startswith(cut.choices[0].message.content)
-    assert partial["offered"] == whole["offered"][:len(partial["offered"])]
-    assert len(partial["offered"]) < len(whole["offered"])
-    assert all(item in cut.choices[0].message.content for item in partial["offered"])
-
-
-def _find_seed(kind: str, lang: str, api: str, shape: str) -> tuple[str, dict[str, Any]]:
-    """A pipeline-like request whose messy answer has ``shape`` (searched, deterministic)."""
-    prompt, params = _request(kind, lang, api, 0)
-    for seed in range(5000):
-        if shape in _messy(prompt, api, {**params, "seed": seed}).shapes:
-            return prompt, {**params, "seed": seed}
-    raise AssertionError(f"no {shape} answer in 5000 seeds")
-
-
-@pytest.mark.parametrize(("shape", "api"), [("content_null", "chat"),
-                                            ("content_null", "completions"),
-                                            ("content_filter", "chat"), ("junk", "completions")])
-def test_unreadable_answers_over_http(messy_server: RunningServer, shape: str, api: str) -> None:
-    prompt, params = _find_seed("bootstrap", "en", api, shape)
-    messy_server.reset()
-    request_id, response = _send(_client(messy_server), api, prompt, params)
-    choice = response.choices[0]
-    text = choice.message.content if api == "chat" else choice.text
-    [entry] = messy_server.offered()
-    assert entry["id"] == request_id and entry["unreadable"] and entry["offered"] == []
-    if shape == "content_null":
-        assert text is None if api == "chat" else text == ""
-    elif shape == "content_filter":
-        assert (text, choice.finish_reason) == ("", "content_filter")
-    else:
-        assert text.startswith("\n") and not any(line[:1].isdigit() for line in text.split("\n"))
-
-
-def test_same_request_same_answer_and_offer(messy_server: RunningServer) -> None:
-    prompt, params = _request("alpaca", "ja", "chat", 2)
-    client = _client(messy_server)
-    messy_server.reset()
-    _, first = _send(client, "chat", prompt, params)
-    _, second = _send(client, "chat", prompt, params)
-    _, other = _send(client, "chat", prompt, {**params, "seed": params["seed"] + 1})
-    a, b, c = messy_server.offered()
-    assert first.choices[0].message.content == second.choices[0].message.content
-    assert first.choices[0].message.content != other.choices[0].message.content
-    assert (a["offered"], a["shapes"]) == (b["offered"], b["shapes"]) != (c["offered"], c["shapes"])
+def test_quoted_items_are_offered_in_parentheses_in_lists_and_alpaca() -> None:
+    """The clean generator's quoted punctuation item ('"…"') is written "(…)" in bootstrap and
+    Alpaca answers: parsers unwrap quotes around a whole item, so a quoted item's offered text
+    would never match the instruction the pipeline reads."""
+    parenthesised: Counter[str] = Counter()
+    for kind in ("bootstrap", "alpaca"):
+        for lang in LANGS:
+            for answer in _answers(kind, lang, "chat", 300):
+                for _, item in answer.items:
+                    assert unwrap(item) == item, (kind, lang, item)
+                    parenthesised[kind] += item.startswith("(") and item.endswith(")")
+    assert parenthesised["bootstrap"] and parenthesised["alpaca"], parenthesised
 
 
 def test_latency_is_heavy_tailed_deterministic_and_scaled() -> None:
@@ -377,105 +251,3 @@ def test_latency_is_heavy_tailed_deterministic_and_scaled() -> None:
                                                                                    4.0))
 
 
-# -- recorded ----------------------------------------------------------------------------------
-
-def test_fixture_covers_every_kind_language_and_api() -> None:
-    groups = recorded.load()
-    assert recorded.FIXTURE.stat().st_size < 1_000_000
-    for kind in KINDS:
-        for lang in LANGS:
-            for api in APIS:
-                records = groups.get((kind, lang, api), [])
-                assert len(records) >= 4, (kind, lang, api)
-                assert all(r["model"] == "smollm2-135m-instruct" for r in records)
-    for lang in LANGS:
-        assert len(groups.get(("answer", lang, "chat"), [])) >= 3, lang
-
-
-@pytest.mark.parametrize("api", APIS)
-def test_replay_serves_recorded_answers_for_each_kind(api: str) -> None:
-    groups = recorded.load()
-    with start_server(style="recorded") as server:
-        client = _client(server)
-        for kind in KINDS:
-            for lang in LANGS:
-                answers = {r["answer"] or "" for r in groups[(kind, lang, api)]}
-                served = set()
-                for index in range(6):
-                    prompt, params = _request(kind, lang, api, 100 + index)
-                    _, response = _send(client, api, prompt, params)
-                    choice = response.choices[0]
-                    text = (choice.message.content if api == "chat" else choice.text) or ""
-                    cuts = {apply_stop_and_max_tokens(a, params.get("stop"),
-                                                      params["max_tokens"])[0] for a in answers}
-                    assert text in cuts, (kind, lang, text)
-                    served.add(text)
-                assert len(served) > 1 or len(cuts) == 1, (kind, lang)
-        entries = server.offered()
-    assert {e["style"] for e in entries} == {"recorded"} and all(
-        e["offered"] is None for e in entries)
-
-
-def test_replay_answers_unknown_prompts_with_recorded_direct_answers() -> None:
-    """The direct-answer mode's prompt is the bare instruction: in chat it gets a recorded
-    direct answer; through completions, where it was never recorded, a clear error."""
-    answers = {r["answer"] for r in recorded.load()[("answer", "en", "chat")]}
-    with start_server(style="recorded") as server:
-        client = _client(server)
-        reply = client.chat.completions.create(
-            model="test-model", messages=[{"role": "user", "content": "Name a fruit."}])
-        assert reply.choices[0].message.content in answers
-        with pytest.raises(openai.InternalServerError, match="no recorded completions"):
-            client.completions.create(model="test-model", prompt="Name a fruit.")
-
-
-# -- CLI ---------------------------------------------------------------------------------------
-
-def test_cli_style_flag() -> None:
-    bad = subprocess.run([sys.executable, "-m", "tests.servers.openai_server", "--style", "x"],
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "invalid choice: 'x'" in bad.stderr
-    proc = subprocess.Popen([sys.executable, "-m", "tests.servers.openai_server", "--style",
-                             "messy"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        ready = proc.stdout.readline().split()
-        assert ready[0] == "READY"
-        prompt, params = _find_seed("classify", "en", "chat", "verdict:The answer is: {v}.")
-        client = openai.OpenAI(base_url=ready[1], api_key="test", max_retries=0)
-        answer = client.chat.completions.create(
-            model="test-model", messages=[{"role": "user", "content": prompt}], **params)
-        assert json.dumps(answer.choices[0].message.content).startswith('"The answer is: ')
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def test_faults_combine_with_the_messy_style() -> None:
-    """A faulted answer's offer says what the faulted text still carries."""
-    prompt, params = _find_seed("bootstrap", "en", "chat", "layout:plain")
-    expected = _messy(prompt, "chat", params)
-    with start_server(style="messy", fault_rate=1.0, fault_kinds="garbage",
-                      max_faults_per_request=1) as server:
-        client = _client(server)
-        _, garbage = _send(client, "chat", prompt, params)
-        _, retried = _send(client, "chat", prompt, params)
-        junk, whole = server.offered()
-    assert junk["fault"] == "garbage" and junk["unreadable"] and junk["offered"] == []
-    assert "9. " not in garbage.choices[0].message.content
-    assert whole["fault"] is None and not whole["unreadable"]
-    assert whole["offered"] == expected.offered_within(
-        len(retried.choices[0].message.content))
-
-
-def test_messy_server_waits_the_fingerprints_delay(messy_server: RunningServer) -> None:
-    """A request whose fingerprint draws a tail delay really waits it (a lower bound only)."""
-    bodies = ({"model": "test-model", "prompt": "Say hi.", "seed": seed} for seed in range(2000))
-    body = next(b for b in bodies if messy_latency_ms(fingerprint_of(b), 0.0) > 150)
-    started = time.monotonic()
-    request = urllib.request.Request(f"{messy_server.base_url}/completions",
-                                     data=json.dumps(body).encode(),
-                                     headers={"Authorization": "Bearer test"})
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        assert reply.status == 200
-    assert time.monotonic() - started >= messy_latency_ms(fingerprint_of(body), 0.0) / 1000

@@ -113,8 +113,17 @@ def _output_first_answer(text: str, lang: str, rng: random.Random, chat: bool) -
 
 
 def alpaca_item(lang: str, rng: random.Random, in_context: Sequence[str]) -> tuple[str, str, str]:
-    """One Alpaca triple; classification instructions get a labelled input and a label."""
+    """One Alpaca triple: a clean-generator instruction and its input and output."""
     instruction, _ = generate_instruction(lang, rng, in_context)
+    return (instruction, *alpaca_fields(instruction, lang, rng))
+
+
+def alpaca_fields(instruction: str, lang: str, rng: random.Random) -> tuple[str, str]:
+    """``(input, output)`` for an Alpaca instruction; classification gets an input and a label.
+
+    Separate from :func:`alpaca_item` so the messy style can respell the instruction it draws
+    (tests/servers/messy_lists.py) and still get the very fields the clean style would.
+    """
     topic = find_topic(instruction, lang, rng)
     is_cls = (
         EN_CLASSIFICATION_RE.search(instruction) is not None
@@ -125,10 +134,10 @@ def alpaca_item(lang: str, rng: random.Random, in_context: Sequence[str]) -> tup
     outputs = EN_OUTPUTS if lang == "en" else JA_OUTPUTS
     if is_cls:
         label, inp = rng.choice(label_set(instruction, lang, rng))
-        return instruction, fill_template(inp, topic), label
+        return fill_template(inp, topic), label
     needs = needs_input(instruction, lang) or rng.random() < 0.35
     inp = fill_template(rng.choice(inputs), topic) if needs else NO_INPUT
-    return instruction, inp, fill_template(rng.choice(outputs), topic)
+    return inp, fill_template(rng.choice(outputs), topic)
 
 
 def _alpaca_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:

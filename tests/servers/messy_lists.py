@@ -122,15 +122,26 @@ def messy_instruction(lang: str, rng: random.Random, in_context: Sequence[str],
                       shapes: list[str]) -> str:
     """A clean-generator instruction, sometimes with a defect (named in ``shapes``).
 
-    The clean generator's punctuation cases ("- item", '"item"') become "(item)": a leading
-    "- " is list markup and parsers rightly unwrap quotes around a whole item, so neither
-    could be offered as the item's own text; a parenthesis is not markup.
+    The clean generator's punctuation case "- item" becomes "(item)" too: at the start of a
+    list line "- " is list markup, so it could not be offered as the item's own text.
     """
     text, category = instructions.generate_instruction(lang, rng, in_context)
-    if category == "punctuation":
-        text = f"({text[2:] if text.startswith('- ') else text[1:-1]})"
-    text, defect = add_defect(text, lang, rng)
+    if category == "punctuation" and text.startswith("- "):
+        text = f"({text[2:]})"
+    text, defect = add_defect(_unquoted(text, category), lang, rng)
     shapes.append(f"item:{defect or category}")
+    return text
+
+
+def _unquoted(text: str, category: str) -> str:
+    """A quoted punctuation item '"item"' becomes "(item)", in list and Alpaca answers alike.
+
+    Parsers rightly unwrap quotes around a whole item (selfinstruct.parse_text.unwrap), so the
+    quoted text could not be offered as the item's own text; a parenthesis is not markup and
+    still starts the item with punctuation, which is what the clean case is there for.
+    """
+    if category == "punctuation" and text.startswith('"'):
+        return f"({text[1:-1]})"
     return text
 
 
@@ -209,8 +220,9 @@ def alpaca_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> Sty
     shapes: list[str] = [f"layout:{layout}"]
     body = Builder()
     for k in range(start, max(start, total) + 1):
-        instr, inp, out = answers.alpaca_item(lang, rng, in_context)
-        instr, defect = add_defect(instr, lang, rng)
+        instr, category = instructions.generate_instruction(lang, rng, in_context)
+        inp, out = answers.alpaca_fields(instr, lang, rng)
+        instr, defect = add_defect(_unquoted(instr, category), lang, rng)
         shapes.append(f"item:{defect or 'clean'}")
         if rng.random() < WRONG_LANGUAGE_OUTPUT_RATE:
             other = "ja" if lang == "en" else "en"
