@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from selfinstruct._errors import InputError
 from selfinstruct.dataset.files import read_manifest, read_train_rows
@@ -51,7 +51,8 @@ def versions(dataset_dir: str | Path) -> list[VersionSummary]:
             manifest = read_manifest(dataset_dir / name)
         except InputError:
             manifest = {}
-        counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
+        stored = manifest.get("counts")
+        counts: dict[str, Any] = stored if isinstance(stored, dict) else {}
         summaries.append(
             VersionSummary(
                 name=name,
