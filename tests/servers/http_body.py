@@ -8,10 +8,10 @@ request on that connection.
 from __future__ import annotations
 
 from email.message import Message
-from typing import BinaryIO
+from io import BufferedIOBase
 
 
-def read_body(rfile: BinaryIO, headers: Message) -> bytes:
+def read_body(rfile: BufferedIOBase, headers: Message) -> bytes:
     """The request body: chunked (trailers skipped) or ``Content-Length`` bytes (none: b"")."""
     if "chunked" in headers.get("Transfer-Encoding", "").lower():
         chunks: list[bytes] = []

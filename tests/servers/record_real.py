@@ -71,11 +71,11 @@ def pipeline_request(kind: str, prompts: PromptSet, tasks: Sequence[SeedTask],
     labels = prompts.labels
     seed = {"seed": rng.randrange(2**31)}
     if kind == "bootstrap":
-        examples = [_line(t.instruction) for t in rng.sample(list(tasks), min(8, len(tasks)))]
-        stop_at = len(examples) + 1 + 7
+        in_context = [_line(t.instruction) for t in rng.sample(list(tasks), min(8, len(tasks)))]
+        stop_at = len(in_context) + 1 + 7
         stop = ([f"\n{stop_at}.", f"{stop_at}."] if api == "chat"
                 else ["\n\n", f"\n{stop_at}", f"{stop_at}.", f"{stop_at} ."])
-        return prompts.render("bootstrap", instructions=examples), {
+        return prompts.render("bootstrap", instructions=in_context), {
             "max_tokens": 256, "temperature": 0.7, "top_p": 0.5, "presence_penalty": 2.0,
             "stop": stop, **seed}
     if kind == "alpaca":
@@ -98,8 +98,8 @@ def pipeline_request(kind: str, prompts: PromptSet, tasks: Sequence[SeedTask],
         classification = kind == "instances_output_first"
         pool = [t for t in tasks if bool(t.is_classification) == classification] or list(tasks)
         target = rng.choice(pool)
-        examples = _instance_examples([t for t in tasks if t is not target], classification, rng)
-        prompt = prompts.render(kind, examples=examples, instruction=target.instruction) + "\n"
+        shots = _instance_examples([t for t in tasks if t is not target], classification, rng)
+        prompt = prompts.render(kind, examples=shots, instruction=target.instruction) + "\n"
         return prompt, {"max_tokens": 200, "temperature": 0.0, "top_p": 0.0,
                         "stop": [f"{labels.example} 6", f"{labels.task}:"], **seed}
     if kind == ANSWER_KIND:
