@@ -325,6 +325,9 @@ def _glyph_cells(browser: str, env: dict[str, str], head: str, chars: list[str],
         encoding="utf-8")
     shot = folder / "shot.png"
     subprocess.run([browser, *CHROME_FLAGS, f"--user-data-dir={folder / 'profile'}",
+                    # Virtual time runs until the embedded font has loaded and laid out, so
+                    # the shot never catches a cell still drawn with the fallback.
+                    "--virtual-time-budget=10000",
                     "--force-device-scale-factor=1", f"--screenshot={shot}",
                     f"--window-size={CELL * len(chars)},{CELL}", probe.as_uri()],
                    env=env, capture_output=True, timeout=60, check=True)
