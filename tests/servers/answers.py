@@ -157,6 +157,7 @@ def _alpaca_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
 
 
 def generic_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
+    """A short fixed reply: a prompt that is none of our templates still gets an answer."""
     return rng.choice(GENERIC_ANSWERS_EN if lang == "en" else GENERIC_ANSWERS_JA)
 
 
@@ -211,6 +212,7 @@ def request_material(prompt: str, *, chat: bool, model: str, temperature: float 
 
 
 def junk_text(rng: random.Random, words: int = 24) -> str:
+    """Random syllable words: an answer with nothing readable in it (messy junk, ``garbage``)."""
     return " ".join(
         "".join(rng.choice(JUNK_SYLLABLES) for _ in range(rng.randint(1, 3))) for _ in range(words)
     )

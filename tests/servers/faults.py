@@ -53,6 +53,7 @@ class APIError(Exception):
 
 
 def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict:
+    """OpenAI's error shape, so the real client maps it to its own exception classes."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 

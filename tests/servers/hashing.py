@@ -13,6 +13,7 @@ from typing import Any
 
 
 def canonical_json(obj: Any) -> str:
+    """Key-sorted, compact JSON: equal values give equal strings, hence equal hashes."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -350,4 +350,5 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _fmt_seconds(value: float) -> str:
+    """A ``Retry-After`` value: whole seconds without a decimal point."""
     return str(int(value)) if float(value).is_integer() else str(value)

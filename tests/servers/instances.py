@@ -86,6 +86,7 @@ def needs_input(instruction: str, lang: str) -> bool:
 
 
 def fill_template(template: str, topic: str) -> str:
+    """Put the topic into an input/output template's ``{topic}``/``{Topic}``/``{t}`` slots."""
     return template.format(topic=topic, Topic=cap_first(topic), t=topic)
 
 

@@ -59,6 +59,7 @@ from tests.servers.vocab_ja import (
 
 
 def cap_first(text: str) -> str:
+    """Upper-case the first character only (``str.capitalize`` would lower the rest)."""
     return text[:1].upper() + text[1:]
 
 
