@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
+from selfinstruct import languages
 from selfinstruct.filter_settings import FilterSettings
 from selfinstruct.languages import LanguageProfile
 
@@ -125,23 +127,45 @@ class LanguageFilter:
         return Drop("language_mismatch", detail) if detail else None
 
 
-# Field labels of the prompt formats (prompts/*/labels.json and Alpaca's "### Response").
-# At the start of a line and followed by a colon they are the template, not content: the
-# model continued into the next item or merged two fields. "Task" and "Example" are left
-# out on purpose: "Example 1:" is a normal way to answer "give three examples".
-_FIELD_LABELS = (
-    "Instruction", "Input", "Output", "Response", "Class label",
-    "指示", "入力", "出力", "応答", "クラスラベル",
-)
-_LABELS = "|".join(map(re.escape, _FIELD_LABELS))
-# In inputs and outputs a label counts at the start of a line; instructions are one line
-# (the parser collapses whitespace), so there it counts after any space or sentence end.
-_LABEL_LINE = re.compile(rf"^[ \t>*_#]*(?P<label>{_LABELS})[ \t]*[:：]",
-                         re.IGNORECASE | re.MULTILINE)
-# The markup and space runs are bounded: unbounded, they would rescan a long run of spaces
-# from every position inside it.
-_LABEL_INLINE = re.compile(rf"(?:^|(?<=[\s.?!。？！]))[>*_#]{{0,6}}\s{{0,6}}(?P<label>{_LABELS})"
-                           rf"\s{{0,6}}[:：]", re.IGNORECASE)
+@dataclass(frozen=True)
+class _Words:
+    """The field labels and refusal phrases of every registered language, compiled.
+
+    Field labels (the profiles' `field_labels`) at the start of a line and followed by a
+    colon are the template, not content: the model continued into the next item or merged
+    two fields. "Task" and "Example" are left out on purpose: "Example 1:" is a normal way to
+    answer "give three examples". Refusals and talk about being a model (the profiles'
+    `refusal_patterns`) count anywhere in a text: no task content needs them.
+    """
+
+    labels: tuple[str, ...]
+    label_line: re.Pattern[str]
+    label_inline: re.Pattern[str]
+    refusal: re.Pattern[str]
+
+
+@cache
+def _words(codes: tuple[str, ...]) -> _Words:
+    """`_Words` of the languages `codes`, compiled once per registry state."""
+    profiles = [languages.get(code) for code in codes]
+    labels = tuple(label for profile in profiles for label in profile.field_labels)
+    alternatives = "|".join(map(re.escape, labels))
+    return _Words(
+        labels,
+        # In inputs and outputs a label counts at the start of a line; instructions are one
+        # line (the parser collapses whitespace), so there it counts after any space or
+        # sentence end.
+        re.compile(rf"^[ \t>*_#]*(?P<label>{alternatives})[ \t]*[:：]",
+                   re.IGNORECASE | re.MULTILINE),
+        # The markup and space runs are bounded: unbounded, they would rescan a long run of
+        # spaces from every position inside it.
+        re.compile(rf"(?:^|(?<=[\s.?!。？！]))[>*_#]{{0,6}}\s{{0,6}}(?P<label>{alternatives})"
+                   rf"\s{{0,6}}[:：]", re.IGNORECASE),
+        re.compile("|".join(p for profile in profiles for p in profile.refusal_patterns),
+                   re.IGNORECASE),
+    )
+
+
 # A bare "###" line is Alpaca's item separator; a markdown heading ("## Steps") is content.
 _MARKERS = re.compile(r"^[ \t]*#{3,}[ \t]*$|<\s*no\s*input\s*>", re.IGNORECASE | re.MULTILINE)
 # In an instruction: "1. Do this" at the start, "…end. 10. Next task" or "###" inside mark
@@ -156,8 +180,9 @@ def find_leftover(text: str, *, instruction: bool, context: str = "") -> str | N
     inputs and outputs a numbered list is a normal answer. A label the `context` (the
     instruction) itself mentions is content: "state its output" may be answered "Output: 6".
     """
-    mentioned = {label.lower() for label in _FIELD_LABELS if label.lower() in context.lower()}
-    for match in (_LABEL_INLINE if instruction else _LABEL_LINE).finditer(text):
+    words = _words(languages.codes())
+    mentioned = {label.lower() for label in words.labels if label.lower() in context.lower()}
+    for match in (words.label_inline if instruction else words.label_line).finditer(text):
         if match.group("label").lower() not in mentioned:
             return match.group(0).strip()
     marker = _MARKERS.search(text) or (_MERGED.search(text) if instruction else None)
@@ -176,22 +201,6 @@ class TemplateLeftoverFilter:
         return Drop("template_leftover", f"contains prompt scaffolding {found!r}")
 
 
-# Refusals and talk about being a model. Anywhere in the text: phrases no task content needs.
-_META = (
-    r"\bas an ai\b", r"\bas a(?:n ai)? language model\b", r"\bi(?: am|'m) (?:just |only )?an ai\b",
-    r"\bmy (?:knowledge|training) (?:cutoff|cut-off|data)\b",
-    r"\bi(?: cannot| can't| can not| am unable to|'m unable to| am not able to) "
-    r"(?:help|assist|fulfil|fulfill|comply|provide|complete|answer|generate|browse|access)"
-    r"(?: with)? (?:that|this|your|the request|such)\b",
-    r"\bi don't have (?:access to|the ability to|personal)\b",
-    r"\bi do not have (?:access to|the ability to|personal)\b",
-    r"AIとして", r"AIアシスタントとして", r"言語モデルとして", r"私は(?:AI|ＡＩ|人工知能)",
-    r"(?:お答え|回答|お手伝い|対応)(?:することが)?(?:でき|出来)(?:ません|かねます)",
-    r"申し訳(?:あり|ござい)ませんが、?(?:その|この|ご)?(?:ご?依頼|リクエスト|質問)",
-)
-_META_RE = re.compile("|".join(_META), re.IGNORECASE)
-
-
 @dataclass(frozen=True)
 class RefusalFilter:
     """Refusals and "As an AI…" meta text: not an answer, and harmful to train on.
@@ -201,7 +210,7 @@ class RefusalFilter:
     """
 
     def check(self, text: str) -> Drop | None:
-        match = _META_RE.search(text)
+        match = _words(languages.codes()).refusal.search(text)
         if match is None:
             return None
         return Drop("refusal", f"contains the refusal/meta phrase {match.group(0)!r}")

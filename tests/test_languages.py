@@ -24,7 +24,7 @@ from selfinstruct.tokenizers import tokenize_unicode
 PACKAGE = Path(__file__).resolve().parents[1] / "selfinstruct"
 PROFILES_DIR = PACKAGE / "languages"
 # The shapes of a scattered language check, as issue 13 names them.
-SCATTERED = re.compile(r"""==\s*["'](?:ja|en)["']|["'](?:ja|en)["']\s+if\b""")
+SCATTERED = re.compile(r"""(?:==|\bor)\s*["'](?:ja|en)["']|["'](?:ja|en)["']\s+if\b""")
 
 
 def _outside_profiles() -> list[Path]:
@@ -32,16 +32,11 @@ def _outside_profiles() -> list[Path]:
 
 
 def _code_checks(source: str) -> list[int]:
-    """Lines comparing with a built-in language code, or with a dict keyed by one (AST)."""
+    """Lines holding a built-in language code as a string literal (AST): outside the
+    profiles a code is only ever passed through, never spelled out."""
     codes = set(languages.codes())
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        operands = ([node.left, *node.comparators] if isinstance(node, ast.Compare)
-                    else [k for k in node.keys if k is not None] if isinstance(node, ast.Dict)
-                    else [])
-        if any(isinstance(o, ast.Constant) and o.value in codes for o in operands):
-            found.append(node.lineno)
-    return found
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Constant) and node.value in codes]
 
 
 def test_no_language_code_is_tested_outside_the_profiles() -> None:
@@ -57,9 +52,10 @@ def test_no_language_code_is_tested_outside_the_profiles() -> None:
 
 def test_the_scans_see_a_scattered_check() -> None:
     source = ('def unit(language):\n    return "chars" if language == "ja" else "w"\n'
-              'NAMES = {"en": "English"}\n')
-    assert SCATTERED.search(source)
-    assert sorted(_code_checks(source)) == [2, 3]
+              'NAMES = {"en": "English"}\nLANGUAGE = LANGUAGE or "en"\n')
+    assert [line for line in source.splitlines() if SCATTERED.search(line)] == [
+        '    return "chars" if language == "ja" else "w"', 'LANGUAGE = LANGUAGE or "en"']
+    assert sorted(_code_checks(source)) == [2, 3, 4]
 
 
 def test_registry_answers_for_the_built_in_languages() -> None:
@@ -88,7 +84,8 @@ TESTISH = LanguageProfile(
     output_mismatch=lambda text: None if "xx" in text else "output has no xx marker",
     other_language_asked=re.compile("in english", re.IGNORECASE),
     recognises=lambda text: text.startswith("xx"), tokenizer=tokenize_unicode,
-    rouge_threshold=0.5, leading_verb=lambda text: (text.split()[1], None),
+    rouge_threshold=0.5, field_labels=("Zanswer",), refusal_patterns=(r"\bas a xx bot\b",),
+    leading_verb=lambda text: (text.split()[1], None),
 )
 
 
@@ -116,6 +113,9 @@ def test_a_third_language_drives_the_instruction_filters(testish: LanguageProfil
     assert reason("~xx lorem ipsum dolor") == "starts_with_punctuation"
     assert reason("xx ünïcödé ßtart is fine here") is None  # no ASCII-start rule
     assert reason("xx image of a plot") is None  # English's blacklist does not apply
+    assert reason("xx tell a story. Zanswer: once") == "template_leftover"
+    assert reason("xx as a xx bot I will not say") == "refusal"
+    assert reason("xx as an AI, say hello") == "refusal"  # every language's words count
 
 
 def test_a_third_language_drives_the_instance_filters(testish: LanguageProfile) -> None:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from selfinstruct import languages
 from selfinstruct.config import GenerateConfig
 from selfinstruct.engine.dispatch import Dispatcher
 from selfinstruct.engine.gate import Gate
@@ -68,7 +69,7 @@ class Engine:
         # direct answers to each instruction instead of few-shot examples: what works for the
         # embedded 135M model, which writes almost no usable few-shot examples (README).
         self.answer_client = answer_client
-        self.language = config.language or "en"
+        self.language = config.language or languages.DEFAULT
         self.filter_settings = config.filters
         self.ledger = Ledger()
         self.dispatch = Dispatcher(config, client, journal, self.ledger.funnel)

@@ -49,5 +49,11 @@ class LanguageProfile:
     # threshold above which a candidate is a near-duplicate.
     tokenizer: Tokenizer
     rouge_threshold: float
+    # Words in every language's data: the field labels of the prompt formats (labels.json and
+    # Alpaca's "Response"), which left in a text are scaffolding, and refusal / "as an AI"
+    # phrases (regular expressions). Models drift between languages, so the filters look for
+    # the words of every registered language in every dataset.
+    field_labels: tuple[str, ...]
+    refusal_patterns: tuple[str, ...]
     # Report: the Self-Instruct paper's verb-noun view of an instruction.
     leading_verb: VerbAnalyser

@@ -20,6 +20,16 @@ BLACKLIST_WORDS = (
 OTHER_LANGUAGE_ASKED = re.compile(r"japanese|chinese|korean|kanji|hiragana|katakana|translat",
                                   re.IGNORECASE)
 _MAX_CJK_SHARE = 0.3
+# Refusals and talk about being a model: phrases no task content needs.
+REFUSALS = (
+    r"\bas an ai\b", r"\bas a(?:n ai)? language model\b", r"\bi(?: am|'m) (?:just |only )?an ai\b",
+    r"\bmy (?:knowledge|training) (?:cutoff|cut-off|data)\b",
+    r"\bi(?: cannot| can't| can not| am unable to|'m unable to| am not able to) "
+    r"(?:help|assist|fulfil|fulfill|comply|provide|complete|answer|generate|browse|access)"
+    r"(?: with)? (?:that|this|your|the request|such)\b",
+    r"\bi don't have (?:access to|the ability to|personal)\b",
+    r"\bi do not have (?:access to|the ability to|personal)\b",
+)
 
 
 def instruction_mismatch(text: str) -> str | None:
@@ -56,5 +66,7 @@ PROFILE = LanguageProfile(
     recognises=None,  # the fallback: seeds that are not mainly another language are English
     tokenizer=tokenize_rouge_score,
     rouge_threshold=0.7,
+    field_labels=("Instruction", "Input", "Output", "Response", "Class label"),
+    refusal_patterns=REFUSALS,
     leading_verb=english_verb,
 )

@@ -41,6 +41,12 @@ PUNCTUATION = string.punctuation + "、。・，．！？：；〜ー－"
 OTHER_LANGUAGE_ASKED = re.compile(
     r"英語|英訳|英文|英単語|翻訳|訳し|訳して|ローマ字|アルファベット|スペル|略語|"
     r"コード|プログラム|関数|正規表現|SQL|Python|JavaScript|HTML|English", re.IGNORECASE)
+# Refusals and talk about being a model: phrases no task content needs.
+REFUSALS = (
+    r"AIとして", r"AIアシスタントとして", r"言語モデルとして", r"私は(?:AI|ＡＩ|人工知能)",
+    r"(?:お答え|回答|お手伝い|対応)(?:することが)?(?:でき|出来)(?:ません|かねます)",
+    r"申し訳(?:あり|ござい)ませんが、?(?:その|この|ご)?(?:ご?依頼|リクエスト|質問)",
+)
 _MIN_OUTPUT_SHARE = 0.1
 _DETECT_SHARE = 0.3
 
@@ -83,5 +89,7 @@ PROFILE = LanguageProfile(
     recognises=recognises,
     tokenizer=tokenize_auto,  # a token per CJK character; English words inside stay words
     rouge_threshold=0.65,
+    field_labels=("指示", "入力", "出力", "応答", "クラスラベル"),
+    refusal_patterns=REFUSALS,
     leading_verb=japanese_predicate,
 )
