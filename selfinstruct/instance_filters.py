@@ -4,6 +4,8 @@ Per instance, in `INSTANCE_ORDER`: the parser's own reason (truncated, no_output
 empty_output, input_equals_output, ends_with_colon, duplicate_instance, template_leftover,
 refusal, repetition, output_language, output_length, pii; then per task: conflicting_outputs
 and the instance limit. Every drop names what was wrong with this instance in its detail.
+Each per-instance check is an `InstanceFilter` object (keep = None, or a `Drop`), Self-Instruct's
+own rules included, so the chain is one list run in order.
 """
 
 from __future__ import annotations
@@ -83,6 +85,59 @@ class _FieldsFilter:
         return None
 
 
+class ParserReasonFilter:
+    """The parser's own verdict on the item (truncated, no_output_field, …) comes first."""
+
+    def check(self, instruction: str, inst: ParsedInstance) -> Drop | None:
+        if inst.reason:
+            return Drop(inst.reason, inst.detail or f"the parser rejected it ({inst.reason})")
+        return None
+
+
+class EmptyOutputFilter:
+    """An instance without an output teaches nothing (always on)."""
+
+    def check(self, instruction: str, inst: ParsedInstance) -> Drop | None:
+        if not inst.output.strip():
+            return Drop("empty_output", "the output is empty")
+        return None
+
+
+class InputEqualsOutputFilter:
+    def check(self, instruction: str, inst: ParsedInstance) -> Drop | None:
+        if inst.input.strip() == inst.output.strip():
+            return Drop("input_equals_output",
+                        f"the output repeats the input: {snippet(inst.output, 60)!r}")
+        return None
+
+
+class EndsWithColonFilter:
+    """A field ending with a colon is unfinished (the model stopped at the next label)."""
+
+    def check(self, instruction: str, inst: ParsedInstance) -> Drop | None:
+        for name in ("input", "output"):
+            if getattr(inst, name).rstrip().endswith((":", "：")):
+                return Drop("ends_with_colon", f"the {name} ends with a colon (an unfinished "
+                                               f"field): {snippet(getattr(inst, name), 60)!r}")
+        return None
+
+
+class DuplicateInstanceFilter:
+    """The same input and output as an instance kept earlier for this task.
+
+    Per task: `filter_instances` builds one for each call and adds every kept instance.
+    """
+
+    def __init__(self) -> None:
+        self.kept: set[tuple[str, str]] = set()
+
+    def check(self, instruction: str, inst: ParsedInstance) -> Drop | None:
+        if (inst.input, inst.output) in self.kept:
+            return Drop("duplicate_instance",
+                        "the same input and output as an earlier instance of this task")
+        return None
+
+
 class InstanceFilter(Protocol):
     """A check on one instance of a task (the instruction gives context)."""
 
@@ -130,22 +185,24 @@ def filter_instances(
     if language is None:
         language = languages.detect([instruction] if instruction else
                                     [inst.output for inst in instances]).code
-    chain = instance_filters(language, settings=s)
+    duplicates = DuplicateInstanceFilter()
+    rules: dict[str, InstanceFilter] = {"input_equals_output": InputEqualsOutputFilter(),
+                                        "ends_with_colon": EndsWithColonFilter(),
+                                        "duplicate_instance": duplicates}
+    chain: list[InstanceFilter] = [
+        ParserReasonFilter(), EmptyOutputFilter(),
+        *(rules[name] for name in INSTANCE_ORDER if name in rules and s.enabled(name)),
+        *instance_filters(language, settings=s)]
     kept: list[ParsedInstance] = []
     dropped: list[tuple[ParsedInstance, Drop]] = []
-    seen: set[tuple[str, str]] = set()
     for original in instances:
         inst = dataclasses.replace(original, input=mask_pii(original.input, s),
                                    output=mask_pii(original.output, s))
-        drop = _instance_drop(inst, seen, s)
-        for flt in chain:
-            if drop is not None:
-                break
-            drop = flt.check(instruction, inst)
+        drop = next((d for d in (flt.check(instruction, inst) for flt in chain) if d), None)
         if drop:
             dropped.append((inst, drop))
         else:
-            seen.add((inst.input, inst.output))
+            duplicates.kept.add((inst.input, inst.output))
             kept.append(inst)
     outputs_by_input: dict[str, list[str]] = {}
     for inst in kept:
@@ -164,25 +221,3 @@ def filter_instances(
                                    f"the task already has {max_instances} instances "
                                    f"(max_instances = {max_instances})")))
     return kept[:max_instances], dropped
-
-
-def _instance_drop(
-    inst: ParsedInstance, seen: set[tuple[str, str]], settings: FilterSettings
-) -> Drop | None:
-    """Self-Instruct's own instance rules, and the parser's reason if it rejected the item."""
-    if inst.reason:
-        return Drop(inst.reason, inst.detail or f"the parser rejected it ({inst.reason})")
-    if not inst.output.strip():
-        return Drop("empty_output", "the output is empty")
-    if settings.input_equals_output and inst.input.strip() == inst.output.strip():
-        return Drop("input_equals_output",
-                    f"the output repeats the input: {snippet(inst.output, 60)!r}")
-    if settings.ends_with_colon:
-        for name in ("input", "output"):
-            if getattr(inst, name).rstrip().endswith((":", "：")):
-                return Drop("ends_with_colon", f"the {name} ends with a colon (an unfinished "
-                                               f"field): {snippet(getattr(inst, name), 60)!r}")
-    if settings.duplicate_instance and (inst.input, inst.output) in seen:
-        return Drop("duplicate_instance",
-                    "the same input and output as an earlier instance of this task")
-    return None
