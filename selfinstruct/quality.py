@@ -2,11 +2,11 @@
 
 Heuristics (selfinstruct.filters) cannot tell a wrong answer from a right one; these checks
 can, at the price of one request per instance. They are plain functions over `Item`s and
-take two callables from the pipeline instead of a client:
+take two callables from the engine instead of a client (`engine.review` passes them):
 
-* ``make_request(stage, prompt, params, nonce) -> Request`` (`Generator._request`), which
+* ``make_request(stage, prompt, params, nonce) -> Request`` (`Dispatcher.request`), which
   derives the sampling seed from the run seed and the nonce, and
-* ``complete(requests) -> list[Completion]`` (`Generator.complete`), which answers from the
+* ``complete(requests) -> list[Completion]`` (`Dispatcher.complete`), which answers from the
   run journal where it can and journals every fresh answer.
 
 So a resumed run replays these answers instead of paying twice, and a test can drive the
