@@ -43,6 +43,7 @@ test: install $(CHROMIUM)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 typecheck: install
 	$(BIN)/mypy
