@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from selfinstruct import __version__, cli_flows, languages, prefect_env
 from selfinstruct._errors import InputError
+from selfinstruct.recipes import RECIPES
 from selfinstruct.seeds import bundled_seed_sets
 
 GENERATE_FLAGS = (
@@ -85,7 +86,7 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                         "N, unless --max-rounds, --stall-rounds or a budget stops it first)")
     p.add_argument("--dataset", help="dataset name (folder under --data-dir)")
     p.add_argument("--data-dir", type=Path, help="where datasets live (default: data)")
-    p.add_argument("--recipe", choices=["self-instruct", "alpaca"],
+    p.add_argument("--recipe", choices=list(RECIPES),
                    help="self-instruct (default): bootstrap, classify, instances; alpaca: "
                         "one request gives 20 instruction/input/output items")
     p.add_argument("--language", choices=languages.codes(),

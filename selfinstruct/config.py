@@ -27,11 +27,11 @@ from selfinstruct.dataset.naming import DATASET_NAME_RE
 from selfinstruct.filters import FilterSettings
 from selfinstruct.input_files import require_regular_file
 from selfinstruct.prompts import LANGUAGES
+from selfinstruct.recipes import RECIPES
 from selfinstruct.redact import redact, strip_url_credentials
 from selfinstruct.seeds import resolve_seed_path
 from selfinstruct.validation import BOOLEAN, Rule, integer, one_of, refuse_unknown
 
-RECIPES = ("self-instruct", "alpaca")
 APIS = ("chat", "completions")
 
 

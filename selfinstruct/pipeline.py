@@ -22,7 +22,6 @@ from typing import Any
 
 from selfinstruct.engine.core import Engine
 from selfinstruct.engine.dispatch import BudgetExhausted
-from selfinstruct.llm import Request
 from selfinstruct.output import EmptyDataset
 
 __all__ = ["BudgetExhausted", "EmptyDataset", "Generator", "direct", "run"]
@@ -30,10 +29,6 @@ __all__ = ["BudgetExhausted", "EmptyDataset", "Generator", "direct", "run"]
 
 class Generator(Engine):
     """One run: state plus the coarse steps that advance it (see `engine.core.Engine`)."""
-
-    def _request(self, stage: str, prompt: str, params: dict[str, Any], nonce: str) -> Request:
-        """The old name of `dispatch.request`, still used by tests/test_quality.py."""
-        return self.dispatch.request(stage, prompt, params, nonce)
 
 
 def direct(name: str, fn: Callable[..., Any], *args: Any) -> Any:

@@ -41,8 +41,9 @@ TEMPLATE_NAMES = (
 LANGUAGES = languages.codes()  # the built-in ones (selfinstruct.languages)
 
 # What each template is rendered with (besides `labels`), as sample values: the variables
-# the render calls in pipeline.py and quality.py pass, in the same shapes. A template is
-# checked against these when it is loaded, so a broken user template fails before a request.
+# the render calls in selfinstruct/recipes/*.py and quality.py pass, in the same shapes. A
+# template is checked against these when it is loaded, so a broken user template fails
+# before a request.
 _SAMPLE_EXAMPLE = {
     "id": "sample", "name": "sample", "instruction": "Sort the numbers in ascending order.",
     "instances": [{"input": "3, 1, 2", "output": "1, 2, 3"}, {"input": "", "output": "1"}],

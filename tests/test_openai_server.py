@@ -651,7 +651,8 @@ def test_judge_and_label_rates(prompt_sets: dict[str, PromptSet], lang: str) -> 
 class _ClientCalls:
     """The pipeline's make_request/complete pair over the real openai client (no journal).
 
-    Each nonce becomes a request seed, as Generator._request derives one from run seed + nonce.
+    Each nonce becomes a request seed, as engine.dispatch.Dispatcher.request derives one from
+    run seed + nonce.
     """
 
     def __init__(self, client: openai.OpenAI, api: str) -> None:

@@ -364,3 +364,11 @@ def test_a_new_recipe_is_a_class_and_a_registry_line(openai_server, tmp_path, mo
     # one direct answer per accepted task, asked through the engine's instance window
     assert manifest["usage"]["instances"]["requests"] == manifest["target"][
         "accepted_instructions"]
+
+
+def test_recipe_registry_names_match_their_classes():
+    """Each registry line names its class by import path: it must resolve to that recipe."""
+    from selfinstruct.recipes import recipe_class
+
+    for name in RECIPES:
+        assert recipe_class(name).name == name

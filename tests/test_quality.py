@@ -59,7 +59,7 @@ def recording(gen: Generator, answers: list[Completion]):
 
 def test_judge_against_the_test_server(generator: Generator, openai_server: Any) -> None:
     answers: list[Completion] = []
-    results = judge(ITEMS, prompts=generator.prompts, make_request=generator._request,
+    results = judge(ITEMS, prompts=generator.prompts, make_request=generator.dispatch.request,
                     complete=recording(generator, answers))
     assert len(results) == len(answers) == len(ITEMS)
     sent = openai_server.requests()
@@ -85,13 +85,13 @@ def test_judge_answers_are_paid_once_across_a_resume(openai_server: Any, tmp_pat
         environ={},
     )
     with open_run(config, api_key="k", warn=False) as first:
-        results = judge(ITEMS, prompts=first.prompts, make_request=first._request,
+        results = judge(ITEMS, prompts=first.prompts, make_request=first.dispatch.request,
                         complete=first.complete)
         run_dir = first.journal.run_dir
     paid = openai_server.stats()["successes_total"]
     config, run_dir = resume_config(config.data_dir, config.dataset, run_dir, {})
     with open_run(config, api_key="k", run_dir=run_dir, warn=False) as resumed:
-        again = judge(ITEMS, prompts=resumed.prompts, make_request=resumed._request,
+        again = judge(ITEMS, prompts=resumed.prompts, make_request=resumed.dispatch.request,
                       complete=resumed.complete)
         assert resumed.usage.stages["judge"].cached == len(ITEMS)
     assert again == results
@@ -101,7 +101,7 @@ def test_judge_answers_are_paid_once_across_a_resume(openai_server: Any, tmp_pat
 def test_consistency_against_the_test_server(generator: Generator, openai_server: Any) -> None:
     answers: list[Completion] = []
     verdicts = check_label_consistency(ITEMS[:2], prompts=generator.prompts,
-                                       make_request=generator._request,
+                                       make_request=generator.dispatch.request,
                                        complete=recording(generator, answers))
     prompts = [r["body"]["messages"][0]["content"] for r in openai_server.requests()]
     assert all(p.startswith("Classify the input of the following task.") for p in prompts)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from selfinstruct.config import GenerateConfig
 from selfinstruct.engine.ledger import RAW_ANSWER_CHARS, Where
 from selfinstruct.filters import Drop
 from selfinstruct.llm import Completion, Request
@@ -29,6 +28,7 @@ from selfinstruct.seeds import SeedSet, SeedTask
 from selfinstruct.window import InFlight
 
 if TYPE_CHECKING:
+    from selfinstruct.config import GenerateConfig
     from selfinstruct.engine.core import Engine
 
 

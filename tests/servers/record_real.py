@@ -7,7 +7,7 @@ SmolLM2-135M-Instruct through llama.cpp (``selfinstruct.local_model``, a free lo
 renders our prompts (``prompts/en`` and ``prompts/ja``) for every prompt kind from a few
 different samples of ``seeds/en_general.jsonl`` and ``seeds/ja_general.jsonl``, sends them
 through the real ``openai`` client in chat and completions mode with the sampling parameters
-the pipeline uses for the embedded model (``selfinstruct.pipeline.Generator._params``,
+the pipeline uses for the embedded model (``selfinstruct.engine.dispatch.Dispatcher.params``,
 ``_self_instruct_request``, ``_alpaca_request``, ``classification_request``,
 ``instance_request``; ``selfinstruct.quality`` for judge and label), and writes one JSON line
 per exchange: kind, lang, api, prompt, params, answer, finish_reason, usage, model.
@@ -52,7 +52,8 @@ ANSWERS_PER_LANGUAGE = 3
 
 
 def _line(text: str) -> str:
-    """The pipeline's one-line form of an in-context instruction (pipeline._prompt_instruction)."""
+    """The pipeline's one-line form of an in-context instruction
+    (recipes.base.prompt_instruction)."""
     return " ".join(text.split()).rstrip(":")
 
 
