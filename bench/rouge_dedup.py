@@ -2,6 +2,7 @@
 
     python bench/rouge_dedup.py            # full run, about a minute
     python bench/rouge_dedup.py --quick    # short run: smaller streams and job, no memory pass
+    python bench/rouge_dedup.py --million  # only the 1M job (section 5), several minutes
 
 Everything runs in this one process on one core (rapidfuzz workers=1; Alpaca's process pool
 is left out: it divides wall time, not CPU time) and is timed with time.process_time.
@@ -29,6 +30,14 @@ Sections:
    process is printed as an upper bound.
 4. The Japanese default threshold: max ROUGE-L of each seed task in seeds/ja_general.jsonl
    against the others, and the scores of 40 hand-written near-duplicate pairs.
+5. ``--million`` (instead of 1-4): 175 seeds, then one stream until 1,000,000 are accepted.
+   CPU seconds of the NoveltyIndex calls, peak RSS of the process (ru_maxrss: the generated
+   texts, the exhaustive reference's encodings and the index together, so an upper bound)
+   and the core count. Every SAMPLE_EVERY-th candidate's decision is compared, before it is
+   added, with the exhaustive rule over the pool at that moment (ExhaustiveReference: every
+   pooled text scored; untimed). At the 200K and 1M pool points: candidates/s of
+   NoveltyIndex.check over the next 2,000 candidates, and the CPU per row of the provenance
+   calls (most_similar(text, 10) + mean_similarity) for a few rows.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import platform
 import random
 import resource
@@ -64,6 +74,11 @@ TARGET_RATE = 4_000  # candidates/s at a 20K pool
 TARGET_RATIO = 5_000  # vs Alpaca's loop at 20K
 TARGET_JOB_CPU = 30.0  # s
 TARGET_MEMORY_MB = 500.0
+MILLION = 1_000_000
+MILLION_POINTS = (200_000, MILLION)
+SAMPLE_EVERY = 5_000  # candidates between two exhaustive checks in the 1M job
+TARGET_MILLION_CPU = 600.0  # s
+TARGET_MILLION_RSS_MB = 2048.0
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
@@ -243,8 +258,11 @@ class ExhaustiveReference:
         symbols = self.symbols
         return "".join(symbols.setdefault(t, chr(0x10000 + len(symbols))) for t in tokens)
 
-    def add_if_novel(self, text: str) -> bool:
-        tokens = rouge_tokens(text)
+    def is_novel(self, text: str) -> bool:
+        """Max F over every pooled text <= THRESHOLD (the pool is not changed)."""
+        return self._is_novel(rouge_tokens(text))
+
+    def _is_novel(self, tokens: list[str]) -> bool:
         if tokens and self.codes:
             lcs = process.cdist(
                 [self._encode(tokens)], self.codes, scorer=LCSseq.similarity, dtype=np.int64,
@@ -255,6 +273,18 @@ class ExhaustiveReference:
             r = lcs[hit] / len(tokens)
             if (2 * p * r / (p + r) > THRESHOLD).any():
                 return False
+        return True
+
+    def add(self, text: str) -> None:
+        """Pool ``text`` unconditionally (the capacity grows as needed)."""
+        if len(self.codes) == self.lengths.size:
+            self.lengths = np.concatenate([self.lengths, np.zeros_like(self.lengths)])
+        self._append(rouge_tokens(text))
+
+    def add_if_novel(self, text: str) -> bool:
+        tokens = rouge_tokens(text)
+        if not self._is_novel(tokens):
+            return False
         self._append(tokens)
         return True
 
@@ -481,6 +511,86 @@ def japanese_threshold_evidence() -> bool:
     return kept_all and sum(score > threshold for score in pairs) >= 0.95 * len(pairs)
 
 
+def million_point(
+    index: NoveltyIndex, stream: Iterator[str], rows: list[str]
+) -> tuple[float, float]:
+    """Candidates/s of ``check`` over 2,000 candidates; CPU s per row of the provenance calls."""
+    probe = list(itertools.islice(stream, 2_000))
+    start = time.process_time()
+    for text in probe:
+        index.check(text)
+    rate = len(probe) / (time.process_time() - start)
+    start = time.process_time()
+    for text in rows:
+        index.most_similar(text, 10)
+        index.mean_similarity(text)
+    return rate, (time.process_time() - start) / len(rows)
+
+
+def run_million() -> bool:
+    """Section 5: the 1M-accepted job; True if every target is met."""
+    stream = iter(InstructionStream(seed=3))
+    seeds = [next(stream) for _ in range(JOB_SEEDS)]
+    start = time.process_time()
+    index = NoveltyIndex.from_texts(seeds, THRESHOLD, "en")
+    cpu = time.process_time() - start
+    reference = ExhaustiveReference(seeds, 1 << 16)
+    accepted = candidates = checked = duplicates = 0
+    mismatches: list[str] = []
+    points: dict[int, tuple[float, float]] = {}
+    wall = time.perf_counter()
+    while accepted < MILLION:
+        chunk = list(itertools.islice(stream, SAMPLE_EVERY))  # generated untimed
+        probe, decisions = chunk[0], []
+        expected = reference.is_novel(probe)
+        if expected != index.is_novel(probe):
+            mismatches.append(probe)
+        checked += 1
+        duplicates += not expected
+        start = time.process_time()
+        for text in chunk:
+            novel = index.add_if_novel(text)
+            decisions.append(novel)
+            accepted += novel
+            candidates += 1
+            if accepted in MILLION_POINTS and novel:
+                break
+        cpu += time.process_time() - start
+        for text, novel in zip(chunk, decisions, strict=False):
+            if novel:
+                reference.add(text)
+        if accepted in MILLION_POINTS and accepted not in points:
+            rows = list(itertools.islice(stream, 5))
+            points[accepted] = million_point(index, stream, rows)
+            rate, provenance = points[accepted]
+            print(
+                f"  pool {accepted:>9,}: {candidates:,} candidates so far, job CPU {cpu:.1f} s;"
+                f" check() {rate:,.0f} candidates/s; most_similar + mean_similarity"
+                f" {provenance * 1000:.1f} ms CPU per row", flush=True,
+            )
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"{candidates:,} candidates, {accepted:,} accepted ({candidates - accepted:,} rejected):"
+        f" {cpu:.1f} s CPU of NoveltyIndex calls ({candidates / cpu:,.0f} candidates/s),"
+        f" {time.perf_counter() - wall:.0f} s wall for the whole section"
+    )
+    print(f"peak RSS of this process (ru_maxrss, upper bound): {rss_mb:,.0f} MB")
+    print(
+        f"{checked} candidates (one per {SAMPLE_EVERY:,}) checked against the exhaustive rule"
+        f" over the pool at that moment ({duplicates} of them near-duplicates):"
+        f" {checked - len(mismatches)} identical"
+    )
+    checks = [
+        (f"1M job <= {TARGET_MILLION_CPU:.0f} s CPU", cpu <= TARGET_MILLION_CPU),
+        (f"peak RSS <= {TARGET_MILLION_RSS_MB:.0f} MB", rss_mb <= TARGET_MILLION_RSS_MB),
+        ("sampled decisions identical to the exhaustive rule", not mismatches),
+    ]
+    print("\n== Targets ==")
+    for name, ok in checks:
+        print(f"  {verdict(ok):<22} {name}")
+    return all(ok for _, ok in checks)
+
+
 def verdict(ok: bool | None) -> str:
     return {True: "PASS", False: "FAIL", None: "not measured (--quick)"}[ok]
 
@@ -488,6 +598,7 @@ def verdict(ok: bool | None) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (~10 s)")
+    parser.add_argument("--million", action="store_true", help="only the 1M-accepted job")
     args = parser.parse_args()
     stream_length = 500 if args.quick else 2_000
     samples = dict(zip(POOL_SIZES, (10, 3, 1) if args.quick else (40, 10, 4), strict=True))
@@ -496,8 +607,12 @@ def main() -> int:
     print(
         f"Python {platform.python_version()} on {platform.machine()}, one core;"
         f" rapidfuzz {version('rapidfuzz')}, rouge-score {version('rouge-score')},"
-        f" numpy {np.__version__}. CPU time: time.process_time.\n"
+        f" numpy {np.__version__}. CPU time: time.process_time. {os.cpu_count()} cores,"
+        f" {time.strftime('%Y-%m-%d', time.gmtime())}.\n"
     )
+    if args.million:
+        print(f"== 5. {JOB_SEEDS} seeds, stream until {MILLION:,} accepted (one core) ==")
+        return 0 if run_million() else 1
     print("== 1. Candidates per second against a pool (threshold 0.7, language 'en') ==")
     pools = compare_with_alpaca(stream_length, samples)
 
