@@ -65,6 +65,7 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 
+from selfinstruct import neighbours
 from selfinstruct.fileio import atomic_write
 from selfinstruct.rouge import AUTO, Language, f_measure_array, resolve, symbol_for
 
@@ -135,7 +136,9 @@ class NoveltyIndex:
         self._next_new_rank = -1  # elements first seen after a rebuild rank rarer than all
         self._postings: dict[int, array[int]] = {}
         self._rebuild_at = _FIRST_REBUILD
-        self._scores_cache: tuple[str, int, np.ndarray] | None = None
+        self._element_postings = neighbours.ElementPostings()  # for most_similar and mean
+        self._postings_upto = 0
+        self._query_cache: tuple[str, neighbours.Query] | None = None
 
     @classmethod
     def from_texts(
@@ -206,25 +209,18 @@ class NoveltyIndex:
     def most_similar(self, text: str, k: int = 10) -> list[tuple[str, float]]:
         """The ``k`` pooled texts with the highest ROUGE-L against ``text``, best first.
 
-        Ties keep insertion order. Scores every pooled text: one ``process.cdist`` call, shared
-        with a following ``mean_similarity`` of the same text.
+        Ties keep insertion order. Exactly the brute-force answer, scoring only the texts
+        whose token overlap can reach the k-th score (the bound: selfinstruct.neighbours).
         """
-        scores = self._all_scores(text)
-        if k <= 0 or scores.size == 0:
-            return []
-        if k < scores.size:
-            kth = np.partition(scores, scores.size - k)[scores.size - k]
-            above = np.flatnonzero(scores > kth)
-            ties = np.flatnonzero(scores == kth)[: k - above.size]
-            top = np.concatenate([above, ties])
-        else:
-            top = np.arange(scores.size)
-        top = top[np.lexsort((top, -scores[top]))]
-        return [(self._texts[i], float(scores[i])) for i in top]
+        ids, scores = neighbours.top_k(self._query(text), k, self._codes, self._lengths)
+        return [(self._texts[i], float(s)) for i, s in zip(ids, scores, strict=True)]
 
     def mean_similarity(self, text: str) -> float:
-        """Mean ROUGE-L of ``text`` against the pool (``np.mean`` as in Alpaca); 0.0 if empty."""
-        scores = self._all_scores(text)
+        """Mean ROUGE-L of ``text`` against the pool (``np.mean`` as in Alpaca); 0.0 if empty.
+
+        Bit for bit the mean over every pooled text; texts sharing no token are not scored.
+        """
+        scores = neighbours.all_scores(self._query(text), self._codes, self._lengths)
         return float(np.mean(scores)) if scores.size else 0.0
 
     # Internals -----------------------------------------------------------------------------
@@ -348,23 +344,22 @@ class NoveltyIndex:
             return Verdict(False, self._texts[survivors[best]], float(scores[best]))
         return Verdict(True)
 
-    def _all_scores(self, text: str) -> np.ndarray:
-        """ROUGE-L of ``text`` against every pooled text, in insertion order.
+    def _query(self, text: str) -> neighbours.Query:
+        """``text`` against the pool as it is now; the last one is remembered, so that
+        most_similar + mean_similarity on one row share the encoding and the overlaps.
 
-        Remembers the last answer, so most_similar + mean_similarity on one row cost one pass.
+        The element postings are built on first use and caught up here, so a pipeline that
+        never asks for provenance does not pay for them.
         """
         size = len(self._texts)
-        cached = self._scores_cache
-        if cached is not None and cached[0] == text and cached[1] == size:
-            return cached[2]
-        tokens = self._tokenize(text)
-        scores = np.zeros(size, dtype=np.float64)
-        if tokens and size:
-            lcs = process.cdist(
-                [self._encode(tokens, learn=False)], self._codes[:size], scorer=LCSseq.similarity,
-                dtype=np.int32, workers=1,
-            )[0]
-            hit = lcs > 0  # L = 0 (also every empty pooled text) scores 0.0 in rouge_score
-            scores[hit] = f_measure_array(lcs[hit], len(tokens), self._lengths[:size][hit])
-        self._scores_cache = (text, size, scores)
-        return scores
+        cached = self._query_cache
+        if cached is not None and cached[0] == text and cached[1].size == size:
+            return cached[1]
+        for item in range(self._postings_upto, size):
+            self._element_postings.add(item, self._elements(self._codes[item]))
+        self._postings_upto = size
+        code = self._encode(self._tokenize(text), learn=False)
+        overlaps = self._element_postings.overlaps(self._elements(code), size)
+        query = neighbours.Query(code, size, overlaps)
+        self._query_cache = (text, query)
+        return query

@@ -410,3 +410,38 @@ def test_symbols_skip_surrogates():
     assert symbol_for(0x110000 - 0x800 - 1) == "\U0010ffff"
     with pytest.raises(OverflowError):
         symbol_for(0x110000 - 0x800)
+
+
+# Pruned provenance (selfinstruct.neighbours) against brute force -------------------------------
+
+
+def brute_top_k(candidate: str, pool: list[str], k: int) -> list[tuple[str, float]]:
+    """Every pooled text scored with rouge_score; best first, ties in insertion order."""
+    scored = sorted(enumerate(reference_f(text, candidate) for text in pool), key=lambda p: -p[1])
+    return [(pool[i], score) for i, score in scored[:k]]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pruned_top_k_and_mean_equal_brute_force(seed):
+    """Few words and short texts: many texts tie on the k-th score, many share no token, and
+    top-k needs several doubling rounds (pool of 600 > the first batch of 64)."""
+    rng = random.Random(seed)
+    vocabulary = [f"w{i}" for i in range(rng.choice((6, 30, 200)))]
+    pool = [" ".join(rng.choices(vocabulary, k=rng.randint(0, 9))) for _ in range(600)]
+    index = NoveltyIndex.from_texts(pool)
+    for _ in range(8):
+        candidate = " ".join(rng.choices(vocabulary, k=rng.randint(0, 9)))
+        for k in (1, 3, 10, 40, 700):
+            assert index.most_similar(candidate, k) == brute_top_k(candidate, pool, k)
+        scores = [reference_f(text, candidate) for text in pool]
+        assert index.mean_similarity(candidate) == float(np.mean(scores))
+
+
+def test_provenance_follows_a_growing_pool():
+    """Postings are caught up lazily: rows added after a query are seen by the next one."""
+    index = NoveltyIndex.from_texts(["a b c", "d e f"])
+    assert index.most_similar("a b c x", 1) == [("a b c", reference_f("a b c", "a b c x"))]
+    index.add("a b c x")
+    assert index.most_similar("a b c x", 1) == [("a b c x", 1.0)]
+    assert index.mean_similarity("a b c x") == float(np.mean(
+        [reference_f(t, "a b c x") for t in ("a b c", "d e f", "a b c x")]))
