@@ -101,7 +101,8 @@ def print_summary(gen: Generator, stream: TextIO | None = None) -> None:
                                f"{gen.language}, {gen.client.model})"))
     rows = sum(len(t.instances) for t in gen.tasks)
     cost = gen.usage.cost(gen.price)
-    console.print(f"{len(gen.tasks)} instructions ({gen.stop_reason}), {rows} instances, "
+    console.print(f"{gen.usable} of {gen.target} usable tasks ({gen.stop_reason}; "
+                  f"{len(gen.tasks)} instructions accepted), {rows} instances, "
                   f"{len(gen.rejected)} rejected; {gen.usage.total_requests} requests, "
                   f"{_fmt_tokens(gen.usage.total_tokens)} tokens"
                   + (f", ${cost:.4f}" if cost is not None else ", cost n/a (no price)"))
