@@ -8,14 +8,16 @@ candidate gate; `run_steps` runs them in order and stops at the first drop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from selfinstruct.filters import Drop
 from selfinstruct.llm import Completion, Request
 from selfinstruct.prompts import sha256_text
 from selfinstruct.records import ANSWER_UNPARSEABLE, Funnel
+
+T = TypeVar("T")
 
 # A parse-stage rejected row keeps this much of an unreadable answer (enough to see why).
 RAW_ANSWER_CHARS = 2000
@@ -74,6 +76,21 @@ class Ledger:
         self.record("parse", Drop(UNPARSEABLE_ANSWER, detail),
                     Where(instruction, sha256_text(request.prompt), completion.request_id),
                     output=shown)
+
+
+    def read(self, request: Request, completion: Completion, parse: Callable[[str], list[T]],
+             what: str) -> list[T]:
+        """The items `parse` finds in an answer, with the answer accounted for: a failed
+        request is a request row and an answer with no `what` in it an unparseable row (both
+        give no items); any other answer counts as read."""
+        if self.request_failed(request, completion):
+            return []
+        items = parse(completion.text or "")
+        if not items:
+            self.unparseable(request, completion, what)
+            return []
+        self.funnel.answer(None)
+        return items
 
 
 class Step(Protocol):

@@ -48,15 +48,12 @@ class Alpaca(NoLaterStages):
 
     def read_generation(self, item: InFlight, completion: Completion) -> None:
         engine, request = self.engine, item.request
-        if engine.ledger.request_failed(request, completion):
-            return
-        items = parse_alpaca(completion.text or "", engine.prompts.labels, item.context,
-                             continuation=engine.config.api == "completions",
-                             truncated=completion.finish_reason == "length")
-        if not items:
-            engine.ledger.unparseable(request, completion, "instruction/input/output item")
-            return
-        engine.funnel.answer(None)
+        items = engine.ledger.read(
+            request, completion,
+            lambda text: parse_alpaca(text, engine.prompts.labels, item.context,
+                                      continuation=engine.config.api == "completions",
+                                      truncated=completion.finish_reason == "length"),
+            "instruction/input/output item")
         prompt_hash = sha256_text(request.prompt)
         for parsed in items:
             task = engine.gate.consider(parsed.instruction, parsed.reason, parsed.detail,

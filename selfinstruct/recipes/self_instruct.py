@@ -87,15 +87,12 @@ class SelfInstruct:
 
     def read_generation(self, item: InFlight, completion: Completion) -> None:
         engine, request = self.engine, item.request
-        if engine.ledger.request_failed(request, completion):
-            return
-        items = parse_numbered_list(completion.text or "", item.context,
-                                    continuation=engine.config.api == "completions",
-                                    truncated=completion.finish_reason == "length")
-        if not items:
-            engine.ledger.unparseable(request, completion, "numbered or bulleted list item")
-            return
-        engine.funnel.answer(None)
+        items = engine.ledger.read(
+            request, completion,
+            lambda text: parse_numbered_list(text, item.context,
+                                             continuation=engine.config.api == "completions",
+                                             truncated=completion.finish_reason == "length"),
+            "numbered or bulleted list item")
         prompt_hash = sha256_text(request.prompt)
         for parsed in items:
             engine.gate.consider(parsed.text, parsed.reason, parsed.detail, prompt_hash,
