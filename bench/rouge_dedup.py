@@ -77,6 +77,7 @@ TARGET_MEMORY_MB = 500.0
 MILLION = 1_000_000
 MILLION_POINTS = (200_000, MILLION)
 SAMPLE_EVERY = 5_000  # candidates between two exhaustive checks in the 1M job
+PROGRESS_EVERY = 100_000  # accepted texts between two progress lines
 TARGET_MILLION_CPU = 600.0  # s
 TARGET_MILLION_RSS_MB = 2048.0
 
@@ -513,22 +514,27 @@ def japanese_threshold_evidence() -> bool:
 
 def million_point(
     index: NoveltyIndex, stream: Iterator[str], rows: list[str]
-) -> tuple[float, float]:
-    """Candidates/s of ``check`` over 2,000 candidates; CPU s per row of the provenance calls."""
+) -> tuple[float, float, float]:
+    """Candidates/s of ``check`` over 2,000 candidates; the one-time CPU s of the provenance
+    postings (built on the first provenance call, for the whole pool); CPU s per row of
+    most_similar(text, 10) + mean_similarity after that."""
     probe = list(itertools.islice(stream, 2_000))
     start = time.process_time()
     for text in probe:
         index.check(text)
     rate = len(probe) / (time.process_time() - start)
     start = time.process_time()
+    index.most_similar(probe[0], 10)
+    build = time.process_time() - start
+    start = time.process_time()
     for text in rows:
         index.most_similar(text, 10)
         index.mean_similarity(text)
-    return rate, (time.process_time() - start) / len(rows)
+    return rate, build, (time.process_time() - start) / len(rows)
 
 
-def run_million() -> bool:
-    """Section 5: the 1M-accepted job; True if every target is met."""
+def run_million(target: int = MILLION) -> bool:
+    """Section 5: the job until ``target`` accepted; True if every target is met."""
     stream = iter(InstructionStream(seed=3))
     seeds = [next(stream) for _ in range(JOB_SEEDS)]
     start = time.process_time()
@@ -537,9 +543,10 @@ def run_million() -> bool:
     reference = ExhaustiveReference(seeds, 1 << 16)
     accepted = candidates = checked = duplicates = 0
     mismatches: list[str] = []
-    points: dict[int, tuple[float, float]] = {}
+    points: dict[int, tuple[float, float, float]] = {}
     wall = time.perf_counter()
-    while accepted < MILLION:
+    progress = PROGRESS_EVERY
+    while accepted < target:
         chunk = list(itertools.islice(stream, SAMPLE_EVERY))  # generated untimed
         probe, decisions = chunk[0], []
         expected = reference.is_novel(probe)
@@ -553,19 +560,26 @@ def run_million() -> bool:
             decisions.append(novel)
             accepted += novel
             candidates += 1
-            if accepted in MILLION_POINTS and novel:
+            if (accepted in MILLION_POINTS or accepted == target) and novel:
                 break
         cpu += time.process_time() - start
         for text, novel in zip(chunk, decisions, strict=False):
             if novel:
                 reference.add(text)
-        if accepted in MILLION_POINTS and accepted not in points:
-            rows = list(itertools.islice(stream, 5))
-            points[accepted] = million_point(index, stream, rows)
-            rate, provenance = points[accepted]
+        if accepted >= progress:
+            rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(
-                f"  pool {accepted:>9,}: {candidates:,} candidates so far, job CPU {cpu:.1f} s;"
-                f" check() {rate:,.0f} candidates/s; most_similar + mean_similarity"
+                f"  {accepted:>9,} accepted of {candidates:,} candidates: job CPU {cpu:.1f} s,"
+                f" peak RSS {rss_mb:,.0f} MB", flush=True,
+            )
+            progress += PROGRESS_EVERY
+        if (accepted in MILLION_POINTS or accepted == target) and accepted not in points:
+            rows = list(itertools.islice(stream, 20))
+            points[accepted] = million_point(index, stream, rows)
+            rate, build, provenance = points[accepted]
+            print(
+                f"  pool {accepted:>9,}: check() {rate:,.0f} candidates/s; provenance postings"
+                f" built once in {build:.1f} s CPU, then most_similar(10) + mean_similarity"
                 f" {provenance * 1000:.1f} ms CPU per row", flush=True,
             )
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -581,7 +595,7 @@ def run_million() -> bool:
         f" {checked - len(mismatches)} identical"
     )
     checks = [
-        (f"1M job <= {TARGET_MILLION_CPU:.0f} s CPU", cpu <= TARGET_MILLION_CPU),
+        (f"{target:,}-accepted job <= {TARGET_MILLION_CPU:.0f} s CPU", cpu <= TARGET_MILLION_CPU),
         (f"peak RSS <= {TARGET_MILLION_RSS_MB:.0f} MB", rss_mb <= TARGET_MILLION_RSS_MB),
         ("sampled decisions identical to the exhaustive rule", not mismatches),
     ]
@@ -599,6 +613,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (~10 s)")
     parser.add_argument("--million", action="store_true", help="only the 1M-accepted job")
+    parser.add_argument(
+        "--accepted", type=int, default=MILLION, help="with --million: stop at this many accepted"
+    )
     args = parser.parse_args()
     stream_length = 500 if args.quick else 2_000
     samples = dict(zip(POOL_SIZES, (10, 3, 1) if args.quick else (40, 10, 4), strict=True))
@@ -611,8 +628,8 @@ def main() -> int:
         f" {time.strftime('%Y-%m-%d', time.gmtime())}.\n"
     )
     if args.million:
-        print(f"== 5. {JOB_SEEDS} seeds, stream until {MILLION:,} accepted (one core) ==")
-        return 0 if run_million() else 1
+        print(f"== 5. {JOB_SEEDS} seeds, stream until {args.accepted:,} accepted (one core) ==")
+        return 0 if run_million(args.accepted) else 1
     print("== 1. Candidates per second against a pool (threshold 0.7, language 'en') ==")
     pools = compare_with_alpaca(stream_length, samples)
 
