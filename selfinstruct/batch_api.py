@@ -40,98 +40,31 @@ import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
+from selfinstruct.batch_lines import (
+    ENDPOINTS,
+    TAG_KEY,
+    TERMINAL,
+    BatchClientClosed,
+    Job,
+    Line,
+    Outcome,
+    fail_lines,
+    failure,
+    is_fatal,
+    line_outcome,
+    resolve,
+)
 from selfinstruct.journal import Journal
 from selfinstruct.llm import FATAL_STATUSES, Completion, EndpointRefused, Request, RetryPolicy
 from selfinstruct.redact import redact
 from selfinstruct.wire import (
-    AnswerError,
-    coerce_id,
-    completion_from_body,
     error_kind,
-    error_message,
     request_body,
 )
-
-ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-TAG_KEY = "selfinstruct_tag"  # batch metadata: finds a job whose creation was not journaled
-
-Waiter = concurrent.futures.Future[Completion]
-Outcome = tuple[Completion, bool]  # the answer or error, and whether a later job may fix it
-
-
-def batch_price(price: dict[str, float] | None) -> dict[str, float] | None:
-    """USD per 1M tokens for Batch API answers.
-
-    ``batch_discount`` is the fraction of the normal price that batch answers cost (OpenAI:
-    0.5). Without it the full price is assumed, so ``--max-cost`` never under-counts.
-    """
-    if price is None:
-        return None
-    factor = price.get("batch_discount", 1.0)
-    return {"input": price["input"] * factor, "output": price["output"] * factor}
-
-
-def _failure(kind: str, message: str | None = None) -> Completion:
-    return Completion("", None, error=f"{kind}: {message}" if message else kind)
-
-
-def line_outcome(record: Any, api: str) -> Outcome:
-    """The answer held by one record of an output or error file.
-
-    Retryable, as in direct mode: 429, 5xx, a malformed body, and a line never executed
-    (``"response": null``, e.g. the job expired before reaching it). The body is parsed by
-    `selfinstruct.wire`, exactly as a direct answer is.
-    """
-    if not isinstance(record, dict):
-        return _failure("invalid_response", "a result line is not a JSON object"), True
-    response = record.get("response")
-    if not isinstance(response, dict):
-        error = record.get("error")
-        code = error.get("code") if isinstance(error, dict) else None
-        return _failure(coerce_id(code) or "batch_error", error_message(record)), True
-    status = response.get("status_code")
-    body = response.get("body")
-    if status != 200:
-        message = error_message(body)
-        if status == 429:
-            return _failure("rate_limited", message), True
-        kind = f"http_{status}" if isinstance(status, int) else "invalid_response"
-        return _failure(kind, message), not isinstance(status, int) or status >= 500
-    try:
-        return completion_from_body(body, api, response.get("request_id")), False
-    except AnswerError as exc:
-        return exc.completion(), exc.retryable
-
-
-class BatchClientClosed(RuntimeError):
-    """The client closed before the answer arrived (the run stopped); a resume gets it."""
-
-
-@dataclass(eq=False)
-class _Line:
-    """One request key awaiting its answer, and everyone who submitted it."""
-
-    key: str
-    request: Request
-    waiters: list[Waiter] = field(default_factory=list)
-    attempts: int = 0  # jobs this line was sent in
-    failed_sends: int = 0  # calls that failed to create a job for it
-    batch_id: str | None = None  # the job it waits for; None while queued
-
-
-@dataclass
-class _Job:
-    """A batch job being polled; `stages` lists every line of it (request key -> stage)."""
-
-    batch_id: str
-    stages: dict[str, str]
-    next_poll: float
 
 
 class BatchClient:
@@ -170,9 +103,9 @@ class BatchClient:
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed",
                                      timeout=timeout, max_retries=self.retry.max_retries)
         self._cond = threading.Condition()
-        self._lines: dict[str, _Line] = {}  # submitted, not yet answered
-        self._queue: deque[_Line] = deque()  # waiting for the next job
-        self._jobs: dict[str, _Job] = {}
+        self._lines: dict[str, Line] = {}  # submitted, not yet answered
+        self._queue: deque[Line] = deque()  # waiting for the next job
+        self._jobs: dict[str, Job] = {}
         self._covered: dict[str, str] = {}  # request key -> job that will answer it
         self._ready: dict[str, Completion] = {}  # answers that arrived before their request
         self._last_submit = 0.0
@@ -201,7 +134,7 @@ class BatchClient:
             if ready is None:
                 line = self._lines.get(key)
                 if line is None:
-                    line = self._lines[key] = _Line(key, request)
+                    line = self._lines[key] = Line(key, request)
                     line.batch_id = self._covered.get(key)
                     if line.batch_id is None:
                         self._queue.append(line)
@@ -211,7 +144,7 @@ class BatchClient:
                         line.attempts = 1  # sent by an earlier process of this run
                 line.waiters.append(future)
                 return future
-        _resolve(future, ready)
+        resolve(future, ready)
         return future
 
     def close(self) -> None:
@@ -224,7 +157,7 @@ class BatchClient:
             self._closed = True
             lines = self._take(list(self._lines.values()))
             self._cond.notify_all()
-        _fail(lines, BatchClientClosed("the batch client closed before this answer arrived; "
+        fail_lines(lines, BatchClientClosed("the batch client closed before this answer arrived; "
                                        "its job, if created, is in the journal"))
         self._thread.join(timeout=self.timeout)
         self._client.close()
@@ -249,14 +182,14 @@ class BatchClient:
             with self._cond:
                 self._broken = exc
                 lines = self._take(list(self._lines.values()))
-            _fail(lines, exc)
+            fail_lines(lines, exc)
 
-    def _take(self, lines: list[_Line]) -> list[_Line]:
+    def _take(self, lines: list[Line]) -> list[Line]:
         """Remove `lines` from the unanswered ones (lock held): whoever takes a line resolves
         its futures, so close, errors and answers never resolve one twice."""
         return [line for line in lines if self._lines.pop(line.key, None) is line]
 
-    def _next_work(self) -> tuple[list[_Line], list[_Job]] | None:
+    def _next_work(self) -> tuple[list[Line], list[Job]] | None:
         """Wait until the queue should become a job or a job is due for a poll."""
         with self._cond:
             while not self._closed:
@@ -281,11 +214,11 @@ class BatchClient:
         return max(due, self._not_before)
 
     def _watch(self, batch_id: str, stages: dict[str, str], next_poll: float) -> None:
-        self._jobs[batch_id] = _Job(batch_id, stages, next_poll)
+        self._jobs[batch_id] = Job(batch_id, stages, next_poll)
         for key in stages:
             self._covered[key] = batch_id
 
-    def _flush(self, lines: list[_Line]) -> None:
+    def _flush(self, lines: list[Line]) -> None:
         """Send `lines` as one job, and journal the job before waiting for it."""
         path = ENDPOINTS[self.api]
         content = b"".join(
@@ -299,7 +232,7 @@ class BatchClient:
         try:
             batch_id = self._find_job(tag) or self._create_job(content, tag)
         except openai.APIError as exc:
-            if _fatal(exc):
+            if is_fatal(exc):
                 self._refuse(lines, exc, "create a batch")
             else:
                 self._send_failed(lines, exc)
@@ -335,7 +268,7 @@ class BatchClient:
             completion_window="24h", metadata={TAG_KEY: tag})
         return batch.id
 
-    def _poll(self, job: _Job) -> None:
+    def _poll(self, job: Job) -> None:
         try:
             batch = self._client.batches.retrieve(job.batch_id)
             if batch.status not in TERMINAL:
@@ -353,7 +286,7 @@ class BatchClient:
             # A job is paid for: keep polling through outages, unless the key stopped working.
             with self._cond:
                 job.next_poll = time.monotonic() + self.poll_interval
-                if not _fatal(exc):
+                if not is_fatal(exc):
                     return
                 del self._jobs[job.batch_id]
                 lines = [line for key in job.stages
@@ -379,7 +312,7 @@ class BatchClient:
         return outcomes
 
     def _finish(
-        self, job: _Job, status: str, outcomes: dict[str, Outcome], reason: str | None
+        self, job: Job, status: str, outcomes: dict[str, Outcome], reason: str | None
     ) -> None:
         """Hand out a finished job's answers; lines without a usable one go into a later job.
 
@@ -387,7 +320,7 @@ class BatchClient:
         of the run) are journaled, then the job is marked done: in that order, so a crash in
         between only means polling the job once more.
         """
-        deliveries: list[tuple[_Line, Completion]] = []
+        deliveries: list[tuple[Line, Completion]] = []
         early: list[tuple[str, str, Completion]] = []
         with self._cond:
             del self._jobs[job.batch_id]
@@ -397,7 +330,7 @@ class BatchClient:
                     del self._covered[key]
                 # Not run at all (the job failed, expired, was cancelled): worth another job.
                 completion, retryable = outcomes.get(key) or (
-                    _failure(f"batch_{status}", reason), True)
+                    failure(f"batch_{status}", reason), True)
                 line = self._lines.get(key)
                 if line is None:
                     if completion.error is None:
@@ -425,27 +358,27 @@ class BatchClient:
                 self._cond.notify()
         for line, completion in deliveries:
             for waiter in line.waiters:
-                _resolve(waiter, completion)
+                resolve(waiter, completion)
         for key, stage, completion in early:
             self._journal.record_answer(key, stage, completion)
         self._journal.record_batch_done(job.batch_id, status)
 
-    def _refuse(self, lines: list[_Line], exc: openai.APIError, action: str) -> None:
+    def _refuse(self, lines: list[Line], exc: openai.APIError, action: str) -> None:
         """401/403/404 from the files or batches endpoints: stop the run, as `LLMClient` does
         (the pending job, if any, stays in the journal for a resume with a working key)."""
         status = getattr(exc, "status_code", 0)
         with self._cond:
             lines = self._take(lines)
-        _fail(lines, EndpointRefused(
+        fail_lines(lines, EndpointRefused(
             f"{self.base_url} answered {status} ({FATAL_STATUSES[status]}) when asked to "
             f"{action}: {self._message(exc)}. Most OpenAI-compatible servers have no Batch "
             f"API; run without --batch-api there"))
 
-    def _send_failed(self, lines: list[_Line], exc: openai.APIError) -> None:
+    def _send_failed(self, lines: list[Line], exc: openai.APIError) -> None:
         """No job was created for `lines` (as far as we know): try again after a backoff, and
         give up on a line after as many attempts as a direct request gets."""
         kind = error_kind(exc)
-        given_up: list[_Line] = []
+        given_up: list[Line] = []
         with self._cond:
             for line in reversed(lines):
                 line.failed_sends += 1
@@ -456,32 +389,12 @@ class BatchClient:
             self._not_before = time.monotonic() + self.retry.backoff(
                 max(line.failed_sends for line in lines) - 1, self._rng)
         for line in given_up:
-            completion = _failure(kind, f"gave up after {line.failed_sends} attempts "
+            completion = failure(kind, f"gave up after {line.failed_sends} attempts "
                                         f"({self._message(exc)})")
             completion.attempts = line.failed_sends
             for waiter in line.waiters:
-                _resolve(waiter, completion)
+                resolve(waiter, completion)
 
     def _message(self, exc: Exception) -> str:
         """A one-line error summary with the key redacted."""
         return redact(" ".join(str(exc).split())[:200], [self._api_key])
-
-
-def _fatal(exc: openai.APIError) -> bool:
-    return isinstance(exc, openai.APIStatusError) and exc.status_code in FATAL_STATUSES
-
-
-def _resolve(future: Waiter, outcome: Completion | BaseException) -> None:
-    """Hand the answer (or failure) to the pipeline, which journals it before using it."""
-    if not future.set_running_or_notify_cancel():
-        return  # cancelled by `close`
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-        return
-    future.set_result(outcome)
-
-
-def _fail(lines: list[_Line], exc: BaseException) -> None:
-    for line in lines:
-        for waiter in line.waiters:
-            _resolve(waiter, exc)

@@ -22,7 +22,8 @@ from typing import Any
 import openai
 import pytest
 
-from selfinstruct.batch_api import BatchClient, BatchClientClosed, batch_price, line_outcome
+from selfinstruct.batch_api import BatchClient
+from selfinstruct.batch_lines import BatchClientClosed, batch_price, line_outcome
 from selfinstruct.config import GenerateConfig, build_config
 from selfinstruct.journal import Journal
 from selfinstruct.llm import Completion, EndpointRefused, LLMClient, Request, RetryPolicy

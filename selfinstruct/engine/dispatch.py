@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
-from selfinstruct.batch_api import batch_price
+from selfinstruct.batch_lines import batch_price
 from selfinstruct.config import GenerateConfig
 from selfinstruct.journal import Journal
 from selfinstruct.llm import Client, Completion, Request, Usage
