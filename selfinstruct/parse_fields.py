@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from selfinstruct import languages
 from selfinstruct.parse_text import (
     EMPHASIS,
     INDENT,
@@ -38,15 +39,19 @@ from selfinstruct.parse_text import (
 )
 from selfinstruct.prompts import Labels
 
+
 # Label words accepted in every language besides the ones in labels.json, by field.
-_EXTRA_LABELS: dict[str, tuple[str, ...]] = {
-    "input": ("Input", "入力"),
-    "output": ("Output", "出力"),
-    "class_label": ("Class label", "Class", "Label", "クラスラベル", "クラス", "ラベル"),
-    "instruction": ("Instruction", "指示"),
-}
-_EXAMPLE_WORDS = ("Example", "Instance", "例")
-_TASK_WORDS = ("Task", "タスク")
+def _extra_labels(name: str) -> tuple[str, ...]:
+    """Words for field `name` in every registered language (models drift between them)."""
+    return tuple(w for code in languages.codes() for w in languages.get(code).label_words[name])
+
+
+def _example_words() -> tuple[str, ...]:
+    return tuple(w for code in languages.codes() for w in languages.get(code).example_words)
+
+
+def _task_words() -> tuple[str, ...]:
+    return tuple(w for code in languages.codes() for w in languages.get(code).task_words)
 
 
 @dataclass
@@ -102,7 +107,7 @@ def _names(labels: Labels, fields: tuple[str, ...]) -> dict[str, str]:
     """Casefolded label word -> field name, for the fields this parser reads."""
     names: dict[str, str] = {}
     for name in fields:
-        for word in (getattr(labels, name), *_EXTRA_LABELS[name]):
+        for word in (getattr(labels, name), *_extra_labels(name)):
             names.setdefault(word.casefold(), name)
     return names
 
@@ -191,10 +196,10 @@ def parse_instances(
         return name in item.fields or (
             not output_first and name == "input" and "output" in item.fields)
 
-    task_words = _words((labels.task, *_TASK_WORDS))
+    task_words = _words((labels.task, *_task_words()))
     grammar = _Grammar(
         labels=_label_line(names), names=names,
-        marker=_marker_line((labels.example, *_EXAMPLE_WORDS)), starts_item=starts_item,
+        marker=_marker_line((labels.example, *_example_words())), starts_item=starts_item,
         stop=re.compile(rf"^[ \t*_#>]{{0,8}}(?:{task_words})[ \t]*(?:\d{{1,3}})?[*_]{{0,3}}"
                         rf"[ \t]*[:：]", re.IGNORECASE))
     label_word = labels.class_label if output_first else labels.output
@@ -237,8 +242,8 @@ def parse_alpaca(
     grammar = _Grammar(
         labels=_label_line(names), names=names,
         marker=re.compile(
-            rf"^{INDENT}(?:#{{1,6}}[ \t]*{EMPHASIS}(?:(?:{_words(_TASK_WORDS)})"
-            rf"[ \t]*)?|{EMPHASIS}(?:{_words(_TASK_WORDS)})[ \t]*)#?[ \t]*"
+            rf"^{INDENT}(?:#{{1,6}}[ \t]*{EMPHASIS}(?:(?:{_words(_task_words())})"
+            rf"[ \t]*)?|{EMPHASIS}(?:{_words(_task_words())})[ \t]*)#?[ \t]*"
             rf"\d{{1,3}}{EMPHASIS}[ \t]*[.:：)．]?{EMPHASIS}[ \t\u3000]*(?P<rest>.*)$",
             re.IGNORECASE),
         starts_item=starts_item, marker_text="instruction")

@@ -85,6 +85,9 @@ TESTISH = LanguageProfile(
     other_language_asked=re.compile("in english", re.IGNORECASE),
     recognises=lambda text: text.startswith("xx"), tokenizer=tokenize_unicode,
     rouge_threshold=0.5, field_labels=("Zanswer",), refusal_patterns=(r"\bas a xx bot\b",),
+    label_words={"input": ("Zin",), "output": ("Zout",), "class_label": ("Zclass",),
+                 "instruction": ("Zinstr",)},
+    example_words=("Zexample",), task_words=("Ztask",),
     leading_verb=lambda text: (text.split()[1], None),
 )
 
@@ -169,3 +172,16 @@ def test_a_third_language_drives_the_report_stats_and_prompts(
     prompts = tmp_path / "prompts"
     shutil.copytree(bundled_dir("prompts") / "en", prompts / "xx")
     assert PromptSet(testish.prompts_folder, prompts).render("answer", instruction="Hi")
+
+
+def test_parsers_read_the_field_words_of_a_registered_language(testish: LanguageProfile) -> None:
+    """A new language's field, example and task words reach the answer parsers (models drift
+    between languages, so every registered language's words are read in every dataset)."""
+    from selfinstruct.parsing import parse_instances
+    from selfinstruct.prompts import PromptSet
+
+    labels = PromptSet("en").labels
+    answer = "Zexample 1\nZin: 2 + 2\nZout: 4\n\nZexample 2\nZin: 3 + 3\nZout: 6\nZtask: next"
+    parsed = parse_instances(answer, labels, output_first=False, truncated=False)
+    assert [(p.input, p.output, p.reason) for p in parsed] == [
+        ("2 + 2", "4", None), ("3 + 3", "6", None)]

@@ -55,5 +55,10 @@ class LanguageProfile:
     # the words of every registered language in every dataset.
     field_labels: tuple[str, ...]
     refusal_patterns: tuple[str, ...]
+    # Parsing: words models write for fields (besides labels.json's own), for example and task
+    # markers. The parsers accept those of every registered language, for the same reason.
+    label_words: dict[str, tuple[str, ...]]  # "input" | "output" | "class_label" | "instruction"
+    example_words: tuple[str, ...]
+    task_words: tuple[str, ...]
     # Report: the Self-Instruct paper's verb-noun view of an instruction.
     leading_verb: VerbAnalyser

@@ -67,6 +67,11 @@ PROFILE = LanguageProfile(
     tokenizer=tokenize_rouge_score,
     rouge_threshold=0.7,
     field_labels=("Instruction", "Input", "Output", "Response", "Class label"),
+    label_words={"input": ("Input",), "output": ("Output",),
+                 "class_label": ("Class label", "Class", "Label"),
+                 "instruction": ("Instruction",)},
+    example_words=("Example", "Instance"),
+    task_words=("Task",),
     refusal_patterns=REFUSALS,
     leading_verb=english_verb,
 )

@@ -90,6 +90,10 @@ PROFILE = LanguageProfile(
     tokenizer=tokenize_auto,  # a token per CJK character; English words inside stay words
     rouge_threshold=0.65,
     field_labels=("指示", "入力", "出力", "応答", "クラスラベル"),
+    label_words={"input": ("入力",), "output": ("出力",),
+                 "class_label": ("クラスラベル", "クラス", "ラベル"), "instruction": ("指示",)},
+    example_words=("例",),
+    task_words=("タスク",),
     refusal_patterns=REFUSALS,
     leading_verb=japanese_predicate,
 )
