@@ -59,6 +59,13 @@ def _add_generate(sub: Any) -> None:
                    help="run through the Prefect flow generate_dataset")
     cli_flows.add_runner_options(p)
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument("--estimate", action="store_true",
+                   help="run a journaled pilot of this run (--pilot usable tasks, through every "
+                        "stage), print the forecast requests, tokens, cost and wall time for "
+                        "--num-instructions with 95%% intervals, and exit without writing a "
+                        "version; --resume then reuses every pilot answer")
+    p.add_argument("--pilot", type=int, metavar="K",
+                   help="usable tasks in the --estimate pilot (default: min(N, 20))")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print the traceback of an unexpected error")
     p.set_defaults(func=_cmd_generate)
@@ -161,6 +168,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         config = build_config(flags, args.config)
     api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
     runner = cli_flows.runner_parameters(args)
+    if args.pilot is not None and (not args.estimate or args.pilot < 1):
+        raise InputError("--pilot: needs --estimate and a value of at least 1")
+    if args.estimate and args.prefect:
+        raise InputError("--estimate runs in-process: drop --prefect for the estimate, then "
+                         "resume with it")
     if args.prefect:
         return _generate_with_prefect(config, api_key, run_dir, runner)
     if args.task_runner != "local":
@@ -174,6 +186,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if gen.journal.cached_answers:
             print(f"selfinstruct: resuming {gen.journal.run_dir} "
                   f"({gen.journal.cached_answers} answers in the journal)", file=sys.stderr)
+        if args.estimate:
+            return _estimate(gen, args.pilot, interrupts.step)
         try:
             with ProgressDisplay(enabled=not args.no_progress) as display:
                 gen.on_progress = display.update
@@ -193,6 +207,26 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         else:
             print_summary(gen)
     print(path)
+    return 0
+
+
+def _estimate(gen: Any, pilot: int | None, step: Any) -> int:
+    """The pilot and forecast of `--estimate` (`selfinstruct.estimate`); no version."""
+    from selfinstruct.estimate import estimate, pilot_size
+    from selfinstruct.pipeline import BudgetExhausted
+
+    config = gen.config
+    resume = (f"selfinstruct generate --dataset {config.dataset} --data-dir {config.data_dir} "
+              f"--resume")
+    try:
+        prediction = estimate(gen, config.num_instructions,
+                              pilot_size(config.num_instructions, pilot), step, resume)
+    except BudgetExhausted as exc:
+        return _budget_reached(exc, config, gen.journal.run_dir)
+    if prediction is None:
+        return _empty(RuntimeError(f"the pilot ended without a usable task "
+                                   f"({gen.stop_reason}); nothing to estimate from; the run "
+                                   f"stays resumable in {gen.journal.run_dir}"))
     return 0
 
 

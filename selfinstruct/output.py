@@ -52,7 +52,10 @@ def train_rows(engine: Engine) -> Iterator[dict[str, Any]]:
 
 
 def manifest(engine: Engine) -> dict[str, Any]:
+    from selfinstruct.estimate import manifest_field
+
     cfg, usage = engine.config, engine.usage
+    estimate = manifest_field(engine)
     return {
         "dataset": cfg.dataset,
         "recipe": cfg.recipe,
@@ -78,6 +81,8 @@ def manifest(engine: Engine) -> dict[str, Any]:
         "generator": f"selfinstruct {__version__}",
         "started_at": _iso(engine.started_at),
         "finished_at": _iso(time.time()),
+        # Only for a run that `generate --estimate` forecast: the forecast beside the outcome.
+        **({"estimate": estimate} if estimate is not None else {}),
     }
 
 
