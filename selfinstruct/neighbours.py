@@ -139,3 +139,32 @@ def _pruned(
         if bound[rest].max() <= kth:
             return ids, scores
         batch *= 2
+
+
+def prefix_means(
+    queries: list[tuple[str, int]], codes: np.ndarray, lengths: np.ndarray
+) -> list[float]:
+    """``np.mean`` of each candidate's F against the first ``size`` pooled texts.
+
+    One ``cdist`` call for all candidates: rapidfuzz converts every pooled text once per call,
+    which dominates a single-candidate call (~90 ns a pair against ~16 ns a pair for 8
+    candidates, measured at a 300K pool), so a batch of rows costs a fraction of one call
+    each. Each row's array holds the same F values in the same places as ``all_scores`` at
+    that size (0.0 where L = 0), so its mean has the same bits. Memory: one int32 and one
+    float64 per (candidate, pooled text).
+    """
+    size = max((s for _, s in queries), default=0)
+    if size == 0:
+        return [0.0] * len(queries)
+    lcs = process.cdist(
+        [code for code, _ in queries], codes[:size], scorer=LCSseq.similarity, dtype=np.int32,
+        workers=1,
+    )
+    means = []
+    for row, (code, prefix) in zip(lcs, queries, strict=True):
+        scores = np.zeros(prefix, dtype=np.float64)
+        hit = np.flatnonzero(row[:prefix])
+        if code and hit.size:
+            scores[hit] = f_measure_array(row[hit], len(code), lengths[hit])
+        means.append(float(np.mean(scores)) if prefix else 0.0)
+    return means

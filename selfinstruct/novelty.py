@@ -223,6 +223,20 @@ class NoveltyIndex:
         scores = neighbours.all_scores(self._query(text), self._codes, self._lengths)
         return float(np.mean(scores)) if scores.size else 0.0
 
+    def mean_similarities(self, rows: list[tuple[str, int]]) -> list[float]:
+        """``mean_similarity`` of each text against the first ``size`` pooled texts, batched.
+
+        For rows accepted one after another, pass (text, len(index) when it was accepted):
+        each result equals, bit for bit, ``mean_similarity(text)`` called at that moment, and
+        the batch shares one LCS pass over the pool (several times cheaper per row).
+        """
+        encoded = []
+        for text, size in rows:
+            if not 0 <= size <= len(self._texts):
+                raise ValueError(f"size {size} outside the pool (0..{len(self._texts)})")
+            encoded.append((self._encode(self._tokenize(text), learn=False), size))
+        return neighbours.prefix_means(encoded, self._codes, self._lengths)
+
     # Internals -----------------------------------------------------------------------------
 
     def _encode(self, tokens: list[str], *, learn: bool) -> str:

@@ -445,3 +445,24 @@ def test_provenance_follows_a_growing_pool():
     assert index.most_similar("a b c x", 1) == [("a b c x", 1.0)]
     assert index.mean_similarity("a b c x") == float(np.mean(
         [reference_f(t, "a b c x") for t in ("a b c", "d e f", "a b c x")]))
+
+
+def test_batched_means_equal_the_mean_at_acceptance():
+    """mean_similarities over (text, pool size when accepted) gives the bits mean_similarity
+    gave at that moment, for a pool that grew in between (empty texts included)."""
+    rng = random.Random(11)
+    vocabulary = [f"w{i}" for i in range(40)]
+    index = NoveltyIndex.from_texts(["w1 w2 w3", ""])
+    rows, expected = [], []
+    for _ in range(300):
+        text = " ".join(rng.choices(vocabulary, k=rng.randint(0, 12)))
+        if index.is_novel(text):
+            rows.append((text, len(index)))
+            expected.append(index.mean_similarity(text))
+            index.add(text)
+    assert len(rows) > 100
+    assert index.mean_similarities(rows) == expected
+    assert index.mean_similarities([]) == []
+    assert index.mean_similarities([("w1", 0)]) == [0.0]
+    with pytest.raises(ValueError, match="outside the pool"):
+        index.mean_similarities([("w1", len(index) + 1)])
