@@ -270,7 +270,7 @@ def render(prediction: dict[str, Any], resume_command: str) -> str:
     ]
     cost = prediction["cost"]
     lines.append("  cost:       " + ("n/a (no price)" if cost is None else
-                                     _range(cost["usd"], cost["usd_95"], "${:,.2f}")))
+                                     _range(cost["usd"], cost["usd_95"], "${:,.4f}")))
     wall = prediction["wall_seconds"]
     rate = f", rpm {prediction['rpm']:g}" if prediction["rpm"] else ""
     lines.append("  wall time:  " + ("n/a (no request timed: all answers from the journal)"

@@ -103,8 +103,7 @@ def test_estimate_then_resume_reuses_the_pilot_and_the_manifest_compares(tmp_pat
         assert predicted["target"] == 120
         command = result.stderr.split("continue with: ")[1].splitlines()[0]
         assert command == f"selfinstruct generate --dataset d --data-dir {data} --resume"
-        resumed = cli(*shlex.split(command)[1:], "--base-url", server.base_url,
-                      "--no-progress")
+        resumed = cli(*shlex.split(command)[1:], "--no-progress")  # exactly as printed
         assert resumed.returncode == 0, resumed.stderr
         stats = server.stats()
     assert stats["max_success_count"] == 1  # no pilot request was paid for twice
