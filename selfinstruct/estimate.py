@@ -6,7 +6,8 @@ they can only be measured. The pilot is the run itself with its target lowered t
 tasks (default ``min(N, 20)``): same run folder, same journal, so ``--resume`` afterwards pays
 for none of the pilot's answers again (the journal is content-addressed; the target is not
 part of any request). It goes through every stage of the recipe and stops before the version
-is written.
+is written. It makes no top-up rounds (see `run_pilot`): its usable share is measured on the
+first K accepted instructions.
 
 The model, from the pilot's counts (generation stage g = ``bootstrap`` or ``alpaca``)::
 
@@ -116,6 +117,11 @@ def run_pilot(gen: Engine, size: int, step: Callable[..., Any]) -> TimedClient:
     def pilot_step(name: str, fn: Callable[..., Any], *args: Any) -> Any:
         if name == "write-version":
             raise PilotDone
+        if name != "bootstrap-round" and gen.config.max_rounds > gen.round:
+            # No top-up rounds: the pilot's next accepted instruction would come from answers
+            # after those it dropped as over its small target, which the real run accepts;
+            # the journal would then disagree with the resumed run's replay.
+            gen.config = dataclasses.replace(gen.config, max_rounds=gen.round)
         return step(name, fn, *args)
 
     with contextlib.suppress(PilotDone):
