@@ -2,8 +2,8 @@
 
 Why a pilot of the same run: yields (how many generation answers make an accepted
 instruction, how many of those end usable) depend on the model, the seeds and the filters, so
-they can only be measured. The pilot is the run itself with its target lowered to K usable
-tasks (default ``min(N, 20)``): same run folder, same journal, so ``--resume`` afterwards pays
+they can only be measured. The pilot is the run itself with its target lowered to K
+(default ``min(N, 20)``): same run folder, same journal, so ``--resume`` afterwards pays
 for none of the pilot's answers again (the journal is content-addressed; the target is not
 part of any request). It goes through every stage of the recipe and stops before the version
 is written. It makes no top-up rounds (see `run_pilot`): its usable share is measured on the
