@@ -61,9 +61,10 @@ def _add_generate(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     p.add_argument("--estimate", action="store_true",
                    help="run a journaled pilot of this run (its first --pilot accepted "
-                        "instructions, through every stage), print the forecast requests, tokens, cost and wall time for "
-                        "--num-instructions with 95%% intervals, and exit without writing a "
-                        "version; --resume then reuses every pilot answer")
+                        "instructions, through every stage), print the forecast requests, "
+                        "tokens, cost and wall time for --num-instructions with 95%% "
+                        "intervals, and exit without writing a version; --resume then reuses "
+                        "every pilot answer")
     p.add_argument("--pilot", type=int, metavar="K",
                    help="accepted instructions in the --estimate pilot (default: min(N, 20))")
     p.add_argument("-v", "--verbose", action="store_true",
