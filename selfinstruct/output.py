@@ -109,8 +109,10 @@ def write_version(engine: Engine) -> str:
 
 
 def _empty_message(engine: Engine) -> str:
-    return (f"no usable row: {len(engine.tasks)} instructions were accepted but none kept a "
-            f"valid instance ({engine.stop_reason}); top rejection reasons: "
+    accepted = len(engine.tasks)
+    what = ("no instruction was accepted" if not accepted else
+            f"{accepted} instructions were accepted but none kept a valid instance")
+    return (f"no usable row: {what} ({engine.stop_reason}); top rejection reasons: "
             f"{_top_reasons(engine.funnel.drops())}; no version was written and the run "
             f"stays resumable in {engine.journal.run_dir}")
 

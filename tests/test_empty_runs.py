@@ -24,7 +24,8 @@ def test_all_requests_failing_writes_no_version(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert code == EXIT_EMPTY
     last = err.strip().splitlines()[-1]
-    assert last.startswith("selfinstruct: error: no usable row") and "resumable" in last
+    assert last.startswith("selfinstruct: error: no usable row: no instruction was accepted")
+    assert "resumable" in last
     assert "server_error" in last or "500" in last  # the top rejection reason is named
     dataset = data / "dead"
     assert not [p for p in dataset.iterdir() if p.name.startswith("v")]  # no version
@@ -53,4 +54,5 @@ def test_no_usable_instances_writes_no_version(tmp_path: Path, capsys) -> None:
     assert code == EXIT_EMPTY, err[-800:]
     last = err.strip().splitlines()[-1]
     assert "no usable row" in last and "no_valid_instances" in last
+    assert "instructions were accepted but none kept a valid instance" in last
     assert not [p for p in (data / "noinst").iterdir() if p.name.startswith("v")]
