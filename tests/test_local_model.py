@@ -21,8 +21,8 @@ def test_embedded_model_gives_n_usable_tasks_from_a_foreign_seed_file(tmp_path):
     """The README's main job on seeds this project did not write: N tasks with instances.
 
     The 135M model writes almost no usable few-shot instances, so the embedded run answers
-    each instruction in chat instead (selfinstruct.pipeline: answer mode); N counts tasks
-    that kept an instance, and the run tops up until it has them.
+    each instruction in chat instead (selfinstruct.recipes.self_instruct: answer mode); N
+    counts tasks that kept an instance, and the run tops up until it has them.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     result = subprocess.run(
