@@ -378,14 +378,15 @@ def _filter_everything(text: str) -> None:
 def _seconds(work, text: str) -> float:
     best = float("inf")
     for _ in range(3):
-        start = time.perf_counter()
+        start = time.process_time()
         work(text)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return best
 
 
 def _ratio(unit: str, small: int) -> float:
-    """Time for 8x the text over time for the text (best of 3 runs each, one process).
+    """CPU time for 8x the text over CPU time for the text (best of 3 runs each, this
+    process only, so other processes' load does not count).
 
     Linear work gives ~8x, quadratic ~64x: the limit of 24 sits a factor of ~3 from both, so
     load on the machine cannot flip the verdict.
