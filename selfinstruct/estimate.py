@@ -71,16 +71,11 @@ class TimedClient:
 
     def __init__(self, inner: Client) -> None:
         self.inner = inner
+        # The same model and API as the run's client: journal keys stay those of the run.
+        self.model: str = inner.model
+        self.api: str = inner.api
         self.latencies: list[float] = []
         self._lock = threading.Lock()
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def api(self) -> str:
-        return self.inner.api
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()

@@ -17,6 +17,7 @@ import hashlib
 import json
 import traceback
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,12 @@ import jinja2.nodes
 from selfinstruct import languages
 from selfinstruct._errors import InputError
 
+# Templates the shared stages render; a recipe declares its own (`Recipe.templates`).
 TEMPLATE_NAMES = (
     "bootstrap",
     "classify",
     "instances_input_first",
     "instances_output_first",
-    "alpaca",
     "label",  # selfinstruct.quality: the second label sample of the consistency check
     "judge",  # selfinstruct.quality: the LLM judge's rubric
     "answer",  # instances answered directly, in chat (the embedded model's instance mode)
@@ -55,9 +56,6 @@ _SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
                  "instruction": "Name a fruit."},
     "instances_input_first": {"examples": [_SAMPLE_EXAMPLE], "instruction": "Name a fruit."},
     "instances_output_first": {"examples": [_SAMPLE_EXAMPLE], "instruction": "Name a fruit."},
-    "alpaca": {"num_tasks": 3, "tasks": [
-        {"instruction": "Sort the numbers.", "input": "3, 1, 2", "output": "1, 2, 3"},
-        {"instruction": "Name a fruit.", "input": "", "output": "Apple"}]},
     "label": {"instruction": "Is it positive?", "input": "Great day",
               "options": ["negative", "positive"]},
     "judge": {"instruction": "Name a fruit.", "input": "", "output": "Apple"},
@@ -110,8 +108,12 @@ class Labels:
 class PromptSet:
     """The templates and labels of one language, loaded once per run."""
 
-    def __init__(self, language: str, prompts_dir: Path | None = None) -> None:
+    def __init__(self, language: str, prompts_dir: Path | None = None,
+                 extra_templates: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """`extra_templates`: a recipe's own templates (name -> sample render values), loaded
+        and checked like the shared ones (`selfinstruct.recipes.base.Recipe.templates`)."""
         root = prompts_dir or bundled_dir("prompts")
+        self._samples = {**_SAMPLE_CONTEXTS, **(extra_templates or {})}
         self.language = language
         self.dir = root / language
         if not self.dir.is_dir():
@@ -127,7 +129,7 @@ class PromptSet:
         self._templates: dict[str, jinja2.Template] = {}
         self.template_hashes: dict[str, str] = {}
         sources: dict[str, str] = {}
-        for name in TEMPLATE_NAMES:
+        for name in self._samples:
             path = self.dir / f"{name}.j2"
             try:
                 sources[name] = path.read_text(encoding="utf-8")
@@ -141,7 +143,7 @@ class PromptSet:
             self._templates[name] = self._compile(name, path, sources[name])
             self.template_hashes[name] = sha256_text(sources[name])
         self.labels = _load_labels(self.dir / "labels.json")
-        for name in TEMPLATE_NAMES:
+        for name in self._samples:
             self._try_render(name, self.dir / f"{name}.j2")
 
     def _compile(self, name: str, path: Path, source: str) -> jinja2.Template:
@@ -156,7 +158,7 @@ class PromptSet:
         except jinja2.TemplateSyntaxError as exc:
             raise InputError(f"{path}:{exc.lineno}: template syntax error: {exc.message}") \
                 from None
-        passed = set(_SAMPLE_CONTEXTS[name]) | {"labels"}
+        passed = set(self._samples[name]) | {"labels"}
         unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - passed)
         if unknown:
             line = min(node.lineno for node in ast.find_all(jinja2.nodes.Name)
@@ -182,7 +184,7 @@ class PromptSet:
         template's fault, located by the template line in the traceback.
         """
         try:
-            self.render(name, **_SAMPLE_CONTEXTS[name])
+            self.render(name, **self._samples[name])
         except Exception as exc:
             lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
                      if frame.filename == str(path)]

@@ -39,6 +39,7 @@ from selfinstruct.llm import Client, LLMClient, RetryPolicy
 from selfinstruct.local_model import DEMO_WARNING, LocalModelServer
 from selfinstruct.pipeline import Generator
 from selfinstruct.prompts import TEMPLATE_NAMES, PromptSet, bundled_dir
+from selfinstruct.recipes import recipe_class
 from selfinstruct.redact import strip_url_credentials
 from selfinstruct.resume_rules import (
     RESUMABLE_OVERRIDES,
@@ -207,9 +208,10 @@ def _load_prompts(config: GenerateConfig) -> PromptSet:
     block the reader or never end)."""
     folder_name = languages.get(config.language or languages.DEFAULT).prompts_folder
     folder = (config.prompts_dir or bundled_dir("prompts")) / folder_name
-    for name in (*(f"{t}.j2" for t in TEMPLATE_NAMES), "labels.json"):
+    own = recipe_class(config.recipe).templates
+    for name in (*(f"{t}.j2" for t in (*TEMPLATE_NAMES, *own)), "labels.json"):
         require_regular_file(folder / name, "prompt template or labels.json")
-    return PromptSet(folder_name, config.prompts_dir)
+    return PromptSet(folder_name, config.prompts_dir, extra_templates=own)
 
 
 def _direct_client(config: GenerateConfig, base_url: str, api_key: str | None,

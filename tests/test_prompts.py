@@ -11,6 +11,7 @@ import pytest
 
 from selfinstruct._errors import InputError
 from selfinstruct.prompts import LANGUAGES, TEMPLATE_NAMES, PromptSet, bundled_dir
+from selfinstruct.recipes.alpaca import Alpaca
 
 EXAMPLES = [{"instruction": "Classify the mood.", "is_classification": True,
              "instances": [{"input": "Great day", "output": "Positive"}]}]
@@ -18,8 +19,9 @@ EXAMPLES = [{"instruction": "Classify the mood.", "is_classification": True,
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_all_templates_render(language):
-    ps = PromptSet(language)
-    assert set(ps.template_hashes) == set(TEMPLATE_NAMES)
+    ps = PromptSet(language, extra_templates=Alpaca.templates)
+    # The shared templates, and the alpaca recipe's own (declared on the recipe).
+    assert set(ps.template_hashes) == {*TEMPLATE_NAMES, "alpaca"}
     boot = ps.render("bootstrap", instructions=[f"task {i}" for i in range(8)])
     assert boot.endswith("\n8. task 7\n9.")
     for name in ("classify", "instances_input_first", "instances_output_first"):
@@ -88,7 +90,7 @@ def test_broken_template_fails_on_load_with_file_and_line(tmp_path, case, name, 
     root = copy_prompts(tmp_path)
     edit(root, name, old, new)
     with pytest.raises(InputError, match=message) as info:
-        PromptSet("en", root)
+        PromptSet("en", root, extra_templates=Alpaca.templates)  # alpaca.j2: the recipe's own
     assert "\n" not in str(info.value) and str(root / "en" / name) in str(info.value)
 
 

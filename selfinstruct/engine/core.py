@@ -90,6 +90,7 @@ class Engine:
         for stage in ("classify", "instances"):
             self.dispatch.window(stage, 2 * depth)
         self.recipe = recipe_class(config.recipe)(self)
+        self.dispatch.max_tokens.update(self.recipe.max_tokens)
 
     # -- state the rest of the program reads ----------------------------------------------
 

@@ -31,8 +31,10 @@ class BudgetExhausted(Exception):
 
 # max_tokens per stage when the config names none (answer: a direct answer in answer mode,
 # long enough that most answers end by themselves).
+# max_tokens defaults of the shared stages, (remote, embedded); a recipe adds its own
+# (`Recipe.max_tokens`, merged into `Dispatcher.max_tokens` when the engine starts).
 _MAX_TOKENS = {"bootstrap": (1024, 256), "classify": (5, 5), "instances": (350, 200),
-               "answer": (512, 512), "alpaca": (3072, 1024)}  # (remote, embedded)
+               "answer": (512, 512)}
 
 
 class Dispatcher:
@@ -44,6 +46,7 @@ class Dispatcher:
         self.client = client
         self.journal = journal
         self.funnel = funnel
+        self.max_tokens = dict(_MAX_TOKENS)
         self.usage = Usage()
         self.requests_issued = 0  # journal-answered included: the whole run's requests
         self.budget_stop: str | None = None
@@ -63,7 +66,7 @@ class Dispatcher:
     # -- building requests -----------------------------------------------------------------
 
     def params(self, stage: str, **extra: Any) -> dict[str, Any]:
-        remote, embedded = _MAX_TOKENS[stage]
+        remote, embedded = self.max_tokens[stage]
         default = embedded if self.config.embedded else remote
         return {"max_tokens": self.config.stage_max_tokens.get(stage, default), **extra}
 

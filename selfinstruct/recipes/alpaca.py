@@ -8,7 +8,7 @@ classification label (`is_classification` stays None).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from selfinstruct.llm import Completion, Request
 from selfinstruct.parsing import ParsedInstance, parse_alpaca
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 
 class Alpaca(NoLaterStages):
     name: ClassVar[str] = "alpaca"
+    templates: ClassVar[dict[str, dict[str, Any]]] = {
+        "alpaca": {"num_tasks": 3, "tasks": [
+            {"instruction": "Sort the numbers.", "input": "3, 1, 2", "output": "1, 2, 3"},
+            {"instruction": "Name a fruit.", "input": "", "output": "Apple"}]},
+    }
+    max_tokens: ClassVar[dict[str, tuple[int, int]]] = {"alpaca": (3072, 1024)}
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

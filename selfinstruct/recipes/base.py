@@ -26,6 +26,11 @@ class Recipe(Protocol):
     name: ClassVar[str]
     # Later per-task stages this recipe has, among "classify" and "instances".
     stages: ClassVar[tuple[str, ...]]
+    # Its own prompt templates (prompts/<lang>/<name>.j2) with sample render values, loaded
+    # and checked before any request like the shared ones (selfinstruct.prompts), and the
+    # max_tokens defaults of its own stages: (remote endpoint, embedded model).
+    templates: ClassVar[dict[str, dict[str, Any]]]
+    max_tokens: ClassVar[dict[str, tuple[int, int]]]
 
     def __init__(self, engine: Engine) -> None: ...
 
@@ -56,6 +61,8 @@ class NoLaterStages:
     """For recipes whose generation answer is the whole item (no per-task stages)."""
 
     stages: ClassVar[tuple[str, ...]] = ()
+    templates: ClassVar[dict[str, dict[str, Any]]] = {}  # none beyond the shared ones
+    max_tokens: ClassVar[dict[str, tuple[int, int]]] = {}
 
     def stage_request(self, stage: str, task: Task) -> Request:
         raise ValueError(f"this recipe has no {stage} stage")

@@ -60,6 +60,9 @@ def few_shot_examples(rng: random.Random, seeds: SeedSet, config: GenerateConfig
 class SelfInstruct:
     name: ClassVar[str] = "self-instruct"
     stages: ClassVar[tuple[str, ...]] = ("classify", "instances")
+    # Its templates and stages are the shared ones (selfinstruct.prompts, engine.dispatch).
+    templates: ClassVar[dict[str, dict[str, Any]]] = {}
+    max_tokens: ClassVar[dict[str, tuple[int, int]]] = {}
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

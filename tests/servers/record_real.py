@@ -37,6 +37,7 @@ from typing import Any
 
 from selfinstruct.local_model import LocalModelServer
 from selfinstruct.prompts import PromptSet
+from selfinstruct.recipes.alpaca import Alpaca
 from selfinstruct.seeds import SeedTask, load_seeds
 from tests.servers.recorded import FIXTURE
 
@@ -120,7 +121,7 @@ def pipeline_request(kind: str, prompts: PromptSet, tasks: Sequence[SeedTask],
 def _plan(per_kind: int) -> Iterator[tuple[str, str, str, str, dict[str, Any]]]:
     """Every ``(lang, api, kind, prompt, params)`` to record, from a fixed sampling seed."""
     for lang in ("en", "ja"):
-        prompts = PromptSet(lang)
+        prompts = PromptSet(lang, extra_templates=Alpaca.templates)
         tasks = load_seeds(SEED_FILES[lang]).tasks
         for api in APIS:
             for kind in KINDS:

@@ -15,6 +15,7 @@ from typing import Any
 import openai
 
 from selfinstruct.prompts import PromptSet
+from selfinstruct.recipes.alpaca import Alpaca
 from selfinstruct.seeds import SeedTask, load_seeds
 from tests.servers.answers import request_material
 from tests.servers.record_real import SEED_FILES, pipeline_request
@@ -28,7 +29,7 @@ APIS = ("chat", "completions")
 
 @functools.cache
 def _language(lang: str) -> tuple[PromptSet, tuple[SeedTask, ...]]:
-    return PromptSet(lang), load_seeds(SEED_FILES[lang]).tasks
+    return PromptSet(lang, extra_templates=Alpaca.templates), load_seeds(SEED_FILES[lang]).tasks
 
 
 def pipeline_like_request(kind: str, lang: str, api: str, index: int) -> tuple[str, dict[str, Any]]:
