@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,9 @@ class DirectAnswers(NoLaterStages):
 
     name = "direct-answers"
     stages = ("instances",)
+    # Its own template and stage, declared here: nothing outside the recipe names them.
+    templates = {"direct_list": {"instructions": ["Name a fruit.", "Sort the numbers."]}}
+    max_tokens = {"direct": (900, 300)}
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -326,9 +330,9 @@ class DirectAnswers(NoLaterStages):
     def generation_request(self, nonce: str) -> tuple[Request, int]:
         engine = self.engine
         shown = engine.rng.sample(engine.seed_texts, 8)
-        prompt = engine.prompts.render("bootstrap", instructions=shown)
-        params = engine.dispatch.params("bootstrap", temperature=0.7, stop=["\n17."])
-        return engine.dispatch.request("bootstrap", prompt, params, nonce), len(shown) + 1
+        prompt = engine.prompts.render("direct_list", instructions=shown)
+        params = engine.dispatch.params("direct", temperature=0.7, stop=["\n17."])
+        return engine.dispatch.request("direct", prompt, params, nonce), len(shown) + 1
 
     def read_generation(self, item: Any, completion: Completion) -> None:
         engine = self.engine
@@ -352,15 +356,22 @@ class DirectAnswers(NoLaterStages):
 def test_a_new_recipe_is_a_class_and_a_registry_line(openai_server, tmp_path, monkeypatch):
     """The engine drives a recipe it has never seen: windows, gate, instance checks, output."""
     monkeypatch.setitem(RECIPES, DirectAnswers.name, DirectAnswers)
+    prompts = tmp_path / "prompts"
+    shutil.copytree("prompts", prompts)
+    # The recipe's own template (here worded like bootstrap.j2, which the test server answers).
+    shutil.copy(prompts / "en" / "bootstrap.j2", prompts / "en" / "direct_list.j2")
     config = dataclasses.replace(config_for(openai_server, tmp_path, 12), recipe="direct-answers",
+                                 prompts_dir=prompts,
                                  max_rounds=20)  # a broken engine ends, empty, instead of looping
     with open_run(config, api_key="k", warn=False) as gen:
+        assert gen.dispatch.params("direct")["max_tokens"] == 900  # the recipe's own default
         version = Path(run(gen))
     rows = read_jsonl(version / "train.jsonl")
     manifest = check_accounting(version)
     assert manifest["recipe"] == "direct-answers" and manifest["target"]["accepted"] == 12
     assert len({r["task_id"] for r in rows}) == 12 and all(r["output"] for r in rows)
-    assert "classify" not in manifest["funnel"]
+    assert "classify" not in manifest["funnel"] and manifest["usage"]["direct"]["requests"]
+    assert "direct_list" in manifest["prompts"]  # its template is hashed like the shared ones
     # one direct answer per accepted task, asked through the engine's instance window
     assert manifest["usage"]["instances"]["requests"] == manifest["target"][
         "accepted_instructions"]
