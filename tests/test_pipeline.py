@@ -11,7 +11,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from rapidfuzz.distance import LCSseq
@@ -321,8 +321,9 @@ class DirectAnswers(NoLaterStages):
     name = "direct-answers"
     stages = ("instances",)
     # Its own template and stage, declared here: nothing outside the recipe names them.
-    templates = {"direct_list": {"instructions": ["Name a fruit.", "Sort the numbers."]}}
-    max_tokens = {"direct": (900, 300)}
+    templates: ClassVar[dict[str, dict[str, Any]]] = {
+        "direct_list": {"instructions": ["Name a fruit.", "Sort the numbers."]}}
+    max_tokens: ClassVar[dict[str, tuple[int, int]]] = {"direct": (900, 300)}
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
