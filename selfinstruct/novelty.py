@@ -51,8 +51,8 @@ Japanese is harder for the filters (longer token strings, a few very common kana
 deliberately overlapping synthetic Japanese stream, ~900 candidates/s at a 20K pool.
 Past 52K (bench/rouge_dedup.py --million, 2026-11-30, 2 cores, loaded): the cost per
 candidate grows about linearly with the pool (the texts that pass bounds 1-4 share a
-template and need the exact LCS): ~2,000 candidates/s at 200K, and the 1M-accepted job
-extrapolates to ~45 min CPU, not the 10 min wanted. Provenance (most_similar, mean):
+template and need the exact LCS): ~2,000 candidates/s at 200K; 700K accepted took 1,246 CPU-s
+and 1M extrapolates to ~40 min CPU, not the 10 min wanted. Provenance (most_similar, mean):
 selfinstruct.neighbours.
 """
 
