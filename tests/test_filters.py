@@ -1,6 +1,5 @@
 """Instruction and instance filters: each reason, in English and Japanese, and their settings."""
 
-import time
 
 import pytest
 
@@ -16,6 +15,7 @@ from selfinstruct.filters import (
     mask_pii,
 )
 from selfinstruct.parsing import ParsedInstance
+from tests.linear_time import LIMIT, growth
 
 EN = instruction_filters("en")
 JA = instruction_filters("ja")
@@ -375,36 +375,15 @@ def _filter_everything(text: str) -> None:
     mask_pii(text, FilterSettings(pii="mask"))
 
 
-def _seconds(work, text: str) -> float:
-    best = float("inf")
-    for _ in range(3):
-        start = time.process_time()
-        work(text)
-        best = min(best, time.process_time() - start)
-    return best
-
-
-def _ratio(unit: str, small: int) -> float:
-    """CPU time for 8x the text over CPU time for the text (best of 3 runs each, this
-    process only, so other processes' load does not count).
-
-    Linear work gives ~8x, quadratic ~64x: the limit of 24 sits a factor of ~3 from both, so
-    load on the machine cannot flip the verdict.
-    """
-    short, long = unit * (small // len(unit)), unit * (8 * small // len(unit))
-    # The floor keeps sub-millisecond noise out of the ratio; quadratic work takes seconds.
-    return _seconds(_filter_everything, long) / max(_seconds(_filter_everything, short), 2e-3)
-
-
 def test_a_200k_character_text_without_spaces_is_filtered_in_linear_time():
     # 8x the text must cost about 8x the time; a quadratic pattern costs 64x (the old e-mail
     # regex took 36 s on 100K characters without spaces).
-    ratio = _ratio("a", 25_000)
-    assert ratio < 24, f"{ratio:.1f}x the time for 8x the text"
+    ratio = growth(_filter_everything, "a", 25_000)
+    assert ratio < LIMIT, f"{ratio:.1f}x the time for 8x the text"
 
 
 @pytest.mark.parametrize("unit", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
 def test_filters_are_linear_on_adversarial_text(unit):
     # Smaller than the 200K case to keep the suite fast; quadratic still shows as ~64x.
-    ratio = _ratio(unit, 12_500)
-    assert ratio < 24, f"{ratio:.1f}x the time for 8x the text"
+    ratio = growth(_filter_everything, unit, 12_500)
+    assert ratio < LIMIT, f"{ratio:.1f}x the time for 8x the text"

@@ -1,6 +1,5 @@
 """Parsers: lenient about layout, and every unreadable item comes back with a reason."""
 
-import time
 
 import pytest
 
@@ -11,6 +10,7 @@ from selfinstruct.parsing import (
     parse_yes_no,
 )
 from selfinstruct.prompts import PromptSet
+from tests.linear_time import LIMIT, growth
 
 EN = PromptSet("en").labels
 JA = PromptSet("ja").labels
@@ -354,17 +354,5 @@ def _parse_everything(text: str) -> None:
 
 @pytest.mark.parametrize("unit", ADVERSARIAL)
 def test_parsers_are_linear_on_adversarial_answers(unit):
-    def seconds(text: str) -> float:
-        best = float("inf")
-        for _ in range(3):
-            start = time.process_time()
-            _parse_everything(text)
-            best = min(best, time.process_time() - start)
-        return best
-
-    short, long = unit * (25_000 // len(unit)), unit * (200_000 // len(unit))
-    # CPU time of this process (not wall time), so other processes' load does not count; the
-    # floor keeps millisecond noise out of the ratio; quadratic work takes seconds.
-    # Linear work gives ~8x, quadratic ~64x: 24 is a factor of ~3 from both.
-    ratio = seconds(long) / max(seconds(short), 2e-2)
-    assert ratio < 24, f"{ratio:.1f}x the time for 8x the answer"
+    ratio = growth(_parse_everything, unit, 25_000, floor=2e-2)
+    assert ratio < LIMIT, f"{ratio:.1f}x the time for 8x the answer"
