@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from selfinstruct.engine.core import Engine
 
 DEFAULT_PILOT = 20
-GENERATION_STAGES = ("bootstrap", "alpaca")
 Z95 = 1.96
 
 
@@ -133,7 +132,8 @@ def forecast(gen: Engine, target: int, latencies: list[float],
     """The forecast for `target` usable tasks from the pilot's state in `gen` (see above)."""
     stages = {name: vars(s) for name, s in gen.usage.stages.items()}
     counts = {name: s["requests"] + s["cached"] for name, s in stages.items()}
-    gen_stage = next(name for name in GENERATION_STAGES if name in counts)
+    gen_stage = gen.generation_stage
+    assert gen_stage is not None, "a pilot with tasks asked for generation answers"
     answers, accepted, usable = counts[gen_stage], len(gen.tasks), gen.usable
     y, u = _acceptable(gen.funnel.stages, accepted) / answers, usable / accepted
     rel_y = 1 / math.sqrt(y * answers)

@@ -87,6 +87,9 @@ class Engine:
         depth = self.dispatch.depth
         self._generation = self.dispatch.window(GENERATION, depth)
         self._generation_used = 0
+        # The stage name the recipe gives its generation requests ("bootstrap", "alpaca", …):
+        # known once one is built; what the forecast (selfinstruct.estimate) counts by.
+        self.generation_stage: str | None = None
         for stage in ("classify", "instances"):
             self.dispatch.window(stage, 2 * depth)
         self.recipe = recipe_class(config.recipe)(self)
@@ -217,6 +220,7 @@ class Engine:
         cursors = self.dispatch.cursors
         while not self._generation.full and self._want_generation():
             request, context = self.recipe.generation_request(f"gen-{cursors[GENERATION]}")
+            self.generation_stage = request.stage
             item = self.dispatch.issue(request, context)
             if item is None:
                 return

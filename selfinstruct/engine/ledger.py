@@ -33,6 +33,12 @@ class Where:
     request_id: str | None = None
 
 
+def raw_answer(completion: Completion) -> str:
+    """An unread answer's text for its rejected row, cut at `RAW_ANSWER_CHARS` (marked …)."""
+    text = completion.text or ""
+    return text if len(text) <= RAW_ANSWER_CHARS else text[:RAW_ANSWER_CHARS] + "…"
+
+
 class Ledger:
     """The funnel and the rejected rows of one run, written only through `record`."""
 
@@ -69,13 +75,12 @@ class Ledger:
         """Record an answer nothing could be read from: a parse-stage row with the raw text."""
         self.funnel.answer(ANSWER_UNPARSEABLE)
         text = completion.text or ""
-        shown = text if len(text) <= RAW_ANSWER_CHARS else text[:RAW_ANSWER_CHARS] + "…"
         finish = completion.finish_reason
         why = "an empty answer" if not text.strip() else f"no {what} in the answer"
         detail = f"{request.stage}: {why} (finish_reason={finish}, {len(text)} chars)"
         self.record("parse", Drop(UNPARSEABLE_ANSWER, detail),
                     Where(instruction, sha256_text(request.prompt), completion.request_id),
-                    output=shown)
+                    output=raw_answer(completion))
 
 
     def read(self, request: Request, completion: Completion, parse: Callable[[str], list[T]],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from selfinstruct.engine.ledger import RAW_ANSWER_CHARS, Where
+from selfinstruct.engine.ledger import Where, raw_answer
 from selfinstruct.filters import Drop
 from selfinstruct.llm import Completion, Request
 from selfinstruct.parsing import (
@@ -144,7 +144,7 @@ class SelfInstruct:
                                               f"no Yes/No verdict in the answer (finish_reason="
                                               f"{completion.finish_reason}); the task goes on "
                                               f"as a generation task"),
-                             where, output=(completion.text or "")[:RAW_ANSWER_CHARS])
+                             where, output=raw_answer(completion))
 
     def instance_request(self, task: Task) -> Request:
         """Output-first for classification tasks (balanced labels), input-first otherwise."""
