@@ -113,13 +113,8 @@ def _empty_message(engine: Engine) -> str:
     what = ("no instruction was accepted" if not accepted else
             f"{accepted} instructions were accepted but none kept a valid instance")
     return (f"no usable row: {what} ({engine.stop_reason}); top rejection reasons: "
-            f"{_top_reasons(engine.funnel.drops())}; no version was written and the run "
+            f"{engine.funnel.top_drops(3)}; no version was written and the run "
             f"stays resumable in {engine.journal.run_dir}")
-
-
-def _top_reasons(drops: dict[str, int], n: int = 3) -> str:
-    ranked = sorted(drops.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-    return ", ".join(f"{reason} {count}" for reason, count in ranked) or "none"
 
 
 def _iso(timestamp: float) -> str:

@@ -27,15 +27,13 @@ def _fmt_tokens(n: int) -> str:
 def status_line(gen: Generator, stage: str) -> str:
     usage = gen.usage
     cached = sum(s.cached for s in usage.stages.values())
-    drops = sorted(gen.funnel.drops().items(), key=lambda kv: -kv[1])[:4]
-    rejects = ", ".join(f"{reason} {n}" for reason, n in drops) or "none"
-    with_instances = sum(1 for t in gen.tasks if t.instances)
+    rejects = gen.funnel.top_drops(4)
     elapsed = time.time() - gen.started_at
     head = {
         "bootstrap": f"round {gen.round}: accepted {len(gen.tasks)}/{gen.target}",
         "classify": f"classify: {gen.funnel.stages.get('classify', {}).get('in', 0)}/"
                     f"{len(gen.tasks)} tasks",
-        "instances": f"instances: {with_instances} tasks with instances",
+        "instances": f"instances: {gen.usable} tasks with instances",
     }.get(stage, stage)
     cost = usage.cost(gen.price)
     return (f"{head} | rejects: {rejects} | requests {usage.total_requests}"

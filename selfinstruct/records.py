@@ -79,6 +79,12 @@ class Funnel:
                 totals[reason] = totals.get(reason, 0) + n
         return totals
 
+    def top_drops(self, n: int) -> str:
+        """The `n` most frequent drop reasons as "reason count, …" (ties by name), or "none":
+        what the progress line and the no-usable-row message show."""
+        ranked = sorted(self.drops().items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        return ", ".join(f"{reason} {count}" for reason, count in ranked) or "none"
+
 
 # What each funnel stage counts, in pipeline order: the one order every renderer (progress
 # table, dataset card, report chart, flow run report) shows. The "answers" line comes first
