@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tests.servers import kinds
 from tests.servers.hashing import rng_for
 from tests.servers.instances import (
     fill_template,
@@ -193,7 +194,10 @@ def generate_answer(
     rng = rng_for(request_material(
         prompt, chat=chat, model=model, temperature=temperature, top_p=top_p, seed=seed,
         choice_index=choice_index, hash_material=hash_material))
-    return _ANSWERERS[kind](prompt, lang, rng, chat)
+    answerer = _ANSWERERS.get(kind) or kinds.clean_answerer(kind)
+    if answerer is None:
+        raise KeyError(f"no answer for prompt kind {kind!r}")
+    return answerer(prompt, lang, rng, chat)
 
 
 def request_material(prompt: str, *, chat: bool, model: str, temperature: float | None,

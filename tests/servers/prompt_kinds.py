@@ -46,8 +46,10 @@ def detect_prompt(text: str) -> tuple[str, str]:
     Recognising the first line (not keywords anywhere) mirrors how the templates are built and
     keeps a user message that merely quotes a template from being misread.
     """
+    from tests.servers import kinds
+
     head = text.lstrip()
-    for kind, lang, header in _HEADERS:
+    for kind, lang, header in _HEADERS + kinds.headers():
         if head.startswith(header):
             return kind, lang
     return "generic", ("ja" if re.search(rf"[{CJK_RANGES}]", text[:200]) else "en")

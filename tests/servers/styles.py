@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from tests.servers import answers, hashing, messy_fields, messy_lists, prompt_kinds, recorded
+from tests.servers import answers, hashing, kinds, messy_fields, messy_lists, prompt_kinds, recorded
 from tests.servers.styled import StyledAnswer, unreadable_answer
 
 _MESSY: dict[str, Callable[[str, str, random.Random, bool], StyledAnswer]] = {
@@ -44,7 +44,12 @@ def messy_answer(prompt: str, chat: bool, material: dict[str, Any]) -> StyledAns
         if broken is not None:
             return broken
         return _MESSY[kind](prompt, lang, rng, chat)
-    return StyledAnswer(kind, lang, answers.generic_answer(prompt, lang, rng, chat))
+    plugin = kinds.messy_answerer(kind)
+    if plugin is not None:
+        broken = unreadable_answer(kind, lang, rng, chat, answers.junk_text(rng))
+        return broken if broken is not None else plugin(prompt, lang, rng, chat)
+    clean = kinds.clean_answerer(kind) or answers.generic_answer
+    return StyledAnswer(kind, lang, clean(prompt, lang, rng, chat))
 
 
 def styled_answer(style: str, prompt: str, chat: bool, material: dict[str, Any]) -> StyledAnswer:
