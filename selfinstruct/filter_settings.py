@@ -65,6 +65,14 @@ class FilterSettings:
     consistency_temperature: float = 0.7
     judge_model: str | None = None  # None: no judge
     judge_min_score: int = 3  # both scores (1-5) must reach this
+    # Confidence (selfinstruct.confidence, with --confidence): an answer whose geometric-mean
+    # token probability, exp(mean token log-prob), is below this is dropped (low_confidence).
+    # A probability in (0, 1], so it means the same for short and long answers. None: the
+    # figures are recorded, nothing is dropped for them.
+    min_confidence: float | None = None
+    # Multi-model agreement (--verify-model): the share in [0, 1] of verifiers that must agree
+    # with an answer; below it the answer is dropped (models_disagree). None: record only.
+    min_agreement: float | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str) -> FilterSettings:
@@ -109,4 +117,9 @@ _RULES: dict[str, Rule] = {f.name: BOOLEAN for f in dataclasses.fields(FilterSet
     "judge_min_score": integer(1, 5),
     "judge_model": Rule(str, lambda v: bool(v.strip()), "must be a model name", optional=True),
     "pii": one_of(PII_MODES),
+    "min_confidence": Rule(float, lambda v: 0 < v <= 1, "must be a probability in (0, 1] "
+                           "(the geometric-mean token probability an answer must reach)",
+                           optional=True),
+    "min_agreement": Rule(float, lambda v: 0 <= v <= 1, "must be a share in [0, 1] (of the "
+                          "verifiers that must agree)", optional=True),
 }

@@ -1,4 +1,5 @@
-"""Request validation and the response body: choices, usage and what each choice offered.
+"""Request validation and the response body: choices, usage, token log-probs when asked
+(tests/servers/logprobs.py) and what each choice offered.
 
 Why a module of its own: the direct endpoints and the batch store build responses with the
 same code, so batch and direct answers cannot differ.
@@ -13,6 +14,7 @@ from typing import Any
 from tests.servers.answers import generate_answer, junk_text, request_material
 from tests.servers.faults import APIError
 from tests.servers.hashing import rng_for
+from tests.servers.logprobs import choice_logprobs, wants_logprobs
 from tests.servers.prompt_kinds import detect_prompt
 from tests.servers.styled import StyledAnswer
 from tests.servers.styles import clean_offered, styled_answer
@@ -95,6 +97,7 @@ def build_response(
     stop = [stop_param] if isinstance(stop_param, str) else stop_param
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     choices: list[dict[str, Any]] = []
+    logprobs = wants_logprobs(body, chat)
     completion_tokens = 0
     texts: list[str] = []
     accounts: list[dict[str, Any]] = []
@@ -123,17 +126,21 @@ def build_response(
             index = p_index * n + j
             accounts.append(_account(prompt, chat, index, reason, text, styled, fault, style))
             content = None if styled is not None and styled.text is None else text
+            token_logprobs = None
+            if logprobs and content is not None:
+                token_logprobs = choice_logprobs(
+                    text, accounts[-1]["lang"], chat, [material, j],
+                    whole_bad=fault == "garbage" or (styled is not None and styled.unreadable))
             if chat:
                 choices.append({
                     "index": index,
                     "message": {"role": "assistant", "content": content, "refusal": None},
                     "finish_reason": reason,
-                    "logprobs": None,
+                    "logprobs": token_logprobs,
                 })
             else:
-                choices.append(
-                    {"index": index, "text": text, "finish_reason": reason, "logprobs": None}
-                )
+                choices.append({"index": index, "text": text, "finish_reason": reason,
+                                "logprobs": token_logprobs})
     if fault == "empty_choices":
         choices, accounts = [], []
     prompt_tokens = sum(count_tokens(p) for p in prompts)

@@ -61,3 +61,19 @@ def apply_stop_and_max_tokens(
     if max_tokens is not None and count_tokens(text) > max_tokens:
         return truncate_tokens(text, max_tokens), "length"
     return text, "stop"
+
+
+def token_pieces(text: str) -> list[str]:
+    """The tokens of ``text`` as a real tokenizer reports them: each with the whitespace before
+    it (``" world"``), the text's trailing whitespace on the last one, so joined they give the
+    text back. As many as :func:`count_tokens` counts (a whitespace-only text has none), which
+    keeps ``usage.completion_tokens`` equal to the number of log-probs an answer carries.
+    """
+    pieces: list[str] = []
+    start = 0
+    for match in _TOKEN_RE.finditer(text):
+        pieces.append(text[start:match.end()])
+        start = match.end()
+    if pieces and start < len(text):
+        pieces[-1] += text[start:]
+    return pieces
