@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from selfinstruct import __version__, cli_flows, languages, prefect_env
 from selfinstruct._errors import InputError
+from selfinstruct.cli_recipe_flags import add_recipe_options, recipe_flags
 from selfinstruct.recipes import RECIPES
 from selfinstruct.seeds import bundled_seed_sets
 
@@ -75,7 +76,7 @@ def _add_generate(sub: Any) -> None:
 def generation_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (None: not given), for `build_config`; the
     filter flags become keys of the [filters] table."""
-    flags = {name: getattr(args, name) for name in GENERATE_FLAGS}
+    flags = {name: getattr(args, name) for name in GENERATE_FLAGS} | recipe_flags(args)
     filters = {name: getattr(args, name) for name in FILTER_FLAGS
                if getattr(args, name) is not None}
     flags["filters"] = filters or None
@@ -96,7 +97,10 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="where datasets live (default: data)")
     p.add_argument("--recipe", choices=list(RECIPES),
                    help="self-instruct (default): bootstrap, classify, instances; alpaca: "
-                        "one request gives 20 instruction/input/output items")
+                        "one request gives 20 instruction/input/output items; "
+                        "evol-instruct: evolve seed instructions into harder ones "
+                        "(--generations); magpie: instructions sampled from the chat "
+                        "template's user-turn prefix (raw completions, no seeds needed)")
     p.add_argument("--language", choices=languages.codes(),
                    help="data language (default: detected from the seeds)")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. "
@@ -152,6 +156,7 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                    "--config file ([prices.\"MODEL\"] input/output per 1M tokens)")
     p.add_argument("--config", type=Path, help="TOML file with any of these settings "
                    "(keys like num_instructions); flags override it")
+    add_recipe_options(p)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

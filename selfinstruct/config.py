@@ -85,6 +85,21 @@ class GenerateConfig:
     max_cost: float | None = None
     # USD per 1M tokens: {"gpt-4o-mini": {"input": 0.15, "output": 0.60}}
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Recipe settings: evol-instruct's depth and parents, magpie's chat template.
+    generations: int = 3
+    from_version: Path | None = None
+    chat_template: Path | None = None
+    # Persona-conditioned generation (a JSONL file or a bundled set name) and user turns.
+    personas: Path | None = None
+    turns: int = 1
+    # Answer checks and preference data (issue 15): token log-prob confidence, verifier
+    # models ({"model", "base_url", "api_key_env", "temperature"}: the key's env var name,
+    # never the key), K ranked answers per instruction.
+    confidence: bool = False
+    verify: list[dict[str, Any]] = field(default_factory=list)
+    preference: bool = False
+    responses: int = 2
+    response_models: list[str] = field(default_factory=list)
 
     @property
     def embedded(self) -> bool:
@@ -98,6 +113,8 @@ class GenerateConfig:
             out[f.name] = str(value) if isinstance(value, Path) else value
         out["base_url"] = None if self.base_url is None else strip_url_credentials(self.base_url)
         out["filters"] = self.filters.to_mapping()
+        out["verify"] = [{**v, "base_url": strip_url_credentials(v["base_url"])}
+                         if v.get("base_url") else dict(v) for v in self.verify]
         return out
 
 
@@ -152,7 +169,39 @@ _RULES: dict[str, Rule] = {
     "max_cost": Rule(float, lambda v: v > 0, "must be a positive amount (USD)"),
     "prices": Rule(dict, lambda v: all(_valid_price(p) for p in v.values()),
                    "must map model names to {input = USD per 1M tokens, output = ...}"),
+    "generations": integer(1, 50),
+    "from_version": Rule(Path, message="must be a path"),
+    "chat_template": Rule(Path, message="must be a path"),
+    "personas": Rule(Path, message="must be a path or a bundled set name"),
+    "turns": integer(1, 20),
+    "confidence": BOOLEAN,
+    "verify": Rule(list, lambda v: all(_valid_verifier(x) for x in v),
+                   "must be a list of {model = \"...\", optional base_url, api_key_env "
+                   "(an environment variable name), temperature}",
+                   show=lambda v: redact(repr(v))),
+    "preference": BOOLEAN,
+    "responses": integer(2, 16),
+    "response_models": Rule(list, lambda v: all(isinstance(m, str) and m.strip() for m in v),
+                            "must be a list of model names"),
 }
+
+_VERIFIER_KEYS = {"model", "base_url", "api_key_env", "temperature"}
+
+
+def _valid_verifier(entry: Any) -> bool:
+    """One [[verify]] table: a model name, and optionally its own endpoint, the NAME of the
+    environment variable holding its key (never the key), and a sampling temperature."""
+    if not isinstance(entry, dict) or not set(entry) <= _VERIFIER_KEYS:
+        return False
+    if not isinstance(entry.get("model"), str) or not entry["model"].strip():
+        return False
+    url, env, temperature = entry.get("base_url"), entry.get("api_key_env"), \
+        entry.get("temperature")
+    return ((url is None or (isinstance(url, str) and _valid_url(url)))
+            and (env is None or (isinstance(env, str) and env.isidentifier()))
+            and (temperature is None or (isinstance(temperature, int | float)
+                                         and not isinstance(temperature, bool)
+                                         and 0 <= temperature <= 2)))
 
 
 def _valid_url(url: str) -> bool:
@@ -284,6 +333,12 @@ def resolve_defaults(config: GenerateConfig, detected_language: str) -> Generate
         seeds=resolve_seed_path(config.seeds).resolve(),
         data_dir=config.data_dir.resolve(),
         prompts_dir=config.prompts_dir.resolve() if config.prompts_dir else None,
+        from_version=config.from_version.resolve() if config.from_version else None,
+        chat_template=config.chat_template.resolve() if config.chat_template else None,
+        # A file is stored absolute; a bundled set name (en, ja) as it is.
+        personas=(config.personas.resolve()
+                  if config.personas is not None and config.personas.exists()
+                  else config.personas),
         language=language,
         model=model,
         api=config.api or ("completions" if config.embedded else "chat"),

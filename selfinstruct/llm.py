@@ -65,12 +65,20 @@ class Request:
     prompt: str
     params: dict[str, Any]
     nonce: str
+    # A chat conversation to send instead of one user message of `prompt` (multi-turn
+    # follow-ups, a system message); completions endpoints still get `prompt`.
+    messages: tuple[tuple[str, str], ...] | None = None
 
     def key(self, model: str, api: str) -> str:
-        """Content address of the request: what the journal caches answers under."""
-        blob = json.dumps(
-            [model, api, self.prompt, self.params, self.nonce], sort_keys=True, ensure_ascii=False
-        )
+        """Content address of the request: what the journal caches answers under.
+
+        `messages` is part of it only when set, so the keys of every earlier journal stay
+        valid.
+        """
+        parts: list[Any] = [model, api, self.prompt, self.params, self.nonce]
+        if self.messages is not None:
+            parts.append([list(m) for m in self.messages])
+        blob = json.dumps(parts, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -29,7 +29,7 @@ def train_rows(engine: Engine) -> Iterator[dict[str, Any]]:
     ~130K rows with 10 neighbours each: building them all at once costs hundreds of MB)."""
     for task in engine.tasks:
         for k, inst in enumerate(task.instances):
-            yield {
+            row: dict[str, Any] = {
                 "id": f"{task.id}-{k}",
                 "task_id": task.id,
                 "instruction": task.instruction,
@@ -47,8 +47,13 @@ def train_rows(engine: Engine) -> Iterator[dict[str, Any]]:
                     "avg_similarity": task.avg_similarity,
                     "judge_clarity": inst.clarity,
                     "judge_correctness": inst.correctness,
+                    **task.extra,
+                    **inst.extra,
                 },
             }
+            if inst.messages is not None:
+                row["messages"] = inst.messages
+            yield row
 
 
 def manifest(engine: Engine) -> dict[str, Any]:

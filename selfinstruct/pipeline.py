@@ -42,8 +42,12 @@ def run(gen: Engine, step: Callable[..., Any] = direct) -> str:
     `step(name, fn, *args)` executes each coarse step: `direct` for the CLI, a Prefect task
     wrapper for the flow — one loop, two executors.
 
+    After bootstrapping, the recipe's later stages (classify, instances, …), the quality
+    checks and the features' stages (verification, preference, follow-up turns) run in that
+    order over the new tasks, batch by batch.
+
     Tasks that end without a valid instance do not count towards --num-instructions: after
-    the instance (and quality) stages, `top_up` raises the bootstrap target by the shortfall
+    those stages, `top_up` raises the bootstrap target by the shortfall
     and the stages run again for the new tasks only, until N tasks are usable or a limit
     (--max-rounds, the stall limit, a budget) stops the run. Each decision depends only on
     answers used so far, so a resumed run replays the same phases from its journal.
@@ -52,13 +56,15 @@ def run(gen: Engine, step: Callable[..., Any] = direct) -> str:
         while not gen.bootstrapping_done:
             step("bootstrap-round", gen.bootstrap_round)
         new = gen.tasks[gen.finished_tasks:]
-        for batch in gen.batches(new):
-            step("classify-batch", gen.classify_batch, batch)
-        for batch in gen.batches(new):
-            step("instances-batch", gen.instances_batch, batch)
+        for stage in gen.stages:
+            for batch in gen.batches(new):
+                step(f"{stage.name}-batch", gen.stage_batch, stage.name, batch)
         if gen.quality_checks:
             for batch in gen.batches(new):
                 step("quality-batch", gen.quality_batch, batch)
+        for stage in gen.feature_stages:
+            for batch in gen.batches(new):
+                step(f"{stage.name}-batch", gen.stage_batch, stage.name, batch)
         if not gen.top_up():
             break
     return step("write-version", gen.write_version)

@@ -18,6 +18,12 @@ class Instance:
     output: str
     clarity: int | None = None
     correctness: int | None = None
+    # What later checks learnt about this answer (confidence figures, verifier agreement):
+    # merged into the row's provenance.
+    extra: dict[str, Any] = field(default_factory=dict)
+    # The whole conversation (role/content dicts, first user turn = instruction and input)
+    # when the run makes multi-turn rows (--turns); the row's `messages` field.
+    messages: list[dict[str, str]] | None = None
 
 
 @dataclass
@@ -35,6 +41,9 @@ class Task:
     instances: list[Instance] = field(default_factory=list)
     instance_prompt_hash: str | None = None
     instance_request_id: str | None = None
+    # Recipe and feature provenance of the instruction (persona_id; evol-instruct's
+    # parent_id, mutation, generation): merged into each row's provenance.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 ANSWERS = "answers"

@@ -15,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from selfinstruct import languages
+from selfinstruct import features, languages
 from selfinstruct._errors import InputError
 from selfinstruct.batch_api import BatchClient
 from selfinstruct.config import (
@@ -37,6 +37,7 @@ from selfinstruct.journal import (
 from selfinstruct.language import detect_language
 from selfinstruct.llm import Client, LLMClient, RetryPolicy
 from selfinstruct.local_model import DEMO_WARNING, LocalModelServer
+from selfinstruct.personas import Persona
 from selfinstruct.pipeline import Generator
 from selfinstruct.prompts import TEMPLATE_NAMES, PromptSet, bundled_dir
 from selfinstruct.recipes import recipe_class
@@ -180,9 +181,24 @@ def open_run(
         answer_client = (stack.enter_context(_direct_client(config, base_url, api_key, retry,
                                                             api="chat"))
                          if config.embedded else None)
+
+        def make_client(model: str, url: str | None, api_key_env: str | None,
+                        api: str | None) -> Client:
+            """A client of another model (verifiers, response models), closed with the run.
+            Its key comes from the environment variable it names, else the run's key."""
+            key = api_key
+            if api_key_env is not None:
+                key = os.environ.get(api_key_env)
+                if not key:
+                    raise InputError(f"the environment variable {api_key_env} (the API key "
+                                     f"of model {model!r}) is not set")
+            return stack.enter_context(_direct_client(config, url or base_url, key, retry,
+                                                      model=model, api=api))
+
         generator = Generator(config, seeds, prompts, client, journal, run_id=run_id,
                               endpoint_kind=endpoint_kind, judge_client=judge_client,
-                              answer_client=answer_client)
+                              answer_client=answer_client, client_factory=make_client,
+                              personas=_load_personas(config))
         try:
             yield generator
         finally:
@@ -208,10 +224,18 @@ def _load_prompts(config: GenerateConfig) -> PromptSet:
     block the reader or never end)."""
     folder_name = languages.get(config.language or languages.DEFAULT).prompts_folder
     folder = (config.prompts_dir or bundled_dir("prompts")) / folder_name
-    own = recipe_class(config.recipe).templates
+    own = {**recipe_class(config.recipe).templates, **features.templates(config)}
     for name in (*(f"{t}.j2" for t in (*TEMPLATE_NAMES, *own)), "labels.json"):
         require_regular_file(folder / name, "prompt template or labels.json")
     return PromptSet(folder_name, config.prompts_dir, extra_templates=own)
+
+
+def _load_personas(config: GenerateConfig) -> list[Persona]:
+    if config.personas is None:
+        return []
+    from selfinstruct.personas import load_personas
+
+    return load_personas(config.personas, config.language or languages.DEFAULT)
 
 
 def _direct_client(config: GenerateConfig, base_url: str, api_key: str | None,

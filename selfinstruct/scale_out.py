@@ -90,6 +90,8 @@ def plan_instance_requests(gen: Generator, first: Request,
         batch = []
         for item in tasks:
             request = gen.instance_request(item)
+            if request is None:  # nothing to ask for this task: no request, none counted
+                continue
             started = started or request == first
             if not started or left == 0:
                 continue

@@ -25,6 +25,7 @@ class InFlight:
     context: Any
     future: Future[Completion]
     cached: bool  # answered from the journal, not sent
+    nothing_asked: bool = False  # a placeholder for an item this stage has no request for
 
 
 class Lookahead:

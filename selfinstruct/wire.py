@@ -19,7 +19,11 @@ JSONL writers cannot store. So, where the answer enters:
   can never turn into inf or overflow;
 * a body above `MAX_BODY_BYTES` or a text above `MAX_ANSWER_CHARS` is ``oversized_answer``:
   no real answer is that large (even 32K output tokens are ~130K characters), and storing
-  one would blow up the journal (a 200 MB answer made an 800 MB journal).
+  one would blow up the journal (a 200 MB answer made an 800 MB journal);
+* token log-probabilities (asked for with the neutral ``params["logprobs"] = True``, see
+  `request_body`) are read from chat ``choices[0].logprobs.content[].logprob`` or completions
+  ``choices[0].logprobs.token_logprobs``; anything unusable in them (a missing list, a value
+  that is not a finite number <= 0) makes them None, "unavailable", never a made-up number.
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ MAX_TOKENS_PER_ANSWER = 1_000_000_000  # above this a count is a bug, not a bill
 MAX_ID_CHARS = 200
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+LOGPROB_ROUNDING = 1e-4  # the most a certain token's log-prob may be above 0 (float error)
+# What ``params["logprobs"] = True`` becomes on each API (`request_body`).
+LOGPROB_PARAMS: dict[str, dict[str, Any]] = {
+    "chat": {"logprobs": True, "top_logprobs": 0},
+    "completions": {"logprobs": 1},
+}
 
 
 @dataclass
@@ -51,6 +61,8 @@ class Completion:
     """A model answer, or the reason there is none (`error`).
 
     `usage_unknown`: the endpoint sent token counts that could not be used (counted as 0).
+    `logprobs`: the log-probability of each token of the answer, when they were asked for and
+    the endpoint sent usable ones; None otherwise (selfinstruct.confidence reads them).
     """
 
     text: str
@@ -61,9 +73,12 @@ class Completion:
     error: str | None = None
     attempts: int = 1
     usage_unknown: bool = False
+    logprobs: list[float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """The journal's form. `logprobs` is written only when present, so an answer without
+        them is stored exactly as before the field existed."""
+        data: dict[str, Any] = {
             "text": self.text,
             "finish_reason": self.finish_reason,
             "request_id": self.request_id,
@@ -73,6 +88,9 @@ class Completion:
             "attempts": self.attempts,
             "usage_unknown": self.usage_unknown,
         }
+        if self.logprobs is not None:
+            data["logprobs"] = self.logprobs
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Completion:
@@ -91,16 +109,28 @@ class Completion:
             error=str(error) if error is not None else None,
             attempts=attempts if isinstance(attempts, int) and attempts >= 1 else 1,
             usage_unknown=bool(data.get("usage_unknown")) or odd_prompt or odd_completion,
+            logprobs=coerce_logprobs(data.get("logprobs")),
         )
 
 
 def request_body(request: Request, model: str, api: str) -> dict[str, Any]:
     """The JSON body of `request`: the direct client sends it, a Batch API line carries it,
-    so both modes ask exactly the same and produce the same data."""
+    so both modes ask exactly the same and produce the same data.
+
+    ``params["logprobs"] = True`` is the API-neutral way to ask for token log-probabilities:
+    chat gets ``logprobs: true, top_logprobs: 0`` (llama.cpp's server returns none without
+    ``top_logprobs``; OpenAI and vLLM accept 0), completions ``logprobs: 1`` (the number of
+    alternatives; the sampled token's own log-prob comes with any value).
+    """
+    params = dict(request.params)
+    if params.pop("logprobs", None):
+        params.update(LOGPROB_PARAMS[api])
     if api == "chat":
-        messages = [{"role": "user", "content": request.prompt}]
-        return {"model": model, "messages": messages, **request.params}
-    return {"model": model, "prompt": request.prompt, **request.params}
+        messages = ([{"role": role, "content": content} for role, content in request.messages]
+                    if request.messages is not None
+                    else [{"role": "user", "content": request.prompt}])
+        return {"model": model, "messages": messages, **params}
+    return {"model": model, "prompt": request.prompt, **params}
 
 
 def error_kind(exc: Exception) -> str:
@@ -239,7 +269,44 @@ def completion_from_body(body: Any, api: str, request_id: Any = None) -> Complet
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         usage_unknown=usage_unknown or odd_prompt or odd_completion,
+        logprobs=answer_logprobs(choice, api),
     )
+
+
+def answer_logprobs(choice: dict[str, Any], api: str) -> list[float] | None:
+    """The token log-probs of a choice: chat ``logprobs.content[].logprob`` (the OpenAI SDK's
+    ``ChoiceLogprobs``), completions ``logprobs.token_logprobs``; None when absent or unusable.
+    """
+    logprobs = choice.get("logprobs")
+    if not isinstance(logprobs, dict):
+        return None
+    if api == "chat":
+        content = logprobs.get("content")
+        if not isinstance(content, list) or not all(isinstance(t, dict) for t in content):
+            return None
+        return coerce_logprobs([t.get("logprob") for t in content])
+    return coerce_logprobs(logprobs.get("token_logprobs"))
+
+
+def coerce_logprobs(values: Any) -> list[float] | None:
+    """`values` as a list of log-probs, or None if it is not one throughout.
+
+    A log-prob is a finite number <= 0; a positive value up to `LOGPROB_ROUNDING` is float
+    rounding of a certain token (servers compute log-softmax in float32) and reads as 0.0.
+    One bad entry spoils the list: dropping it would change the figures, and guessing a value
+    would make one up. A list longer than an answer can have tokens is refused like an
+    oversized text.
+    """
+    if not isinstance(values, list) or len(values) > MAX_ANSWER_CHARS:
+        return None
+    clean: list[float] = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if not math.isfinite(value) or value > LOGPROB_ROUNDING:
+            return None
+        clean.append(min(float(value), 0.0))
+    return clean
 
 
 def error_message(body: Any) -> str | None:

@@ -93,17 +93,18 @@ def fail_once(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     A deterministic failure midway: answers already used (and those in flight) are in the
     journal when the flow fails, so a re-run must not ask for them again.
     """
-    original = Generator.instances_batch
+    original = Generator.stage_batch
     calls = {"batches": 0, "raised": 0}
 
-    def instances_batch(gen: Generator, tasks: list) -> None:
-        calls["batches"] += 1
-        if calls["batches"] == 2 and not calls["raised"]:
-            calls["raised"] += 1
-            raise RuntimeError("injected failure after the first instance batch")
-        original(gen, tasks)
+    def stage_batch(gen: Generator, name: str, tasks: list) -> None:
+        if name == "instances":
+            calls["batches"] += 1
+            if calls["batches"] == 2 and not calls["raised"]:
+                calls["raised"] += 1
+                raise RuntimeError("injected failure after the first instance batch")
+        original(gen, name, tasks)
 
-    monkeypatch.setattr(Generator, "instances_batch", instances_batch)
+    monkeypatch.setattr(Generator, "stage_batch", stage_batch)
     return calls
 
 

@@ -24,14 +24,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from selfinstruct import languages
+from selfinstruct import features, languages
 from selfinstruct.config import GenerateConfig
 from selfinstruct.engine.dispatch import Dispatcher
 from selfinstruct.engine.gate import Gate
 from selfinstruct.engine.ledger import Ledger
 from selfinstruct.engine.review import review
+from selfinstruct.engine.stages import RecipeStage, Stage
 from selfinstruct.journal import Journal
 from selfinstruct.llm import Client, Completion, Request, Usage
+from selfinstruct.personas import Persona, pick
 from selfinstruct.prompts import PromptSet
 from selfinstruct.recipes import recipe_class
 from selfinstruct.recipes.base import prompt_instruction
@@ -39,6 +41,9 @@ from selfinstruct.records import Funnel, Task
 from selfinstruct.seeds import SeedSet
 
 GENERATION = "generation"
+
+# (model, base URL or None for the run's, API key env var name or None, api or None).
+ClientFactory = Callable[[str, "str | None", "str | None", "str | None"], Client]
 
 
 class Engine:
@@ -56,6 +61,8 @@ class Engine:
         endpoint_kind: str,
         judge_client: Client | None = None,
         answer_client: Client | None = None,
+        client_factory: ClientFactory | None = None,
+        personas: list[Persona] | None = None,
     ) -> None:
         self.config = config
         self.seeds = seeds
@@ -69,6 +76,8 @@ class Engine:
         # direct answers to each instruction instead of few-shot examples: what works for the
         # embedded 135M model, which writes almost no usable few-shot examples (README).
         self.answer_client = answer_client
+        self._client_factory = client_factory
+        self.personas = personas or []
         self.language = config.language or languages.DEFAULT
         self.filter_settings = config.filters
         self.ledger = Ledger()
@@ -90,10 +99,20 @@ class Engine:
         # The stage name the recipe gives its generation requests ("bootstrap", "alpaca", …):
         # known once one is built; what the forecast (selfinstruct.estimate) counts by.
         self.generation_stage: str | None = None
-        for stage in ("classify", "instances"):
-            self.dispatch.window(stage, 2 * depth)
+        # True once the recipe has nothing left to ask and no generation answer is pending
+        # (evol-instruct with every parent evolved --generations times).
+        self.generation_exhausted = False
         self.recipe = recipe_class(config.recipe)(self)
         self.dispatch.max_tokens.update(self.recipe.max_tokens)
+        # The recipe's later stages, then the features' (turns, verification, preference):
+        # each one look-ahead window, run in this order for every batch of new tasks. The
+        # recipe's "instances" stage goes through the answer client when there is one.
+        self.stages: list[Stage] = [
+            RecipeStage(self.recipe, name, answer_client if name == "instances" else None)
+            for name in self.recipe.stages]
+        self.feature_stages: list[Stage] = features.stages(self)
+        for stage in (*self.stages, *self.feature_stages):
+            self.dispatch.window(stage.name, 2 * depth)
 
     # -- state the rest of the program reads ----------------------------------------------
 
@@ -151,7 +170,8 @@ class Engine:
 
     @property
     def bootstrapping_done(self) -> bool:
-        return len(self.tasks) >= self.accept_target or self.cannot_bootstrap
+        return (len(self.tasks) >= self.accept_target or self.cannot_bootstrap
+                or self.generation_exhausted)
 
     @property
     def cannot_bootstrap(self) -> bool:
@@ -163,6 +183,8 @@ class Engine:
     def stop_reason(self) -> str:
         if self.usable >= self.target:
             return "target reached"
+        if self.generation_exhausted:
+            return "the recipe has nothing left to generate from"
         if self.stalled_rounds >= self.config.stall_rounds:
             return f"no new instruction in {self.stalled_rounds} rounds in a row"
         if self.round >= self.config.max_rounds:
@@ -181,7 +203,8 @@ class Engine:
         """
         self.finished_tasks = len(self.tasks)
         missing = self.target - self.usable
-        if missing <= 0 or self.cannot_bootstrap or self.budget_stop:
+        if missing <= 0 or self.cannot_bootstrap or self.budget_stop \
+                or self.generation_exhausted:
             return False
         self.accept_target = len(self.tasks) + missing
         return True
@@ -219,7 +242,11 @@ class Engine:
     def _fill_generation_window(self) -> None:
         cursors = self.dispatch.cursors
         while not self._generation.full and self._want_generation():
-            request, context = self.recipe.generation_request(f"gen-{cursors[GENERATION]}")
+            built = self.recipe.generation_request(f"gen-{cursors[GENERATION]}")
+            if built is None:  # nothing to ask now; for good if nothing is pending either
+                self.generation_exhausted = not self._generation
+                return
+            request, context = built
             self.generation_stage = request.stage
             item = self.dispatch.issue(request, context)
             if item is None:
@@ -252,28 +279,26 @@ class Engine:
         size = max(16, 4 * (self.config.concurrency or 1))
         return [tasks[start:start + size] for start in range(0, len(tasks), size)]
 
-    def instance_request(self, task: Task) -> Request:
+    def instance_request(self, task: Task) -> Request | None:
         return self.recipe.stage_request("instances", task)
 
-    def classify_batch(self, tasks: list[Task]) -> None:
-        """Ask whether each task is a classification task (if the recipe has that stage)."""
-        self._stage_batch("classify", tasks, None)
-        self._progress("classify")
+    def stage_batch(self, name: str, tasks: list[Task]) -> None:
+        """One stage (a recipe's or a feature's) for a batch of tasks, in task order."""
+        stage = next(s for s in (*self.stages, *self.feature_stages) if s.name == name)
+        self.dispatch.run_ahead(name, tasks, self.tasks, stage.request, stage.read,
+                                stage.client)
+        self._progress(name)
 
-    def instances_batch(self, tasks: list[Task]) -> None:
-        """Generate and filter the instances of each task (if the recipe has that stage)."""
-        self._stage_batch("instances", tasks, self.answer_client)
-        self._progress("instances")
+    def persona_for(self, nonce: str) -> Persona | None:
+        """The persona a generation request is conditioned on (None without --personas)."""
+        return pick(self.personas, self.config.seed or 0, nonce) if self.personas else None
 
-    def _stage_batch(self, stage: str, tasks: list[Task], client: Client | None) -> None:
-        if stage not in self.recipe.stages:
-            return
-        recipe = self.recipe
-        self.dispatch.run_ahead(
-            stage, tasks, self.tasks, lambda task: recipe.stage_request(stage, task),
-            lambda task, request, completion: recipe.read_stage(stage, task, request,
-                                                                completion),
-            client)
+    def make_client(self, model: str, *, base_url: str | None = None,
+                    api_key_env: str | None = None, api: str | None = None) -> Client:
+        """A client for another model (a verifier, a response model), closed with the run."""
+        if self._client_factory is None:
+            raise RuntimeError("this engine was built without a client factory")
+        return self._client_factory(model, base_url, api_key_env, api)
 
     @property
     def quality_checks(self) -> bool:

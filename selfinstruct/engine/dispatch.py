@@ -70,14 +70,17 @@ class Dispatcher:
         default = embedded if self.config.embedded else remote
         return {"max_tokens": self.config.stage_max_tokens.get(stage, default), **extra}
 
-    def request(self, stage: str, prompt: str, params: dict[str, Any], nonce: str) -> Request:
+    def request(self, stage: str, prompt: str, params: dict[str, Any], nonce: str,
+                messages: tuple[tuple[str, str], ...] | None = None) -> Request:
         """Build a request with a sampling seed derived from the run seed and the nonce.
 
         OpenAI, vLLM, Ollama and llama.cpp honour `seed` (best effort), which makes a rerun
-        with the same --seed reproduce the same answers where the server can.
+        with the same --seed reproduce the same answers where the server can. `messages`:
+        a conversation chat endpoints get instead of one user message of `prompt`.
         """
         digest = hashlib.sha256(f"{self.config.seed}:{nonce}".encode()).hexdigest()
-        return Request(stage, prompt, {**params, "seed": int(digest[:8], 16) % 2**31}, nonce)
+        return Request(stage, prompt, {**params, "seed": int(digest[:8], 16) % 2**31}, nonce,
+                       messages)
 
     # -- budgets and cost ------------------------------------------------------------------
 
@@ -169,19 +172,24 @@ class Dispatcher:
         return answers
 
     def run_ahead(self, name: str, items: Iterable[Any], ahead: list[Any],
-                  build: Callable[[Any], Request],
+                  build: Callable[[Any], Request | None],
                   apply: Callable[[Any, Request, Completion], None],
                   client: Client | None = None) -> None:
         """Use the answers for `items`, issuing requests for later items of `ahead` early.
 
         Items must come in the order of `ahead` (as `run` and the flow pass them): the window
         runs ahead across batch boundaries, so the endpoint never idles between batches.
+        `build` returns None for an item this stage has nothing to ask about (a conversation
+        dropped at an earlier turn): it takes its place in the window without a request, so
+        the order check still holds, and `apply` is not called for it.
         """
         window = self.windows[name]
         for item_ in items:
             while not window.full and self.cursors[name] < len(ahead):
                 later = ahead[self.cursors[name]]
-                issued = self.issue(build(later), later, client)
+                request = build(later)
+                issued = self.issue(request, later, client) if request is not None \
+                    else _nothing_to_ask(name, later)
                 if issued is None:
                     break
                 window.push(issued)
@@ -191,7 +199,8 @@ class Dispatcher:
             flight, completion = window.pop()
             if flight.context is not item_:
                 raise RuntimeError(f"{name} batches must be used in task order")
-            apply(item_, flight.request, self.used(flight, completion))
+            if not flight.nothing_asked:
+                apply(item_, flight.request, self.used(flight, completion))
         self.journal.sync()
 
     @property
@@ -203,3 +212,10 @@ class Dispatcher:
         """Let requests in flight finish (journaled) before the run stops early."""
         for window in self.windows.values():
             window.settle(timeout)
+
+
+def _nothing_to_ask(stage: str, item: Any) -> InFlight:
+    """A window slot for an item without a request: already "answered" with nothing."""
+    done: concurrent.futures.Future[Completion] = concurrent.futures.Future()
+    done.set_result(Completion(text="", finish_reason=None))
+    return InFlight(Request(stage, "", {}, ""), item, done, cached=True, nothing_asked=True)

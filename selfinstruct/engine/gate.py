@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, cast
 from selfinstruct import languages
 from selfinstruct.engine.ledger import Ledger, Step, Where, run_steps
 from selfinstruct.filters import Drop, filter_instances, first_drop, instruction_filters, mask_pii
+from selfinstruct.llm import Completion
 from selfinstruct.parsing import ParsedInstance
 from selfinstruct.records import Instance, Task
 from selfinstruct.similarity import Language, NoveltyIndex
@@ -118,8 +119,12 @@ class Gate:
                 f"since this run started — start a new run instead of resuming")
         journal.record_accepted(task.id, task.instruction)
 
-    def keep_instances(self, task: Task, parsed: list[ParsedInstance]) -> None:
-        """Filter a task's instances; a task left with none is a rejected `instances` row."""
+    def keep_instances(self, task: Task, parsed: list[ParsedInstance],
+                       completion: Completion | None = None) -> None:
+        """Filter a task's instances; a task left with none is a rejected `instances` row.
+
+        `completion`: the answer they were read from, for checks of the answer itself.
+        """
         engine = self.engine
         where = Where(task.instruction, task.instance_prompt_hash, task.instance_request_id)
         kept, dropped = filter_instances(parsed, engine.config.max_instances,

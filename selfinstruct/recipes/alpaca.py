@@ -67,4 +67,5 @@ class Alpaca(NoLaterStages):
             if task is not None:
                 task.instance_prompt_hash = prompt_hash
                 task.instance_request_id = completion.request_id
-                engine.gate.keep_instances(task, [ParsedInstance(parsed.input, parsed.output)])
+                engine.gate.keep_instances(task, [ParsedInstance(parsed.input, parsed.output)],
+                                          completion)

@@ -24,7 +24,8 @@ class Recipe(Protocol):
     """One way of making instruction data, driven by the engine."""
 
     name: ClassVar[str]
-    # Later per-task stages this recipe has, among "classify" and "instances".
+    # Later per-task stages this recipe has, run in this order (e.g. "classify",
+    # "instances"); "instances" goes through the engine's answer client when it has one.
     stages: ClassVar[tuple[str, ...]]
     # Its own prompt templates (prompts/<lang>/<name>.j2) with sample render values, loaded
     # and checked before any request like the shared ones (selfinstruct.prompts), and the
@@ -34,16 +35,20 @@ class Recipe(Protocol):
 
     def __init__(self, engine: Engine) -> None: ...
 
-    def generation_request(self, nonce: str) -> tuple[Request, Any]:
-        """The next generation request and the context its answer is read with."""
+    def generation_request(self, nonce: str) -> tuple[Request, Any] | None:
+        """The next generation request and the context its answer is read with.
+
+        None: nothing to ask now (the engine ends bootstrapping if no answer is pending).
+        """
         ...
 
     def read_generation(self, item: InFlight, completion: Completion) -> None:
         """Turn one generation answer into candidates for the gate (or rejected rows)."""
         ...
 
-    def stage_request(self, stage: str, task: Task) -> Request:
-        """The request of a later stage (one of `stages`) for one task."""
+    def stage_request(self, stage: str, task: Task) -> Request | None:
+        """The request of a later stage (one of `stages`) for one task; None when this
+        task has nothing to ask in it (decided by earlier stages only)."""
         ...
 
     def read_stage(self, stage: str, task: Task, request: Request,

@@ -184,4 +184,4 @@ class SelfInstruct:
             engine.gate.no_instances(task, "no example could be read from its instance answer")
             return
         engine.funnel.answer(None)
-        engine.gate.keep_instances(task, parsed)
+        engine.gate.keep_instances(task, parsed, completion)
