@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +38,7 @@ from selfinstruct.dataset.layout import (
     is_member_name,
 )
 from selfinstruct.dataset.naming import check_dataset_name, next_version, refuse_inside_version
+from selfinstruct.dataset.preference_file import PREFERENCE_DATA_FILE, PREFERENCE_FILE
 from selfinstruct.dataset.schema import DATA_FILES, TRAIN_SCHEMA, check
 from selfinstruct.dataset.signature import signature_text
 from selfinstruct.fileio import atomic_write, fsync_dir
@@ -50,6 +51,11 @@ _COMMIT_ATTEMPTS = 5
 
 # Writes more files into an unfinished version folder; returns their folder-relative paths.
 ExtraFiles = Callable[[Path, dict], Iterable[str]]
+# Data files a run may add beside train and rejected rows: name -> (row schema, strict). Each
+# is checked row by row like train.jsonl and counted in the manifest (`counts.<stem>`).
+OPTIONAL_DATA_FILES: dict[str, tuple[dict[str, Any], bool]] = {
+    PREFERENCE_FILE: PREFERENCE_DATA_FILE,
+}
 
 
 def write_version(
@@ -59,6 +65,7 @@ def write_version(
     manifest: dict,
     *,
     extra_files: ExtraFiles | None = None,
+    data_files: Mapping[str, Iterable[dict]] | None = None,
 ) -> Path:
     """Write a new immutable version of the dataset in `dataset_dir`; return its folder.
 
@@ -74,6 +81,11 @@ def write_version(
     ``report/funnel.png``. They are hashed into the manifest's `files` before the card is
     rendered — the card can show them — and the folder is renamed, so a version never changes
     after it appears. If a concurrent writer takes the version name first, it runs again.
+
+    `data_files` maps names of `OPTIONAL_DATA_FILES` (preference.jsonl) to their rows: each is
+    written and checked like train.jsonl, listed with its row count and counted as
+    `counts[<stem>]`, before the hook runs (so the report could show it). A file given with no
+    rows is still written: "the run made none" is a result, not an absence.
     """
     dataset_dir = Path(dataset_dir)
     check_dataset_name(dataset_dir.name)
@@ -100,6 +112,11 @@ def write_version(
             "rejected": rejected_info["rows"],
             "tasks": len(task_ids),
         }
+        for name, rows in (data_files or {}).items():
+            if name not in OPTIONAL_DATA_FILES:
+                raise ValueError(f"data file {name!r}: not one of {sorted(OPTIONAL_DATA_FILES)}")
+            files[name], _ = _write_rows(tmp, name, rows)
+            counts[Path(name).stem] = files[name]["rows"]
         attempts = 0
         while True:
             version, parent = next_version(dataset_dir)
@@ -155,7 +172,7 @@ def _write_rows(
 
     Returns the file's manifest entry and the distinct task ids (for train rows).
     """
-    schema, strict = DATA_FILES[filename]
+    schema, strict = DATA_FILES.get(filename) or OPTIONAL_DATA_FILES[filename]
 
     def write(handle: IO[bytes]) -> tuple[dict[str, Any], set[str]]:
         digest = hashlib.sha256()
@@ -185,7 +202,7 @@ def _write_rows(
 def _describe_extra_files(folder: Path, names: Iterable[str]) -> dict[str, dict]:
     """Manifest entries for files a hook wrote; each is synced so the rename makes it durable."""
     entries: dict[str, dict] = {}
-    reserved = (*DATA_FILES, CARD_FILE, *UNLISTED_FILES)
+    reserved = (*DATA_FILES, *OPTIONAL_DATA_FILES, CARD_FILE, *UNLISTED_FILES)
     for name in dict.fromkeys(names):  # the hook's order: the card shows files in it
         path = folder / name
         if (not is_member_name(name) or name in reserved or path.is_symlink()
