@@ -171,8 +171,8 @@ class AgreeStage:
         self.last = last
         self.name = f"agree_{verifier.index}"
         self.client: Client | None = engine.judge_client
-        # Instances (by position) of each task whose pair went to the judge.
-        self.judged: dict[str, list[int]] = {}
+        # (position, verifier's answer) of each task's instances whose pair went to the judge.
+        self.judged: dict[str, list[tuple[int, str]]] = {}
         engine.dispatch.max_tokens.setdefault(self.name, AGREE_MAX_TOKENS)
 
     def request(self, task: Task) -> Request | None:
@@ -198,7 +198,7 @@ class AgreeStage:
         if not pending:
             self._finish(task)
             return None
-        self.judged[task.id] = [k for k, _ in pending]
+        self.judged[task.id] = pending
         engine = self.engine
         pairs = [{"input": task.instances[k].input, "reference": task.instances[k].output,
                   "answer": answer} for k, answer in pending]
@@ -208,19 +208,19 @@ class AgreeStage:
 
     def read(self, task: Task, request: Request, completion: Completion) -> None:
         ledger = self.engine.ledger
-        positions = self.judged.pop(task.id)
-        verdicts: list[tuple[bool, str] | None] = [None] * len(positions)
+        pending = self.judged.pop(task.id)
+        verdicts: list[tuple[bool, str] | None] = [None] * len(pending)
         if not ledger.request_failed(request, completion, task.instruction):
-            verdicts = parse_verdicts(completion.text or "", len(positions))
+            verdicts = parse_verdicts(completion.text or "", len(pending))
             if all(v is None for v in verdicts):
                 ledger.unparseable(request, completion, "numbered SAME/DIFFERENT verdict",
                                    task.instruction)
             else:
                 self.engine.funnel.answer(None)
-        for k, found in zip(positions, verdicts, strict=True):
+        for (k, answer), found in zip(pending, verdicts, strict=True):
             verdict = (Verdict(found[0], JUDGE, found[1]) if found is not None
                        else Verdict(None, JUDGE, "no readable verdict from the judge"))
-            self._record(task, task.instances[k], verdict, None)
+            self._record(task, task.instances[k], verdict, answer)
         self._finish(task)
 
     def _record(self, task: Task, inst: Instance, verdict: Verdict, answer: str | None) -> None:
