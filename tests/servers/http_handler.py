@@ -24,6 +24,7 @@ from tests.servers.counters import Counters
 from tests.servers.faults import FAULT_ERRORS, APIError, FaultPlan, error_body
 from tests.servers.hashing import fingerprint_of
 from tests.servers.http_body import read_body
+from tests.servers.kinds.kind_magpie import PROPS
 from tests.servers.options import MODEL_IDS, ServerOptions
 from tests.servers.responses import build_response, validate_request
 from tests.servers.styles import messy_latency_ms
@@ -68,6 +69,9 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         self.counters = Counters()
         self.store = BatchStore(options, self.counters)
         self.closing = threading.Event()
+        # What GET /props reports (llama.cpp's server info, with the chat template magpie
+        # needs); POST /_props replaces it, `null` makes /props a 404 (an endpoint without it).
+        self.props: dict[str, Any] | None = dict(PROPS)
         self._seq = 0
         self._seq_lock = threading.Lock()
         self._conns: set[socket.socket] = set()
@@ -187,6 +191,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.counters.reset()
                 self._send_json(200, {"ok": True})
                 return
+            if path == "/_props" and method == "POST":
+                props = json.loads(raw.decode("utf-8"))
+                self.server.props = props if isinstance(props, dict) else None
+                self._send_json(200, {"ok": True})
+                return
+            if path == "/props" and method == "GET":
+                self._serve_props()
+                return
             if not tracked:
                 raise APIError(404, f"Unknown path {path}", "invalid_request_error",
                                 "unknown_url")
@@ -209,6 +221,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._safe_send_error(
                 500, error_body(f"test server bug: {exc!r}", "server_error", None)
             )
+
+    def _serve_props(self) -> None:
+        """llama.cpp's GET /props: like its server, behind the API key when one is required."""
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            raise APIError(401, "Invalid API Key", "authentication_error", "invalid_api_key")
+        if self.server.props is None:
+            raise APIError(404, "File Not Found", "not_found_error", "unknown_url")
+        self._send_json(200, self.server.props)
 
     def _safe_send_error(self, status: int, body: dict) -> None:
         try:
