@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 RECIPES: dict[str, str | type[Recipe]] = {
     "self-instruct": "selfinstruct.recipes.self_instruct:SelfInstruct",
     "alpaca": "selfinstruct.recipes.alpaca:Alpaca",
+    "evol-instruct": "selfinstruct.recipes.evol_instruct:EvolInstruct",
 }
 
 
