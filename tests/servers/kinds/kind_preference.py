@@ -7,12 +7,13 @@ the request material, which includes the temperature, model and seed, so the K r
 one prompt (other slots: other temperatures or models, other nonces) are independent draws.
 
 Clean: a refusal (`REFUSAL_RATE`), the instruction copied back (`COPY_RATE`), else an on-topic
-answer of 1 to 6 sentences that reuses the instruction's words — longer answers score higher
-with the judge, so two good answers still usually have a winner. Messy, on top: chat
-preambles and closing remarks (styled.decorate), the whole prompt copied back including its
-first line (`PROMPT_COPY_RATE`), a repetition loop (`LOOP_RATE`), and the unreadable outcomes
-every messy kind has (content null, content_filter, junk), which the pipeline must turn into
-rows.
+answer of 1 to 5 short sentences, half of them restating the request — longer and more
+on-topic answers score higher with the judge, so two good answers usually have a winner.
+About 30 % of K = 2 pairs are still ties: the judge's 25 % position bias (which the swap turns
+into a tie) and answers of equal worth. Messy, on top: chat preambles and closing remarks
+(styled.decorate), the whole prompt copied back including its first line
+(`PROMPT_COPY_RATE`), a repetition loop (`LOOP_RATE`), and the unreadable outcomes every messy
+kind has (content null, content_filter, junk), which the pipeline must turn into rows.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import random
 
 from tests.servers.instances import find_topic
-from tests.servers.instructions import cap_first
 from tests.servers.styled import Builder, StyledAnswer, decorate, draw
 
 HEADERS: tuple[tuple[str, str, str], ...] = (
@@ -36,20 +36,22 @@ LOOP_RATE = 0.04
 
 REFUSALS = {"en": "I'm sorry, but I can't help with that request.",
             "ja": "申し訳ありませんが、その依頼にはお答えできません。"}
+# Short sentences, so answers stay under kind_pairwise.FULL_LENGTH (600 characters) and two
+# good answers of different lengths score differently (equal scores are ties).
 SENTENCES = {
-    "en": ("To {request}, start with the main idea of {topic}.",
-           "The key point about {topic} is to be clear and specific.",
-           "A good answer to this request about {topic} covers the essentials first.",
-           "Then add one concrete example so the answer about {topic} is easy to follow.",
-           "Finally, check the result against the request: {request}.",
-           "{Topic} is easier to explain with a short summary at the end."),
-    "ja": ("{topic}について、まず要点を説明します。",
-           "{topic}では、具体的で分かりやすい説明が大切です。",
-           "この依頼に答えるには、{topic}の基本から順に述べます。",
-           "例を一つ挙げると、{topic}の考え方がよく分かります。",
-           "最後に、依頼の内容「{request}」に沿っているか確認します。",
-           "{topic}の説明は、最後に短くまとめると伝わりやすくなります。"),
+    "en": ("Start with the main idea of {topic}.",
+           "Be clear and specific about {topic}.",
+           "Cover the essentials of {topic} first.",
+           "Add one concrete example.",
+           "End with a short summary of {topic}."),
+    "ja": ("{topic}の要点から説明します。",
+           "{topic}について具体的に述べます。",
+           "{topic}の基本を先に押さえます。",
+           "例を一つ挙げます。",
+           "最後に{topic}を短くまとめます。"),
 }
+# Half of the good answers restate the request, which makes them more relevant to the judge.
+RESTATE = {"en": "To {request}:", "ja": "「{request}」について："}
 
 
 def request_of(text: str) -> str:
@@ -61,13 +63,13 @@ def request_of(text: str) -> str:
 def _good(request: str, lang: str, rng: random.Random) -> str:
     first_line = request.splitlines()[0] if request else ""
     topic = find_topic(first_line, lang, rng)
-    count = rng.randint(1, len(SENTENCES[lang]))
-    picked = rng.sample(SENTENCES[lang], count)
-    request_text = first_line.rstrip(".。") if lang == "ja" else \
-        first_line[:1].lower() + first_line[1:].rstrip(".")
-    sep = "" if lang == "ja" else " "
-    return sep.join(s.format(topic=topic, Topic=cap_first(topic), request=request_text)
-                    for s in picked)
+    picked = rng.sample(SENTENCES[lang], rng.randint(1, len(SENTENCES[lang])))
+    parts = [s.format(topic=topic) for s in picked]
+    if rng.random() < 0.5:
+        restated = first_line.rstrip(".。") if lang == "ja" else \
+            first_line[:1].lower() + first_line[1:].rstrip(".")
+        parts.insert(0, RESTATE[lang].format(request=restated))
+    return ("" if lang == "ja" else " ").join(parts)
 
 
 def clean(kind: str, text: str, lang: str, rng: random.Random, chat: bool) -> str:
