@@ -10,7 +10,10 @@ and diffs well, and the tools that take Alpaca data (axolotl, LLaMA-Factory, TRL
 - jsonl:       the train row without provenance (id, task_id, is_classification kept)
 
 Chat formats have no separate input field: the user turn is the instruction, followed by a
-blank line and the input when there is one (the Alpaca prompt's order).
+blank line and the input when there is one (the Alpaca prompt's order). A multi-turn row
+(`generate --turns N`: it has `messages`) is written whole by the chat formats, every turn in
+order; alpaca keeps its first turn (instruction, input, output), the only one its shape can
+hold, and jsonl keeps the row as it is, `messages` included.
 """
 
 from __future__ import annotations
@@ -25,35 +28,38 @@ from typing import IO
 from selfinstruct._errors import InputError
 from selfinstruct.dataset import TRAIN_FILE, iter_rows, refuse_inside_version, require_valid
 from selfinstruct.fileio import atomic_write
+from selfinstruct.turn_messages import first_user_message
 
 STDOUT_NAMES = ("-", "/dev/stdout")
 
 
 def user_turn(row: dict) -> str:
     """Instruction, then the input after a blank line when the task has one."""
-    return f"{row['instruction']}\n\n{row['input']}" if row["input"] else row["instruction"]
+    return first_user_message(row["instruction"], row["input"])
+
+
+def conversation(row: dict) -> list[tuple[str, str]]:
+    """(role, content) of every turn: a multi-turn row's `messages`, else its one exchange."""
+    if row.get("messages"):
+        return [(message["role"], message["content"]) for message in row["messages"]]
+    return [("user", user_turn(row)), ("assistant", row["output"])]
 
 
 def _alpaca(row: dict) -> dict:
     return {"instruction": row["instruction"], "input": row["input"], "output": row["output"]}
 
 
+_SHAREGPT_ROLES = {"user": "human", "assistant": "gpt"}
+
+
 def _sharegpt(row: dict) -> dict:
-    return {
-        "conversations": [
-            {"from": "human", "value": user_turn(row)},
-            {"from": "gpt", "value": row["output"]},
-        ]
-    }
+    return {"conversations": [{"from": _SHAREGPT_ROLES[role], "value": content}
+                              for role, content in conversation(row)]}
 
 
 def _openai_chat(row: dict) -> dict:
-    return {
-        "messages": [
-            {"role": "user", "content": user_turn(row)},
-            {"role": "assistant", "content": row["output"]},
-        ]
-    }
+    return {"messages": [{"role": role, "content": content}
+                         for role, content in conversation(row)]}
 
 
 def _plain(row: dict) -> dict:

@@ -38,15 +38,14 @@ from selfinstruct.filters import Drop, mask_pii
 from selfinstruct.llm import Client, Completion, Request
 from selfinstruct.prompts import sha256_text
 from selfinstruct.records import ANSWER_UNPARSEABLE, Instance, Task
+from selfinstruct.turn_messages import Message, first_user_message
 from selfinstruct.turn_text import (
-    USER_HEADINGS,
     ASSISTANT_HEADINGS,
-    Message,
+    USER_HEADINGS,
     check_answer,
     check_followup,
     clean_answer,
     clean_followup,
-    first_user_message,
     user_turn_filters,
 )
 

@@ -3,15 +3,18 @@
 One schema description drives row validation, `load()`'s datasets.Features and the card's
 `dataset_info`, so the three cannot drift apart. Scalars are "string", "bool", "int64" and
 "float64"; a trailing "?" allows null, and also absence (a field added later is missing from
-older versions; it loads as null); a dict is a struct; a one-element list is a list.
+older versions; it loads as null); a dict is a struct; a one-element list is a list, and a
+list whose second element is "?" may be null or absent too (`messages`: only multi-turn rows
+have it). `FIELD_RULES` adds the checks a type cannot express (a conversation's turn order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from selfinstruct.dataset.layout import REJECTED_FILE, TRAIN_FILE
+from selfinstruct.turn_messages import first_user_message
 
 if TYPE_CHECKING:
     import datasets
@@ -35,6 +38,10 @@ TRAIN_SCHEMA: dict[str, Any] = {
         "judge_clarity": "int64?",
         "judge_correctness": "int64?",
     },
+    # The whole conversation of a multi-turn row (`generate --turns N`): user and assistant
+    # turns alternating, starting with the user's (instruction, then the input after a blank
+    # line) and the row's output; absent from single-turn rows.
+    "messages": [{"role": "string", "content": "string"}, "?"],
 }
 REJECTED_SCHEMA: dict[str, Any] = {
     "stage": "string",
@@ -75,8 +82,16 @@ _SCALARS = {
 }
 
 
+def optional(spec: Any) -> bool:
+    """A field that may be null or absent: "type?" or a list spec ending with "?"."""
+    if isinstance(spec, str):
+        return spec.endswith("?")
+    return isinstance(spec, list) and spec[-1:] == ["?"] and len(spec) == 2
+
+
 def check(value: Any, spec: Any, field: str, strict: bool) -> Iterator[tuple[str, str]]:
-    """Yield (field path, problem) for every way `value` departs from `spec`."""
+    """Yield (field path, problem) for every way `value` departs from `spec`, then what the
+    field's `FIELD_RULES` entry finds once its type is right."""
     if isinstance(spec, dict):
         if not isinstance(value, dict):
             yield field, f"expected an object, got {json_kind(value)}"
@@ -84,14 +99,21 @@ def check(value: Any, spec: Any, field: str, strict: bool) -> Iterator[tuple[str
         for name, sub in spec.items():
             path = f"{field}.{name}" if field else name
             if name not in value:
-                if not (isinstance(sub, str) and sub.endswith("?")):
+                if not optional(sub):
                     yield path, "missing"
             else:
                 yield from check(value[name], sub, path, strict)
         if strict:
             for name in sorted(set(value) - set(spec)):
                 yield (f"{field}.{name}" if field else name), "unexpected field"
+        if not field:
+            for name, rule in FIELD_RULES.items():
+                if name in spec and value.get(name) is not None and not any(
+                        check(value[name], spec[name], name, strict)):
+                    yield from rule(value, name)
     elif isinstance(spec, list):
+        if value is None and optional(spec):
+            return
         if not isinstance(value, list):
             yield field, f"expected an array, got {json_kind(value)}"
             return
@@ -104,6 +126,40 @@ def check(value: Any, spec: Any, field: str, strict: bool) -> Iterator[tuple[str
                 yield field, "must not be null"
         elif not _SCALARS[kind](value):
             yield field, f"expected {kind}, got {json_kind(value)}"
+
+
+def conversation_problems(row: dict[str, Any], name: str) -> Iterator[tuple[str, str]]:
+    """A multi-turn row's `messages`: user and assistant turns alternating, starting with the
+    user and ending with an answer, none empty; the first two are the row's own instruction
+    (+ input) and output, so every export of the row says the same thing. One problem at
+    most: the first one explains the rest."""
+    messages = row[name]
+    if len(messages) < 2:
+        yield name, f"a conversation needs a user and an assistant turn, got {len(messages)} " \
+                    f"message(s)"
+        return
+    for index, message in enumerate(messages):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            yield (f"{name}[{index}].role", f"expected {expected!r} (turns alternate, starting "
+                                            f"with the user), got {message['role']!r}")
+            return
+        if not message["content"].strip():
+            yield f"{name}[{index}].content", "empty message"
+            return
+    if len(messages) % 2:
+        yield name, "the conversation ends with a user turn that has no answer"
+        return
+    if messages[0]["content"] != first_user_message(row["instruction"], row.get("input") or ""):
+        yield f"{name}[0].content", "is not the row's instruction (and input)"
+    elif messages[1]["content"] != row.get("output"):
+        yield f"{name}[1].content", "is not the row's output"
+
+
+# Checks a field's type cannot express, run on a row whose field has the right type.
+FIELD_RULES: dict[str, Callable[[dict[str, Any], str], Iterator[tuple[str, str]]]] = {
+    "messages": conversation_problems,
+}
 
 
 def _features(spec: Any) -> Any:
