@@ -19,6 +19,10 @@ its instances dropped with reason ``low_confidence`` and the figures in the deta
 figures are of the whole answer: for Self-Instruct's few-shot instance answers and for an
 Alpaca answer of 20 items, every instance read from one answer shares its figures.
 
+Rows carry the figures as flat provenance fields (`PROVENANCE_FIELDS`: ``confidence``,
+``logprob_mean``, ``logprob_min``, ``logprob_low_share``, ``logprob_tokens``), flat so that a
+version without ``--confidence`` simply lacks them and every reader sees plain columns.
+
 An endpoint that sends no log-probs gives no figures: the answer is "unavailable", kept as it
 is (rows carry ``confidence: null``), never dropped and never given a made-up number; the
 gate warns once per run and `confidence_summary` reports the status for the manifest.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -41,6 +46,12 @@ LOW_TOKEN_LOGPROB = math.log(LOW_TOKEN_PROB)
 LOGPROB_STAGES = frozenset({"instances", "answer", "alpaca"})
 DROP_REASON = "low_confidence"
 HISTOGRAM_BINS = 10  # equal-width bins of `confidence` over [0, 1]
+# Figures field -> the row's provenance field.
+PROVENANCE_FIELDS = {"confidence": "confidence", "mean_logprob": "logprob_mean",
+                     "min_logprob": "logprob_min", "low_share": "logprob_low_share",
+                     "tokens": "logprob_tokens"}
+# The provenance of an answer without log-probs: every field null, never a made-up number.
+UNAVAILABLE: dict[str, Any] = dict.fromkeys(PROVENANCE_FIELDS.values())
 _DETAIL = re.compile(r"^confidence (\d+(?:\.\d+)?) < ")
 
 
@@ -55,8 +66,9 @@ class Figures:
     low_share: float
     tokens: int
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def provenance(self) -> dict[str, Any]:
+        """The row's provenance fields (`PROVENANCE_FIELDS`)."""
+        return {PROVENANCE_FIELDS[name]: value for name, value in asdict(self).items()}
 
     def describe(self) -> str:
         """The figures in words, for a drop's detail."""
@@ -95,11 +107,30 @@ def decide(found: Figures, min_confidence: float | None) -> Drop | None:
                              f"{min_confidence:g} ({found.describe()})")
 
 
-def unavailable_warning(model: str) -> str:
-    """The one stderr line of a run whose endpoint sends no log-probs."""
-    return (f"--confidence: model '{model}' returned no token log-probabilities; confidence "
-            f"is unavailable for its answers: they are kept, unscored (confidence: null), "
-            f"and min_confidence drops nothing")
+class ConfidenceCheck:
+    """The gate's check of one answer: its provenance fields, and its drop if too unsure.
+
+    Holds the one piece of state the check needs: whether the run has already said that the
+    endpoint sends no log-probs (said once, on stderr, however many answers lack them).
+    """
+
+    def __init__(self, min_confidence: float | None, model: str) -> None:
+        self.min_confidence = min_confidence
+        self.model = model
+        self.warned = False
+
+    def check(self, logprobs: Sequence[float] | None) -> tuple[Drop | None, dict[str, Any]]:
+        """(drop or None, the row's provenance fields) for an answer's token log-probs."""
+        found = figures(logprobs)
+        if found is None:
+            if not self.warned:
+                self.warned = True
+                print(f"selfinstruct: warning: --confidence: model '{self.model}' returned no "
+                      f"token log-probabilities; confidence is unavailable for its answers: "
+                      f"they are kept unscored (confidence: null) and min_confidence drops "
+                      f"nothing", file=sys.stderr)
+            return None, dict(UNAVAILABLE)
+        return decide(found, self.min_confidence), found.provenance()
 
 
 def confidence_summary(rows: Iterable[Mapping[str, Any]],
@@ -107,7 +138,7 @@ def confidence_summary(rows: Iterable[Mapping[str, Any]],
                        min_confidence: float | None = None) -> dict[str, Any]:
     """The manifest's and the report's view of confidence in a version.
 
-    `rows`: train rows (``provenance.confidence`` is the figures or None); `rejected`: the
+    `rows`: train rows (``provenance.confidence`` is a number or None); `rejected`: the
     version's rejected rows (those with reason ``low_confidence`` carry the confidence in
     their detail). Counts are of rows (instances), like the rest of the manifest.
 
@@ -122,8 +153,8 @@ def confidence_summary(rows: Iterable[Mapping[str, Any]],
     for row in rows:
         provenance = row.get("provenance") or {}
         found = provenance.get("confidence") if isinstance(provenance, Mapping) else None
-        if isinstance(found, Mapping) and isinstance(found.get("confidence"), (int, float)):
-            kept.append(float(found["confidence"]))
+        if isinstance(found, (int, float)) and not isinstance(found, bool):
+            kept.append(float(found))
         else:
             unscored += 1
     dropped = [value for value in (_dropped_confidence(r) for r in rejected)

@@ -8,9 +8,10 @@ Alpaca's inline ones) go through `filter_instances` and are recorded the same wa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from selfinstruct import languages
+from selfinstruct.confidence import ConfidenceCheck
 from selfinstruct.engine.ledger import Ledger, Step, Where, run_steps
 from selfinstruct.filters import Drop, filter_instances, first_drop, instruction_filters, mask_pii
 from selfinstruct.llm import Completion
@@ -82,6 +83,10 @@ class Gate:
             self.index.add(text)
         self.steps: list[Step] = [FilterStep(engine), TargetStep(engine),
                                   NoveltyStep(self.index)]
+        # --confidence: each answer's token log-probs, checked before its instances' filters.
+        self.confidence = (ConfidenceCheck(config.filters.min_confidence,
+                                           config.model or "(default)")
+                           if config.confidence else None)
 
     def consider(self, text: str, parse_reason: str | None, parse_detail: str,
                  prompt_hash: str, request_id: str | None) -> Task | None:
@@ -123,19 +128,31 @@ class Gate:
                        completion: Completion | None = None) -> None:
         """Filter a task's instances; a task left with none is a rejected `instances` row.
 
-        `completion`: the answer they were read from, for checks of the answer itself.
+        `completion`: the answer they were read from. With ``--confidence`` its token
+        log-probs are checked first (selfinstruct.confidence): every kept instance carries
+        the answer's figures, and an answer below ``min_confidence`` loses all its instances
+        to ``low_confidence`` — the figures are of the whole answer, so no instance of it is
+        more trustworthy than another.
         """
         engine = self.engine
         where = Where(task.instruction, task.instance_prompt_hash, task.instance_request_id)
-        kept, dropped = filter_instances(parsed, engine.config.max_instances,
-                                         instruction=task.instruction, language=engine.language,
-                                         settings=engine.filter_settings)
+        answer_drop: Drop | None = None
+        extra: dict[str, Any] = {}
+        if self.confidence is not None and completion is not None:
+            answer_drop, extra = self.confidence.check(completion.logprobs)
+        if answer_drop is None:
+            kept, dropped = filter_instances(parsed, engine.config.max_instances,
+                                             instruction=task.instruction,
+                                             language=engine.language,
+                                             settings=engine.filter_settings)
+        else:
+            kept, dropped = [], [(inst, answer_drop) for inst in parsed]
         for inst, drop in dropped:
             self.ledger.record("instance_filter", drop, where, input=inst.input,
                                output=inst.output)
         for _ in kept:
             self.ledger.record("instance_filter", None, where)
-        task.instances = [Instance(inst.input, inst.output) for inst in kept]
+        task.instances = [Instance(inst.input, inst.output, extra=dict(extra)) for inst in kept]
         if kept:
             self.ledger.record("instances", None, where)
             return

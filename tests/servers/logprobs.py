@@ -15,7 +15,7 @@ lines, the same way for every style and kind:
 * a line in the other language: CJK characters in an English answer, or mostly English
   words in a Japanese one.
 
-A fluent token costs −0.01 to −0.5 (``GOOD``), with ``DIP_RATE`` of them −0.7 to −2.0 (a
+A fluent token costs −0.01 to −0.4 (``GOOD``), with ``DIP_RATE`` of them −0.7 to −1.6 (a
 content word with alternatives, as in real answers); a bad token −2.5 to −8 (``BAD``). So a
 clean answer's confidence, exp(mean log-prob), is about 0.7–0.8 and an answer whose bad
 lines are more than a few percent of its tokens falls below 0.6.
@@ -36,8 +36,8 @@ from tests.servers.hashing import rng_for
 from tests.servers.tokens import CJK_RANGES, token_pieces
 
 NO_LOGPROBS_MARK = "no-logprobs"
-GOOD = (0.01, 0.5)
-DIP = (0.7, 2.0)
+GOOD = (0.01, 0.4)
+DIP = (0.7, 1.6)
 DIP_RATE = 0.05
 BAD = (2.5, 8.0)
 _REFUSAL = re.compile(r"As an AI|I'm sorry|I cannot|I can't|AIとして|申し訳|お答えできません")
