@@ -162,6 +162,22 @@ FIELD_RULES: dict[str, Callable[[dict[str, Any], str], Iterator[tuple[str, str]]
 }
 
 
+def as_loaded(row: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """`row` as `datasets` gives it back with fixed Features: every absent optional field
+    (a "?" scalar or list, in nested structs too) present as None. What a test compares
+    loaded rows with."""
+    loaded = dict(row)
+    for name, sub in spec.items():
+        if name not in loaded:
+            loaded[name] = None
+        elif isinstance(sub, dict) and isinstance(loaded[name], dict):
+            loaded[name] = as_loaded(loaded[name], sub)
+        elif isinstance(sub, list) and isinstance(sub[0], dict) \
+                and isinstance(loaded[name], list):
+            loaded[name] = [as_loaded(item, sub[0]) for item in loaded[name]]
+    return loaded
+
+
 def _features(spec: Any) -> Any:
     import datasets
 
