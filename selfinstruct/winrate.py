@@ -38,12 +38,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-Outcome = Literal["a", "b", "tie"]
 SCORES: dict[str, float] = {"a": 1.0, "tie": 0.5, "b": 0.0}
 PENALTY = 0.01  # L2 on the GLM weights (scikit-learn C = 100)
 RESAMPLES = 1000
@@ -75,13 +73,15 @@ class WinRates:
         return self.wins + self.ties + self.losses
 
 
-def scores(outcomes: Sequence[Outcome]) -> FloatArray:
-    """1 / 0.5 / 0 per outcome: the soft label of "A preferred"."""
+def scores(outcomes: Sequence[str]) -> FloatArray:
+    """1 / 0.5 / 0 per outcome ("a", "tie", "b"): the soft label of "A preferred"."""
+    unknown = sorted(set(outcomes) - set(SCORES))
+    if unknown:
+        raise ValueError(f"unknown outcome {unknown[0]!r}: expected 'a', 'b' or 'tie'")
     return np.array([SCORES[o] for o in outcomes], dtype=np.float64)
 
 
-def length_feature(len_a: Sequence[int] | FloatArray,
-                   len_b: Sequence[int] | FloatArray) -> FloatArray:
+def length_feature(len_a: npt.ArrayLike, len_b: npt.ArrayLike) -> FloatArray:
     """tanh(d / sd(d)) for d = len(A) - len(B); all zeros when sd is 0 or undefined."""
     delta = np.asarray(len_a, dtype=np.float64) - np.asarray(len_b, dtype=np.float64)
     spread = float(np.std(delta, ddof=1)) if len(delta) > 1 else 0.0
@@ -132,7 +132,7 @@ def lc_win_rate(y: FloatArray, x: FloatArray, penalty: float = PENALTY) -> float
     return float(_sigmoid(np.array([theta]))[0])
 
 
-def win_rates(outcomes: Sequence[Outcome], len_a: Sequence[int], len_b: Sequence[int], *,
+def win_rates(outcomes: Sequence[str], len_a: Sequence[int], len_b: Sequence[int], *,
               resamples: int = RESAMPLES, seed: int = SEED,
               penalty: float = PENALTY) -> WinRates:
     """Counts, win rate and LC win rate of A over B with percentile bootstrap intervals."""

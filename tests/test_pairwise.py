@@ -143,7 +143,8 @@ def _good_and_bad(language: str, count: int) -> list[tuple[str, str, str]]:
         return [(f"Explain topic number {i} to a new student.",
                  f"Topic number {i} is explained step by step for a new student here.",
                  "I'm sorry, but I can't help with that.") for i in range(count)]
-    return [(f"話題{i}について新入生に説明してください。", f"話題{i}を新入生向けに順を追って説明します。",
+    return [(f"話題{i}について新入生に説明してください。",
+             f"話題{i}を新入生向けに順を追って説明します。",
              "申し訳ありませんが、お答えできません。") for i in range(count)]
 
 
