@@ -25,9 +25,9 @@ from typing import IO, Any
 
 from selfinstruct._errors import InputError
 from selfinstruct.dataset import iter_rows, read_manifest, refuse_inside_version, require_valid
-from selfinstruct.dataset.preference_file import PREFERENCE_FILE
 from selfinstruct.export import is_stdout
 from selfinstruct.fileio import atomic_write
+from selfinstruct.preference_file import PREFERENCE_FILE
 
 
 def _conversational(row: dict[str, Any]) -> dict[str, Any]:

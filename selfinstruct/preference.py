@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from selfinstruct import pairwise
 from selfinstruct._errors import InputError
-from selfinstruct.dataset.preference_file import PREFERENCE_FILE
+from selfinstruct.preference_file import PREFERENCE_FILE
 from selfinstruct.preference_rank import pairs
 from selfinstruct.preference_rank import slots as response_slots
 from selfinstruct.preference_stages import (

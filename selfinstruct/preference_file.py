@@ -4,6 +4,8 @@ Why a module of its own: the schema of a preference row is needed where the file
 (`store`, which checks each row), checked (`validate_preference`), published (the card's
 `preference` config and its pinned features) and exported (`export_dpo`). One description
 keeps the four from drifting apart, exactly like `schema.TRAIN_SCHEMA` does for train rows.
+It sits outside `selfinstruct.dataset` and imports nothing of it because the card imports it
+and the dataset package imports the card.
 
 A row is one pair per instruction (see selfinstruct.preference for how it is picked): the
 prompt (the user turn: instruction, then the input after a blank line), the chosen and the

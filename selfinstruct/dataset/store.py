@@ -38,10 +38,10 @@ from selfinstruct.dataset.layout import (
     is_member_name,
 )
 from selfinstruct.dataset.naming import check_dataset_name, next_version, refuse_inside_version
-from selfinstruct.dataset.preference_file import PREFERENCE_DATA_FILE, PREFERENCE_FILE
 from selfinstruct.dataset.schema import DATA_FILES, TRAIN_SCHEMA, check
 from selfinstruct.dataset.signature import signature_text
 from selfinstruct.fileio import atomic_write, fsync_dir
+from selfinstruct.preference_file import PREFERENCE_DATA_FILE, PREFERENCE_FILE
 from selfinstruct.redact import find_secret
 
 TMP_PREFIX = ".tmp-"

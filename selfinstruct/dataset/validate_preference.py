@@ -17,8 +17,8 @@ from typing import Any
 from selfinstruct._errors import located
 from selfinstruct.dataset.files import parse_line
 from selfinstruct.dataset.layout import MANIFEST_FILE
-from selfinstruct.dataset.preference_file import PREFERENCE_FILE, PREFERENCE_SCHEMA
 from selfinstruct.dataset.schema import check
+from selfinstruct.preference_file import PREFERENCE_FILE, PREFERENCE_SCHEMA
 
 _MAX_PROBLEMS = 20
 
