@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 from selfinstruct import languages
+from selfinstruct.preference_file import PREFERENCE_SCHEMA
+from selfinstruct.preference_file import card_config as preference_config
 from selfinstruct.records import funnel_rows
 
 # Hugging Face's size buckets: (upper bound, label); the last bucket is open-ended.
@@ -87,6 +89,12 @@ def render_card(manifest: dict, train_schema: dict[str, Any]) -> str:
     """README.md text for a completed manifest."""
     train_rows = manifest["counts"]["train"]
     config = config_name(manifest)
+    train_config = {"config_name": config,
+                    "data_files": [{"split": "train", "path": "train.jsonl"}]}
+    train_info = {"config_name": config, "features": yaml_features(train_schema)}
+    # A version with preference pairs has a second config (`load_dataset(repo,
+    # "preference")`); with two, datasets needs the train one marked default.
+    preference = preference_config(manifest)
     metadata = {
         "pretty_name": f"{manifest['name']} {manifest['version']}",
         "language": _languages(manifest),
@@ -94,10 +102,11 @@ def render_card(manifest: dict, train_schema: dict[str, Any]) -> str:
         "size_categories": [size_category(train_rows)],
         "task_categories": ["text-generation"],
         "tags": ["synthetic", "self-instruct"],
-        "configs": [
-            {"config_name": config, "data_files": [{"split": "train", "path": "train.jsonl"}]}
-        ],
-        "dataset_info": {"config_name": config, "features": yaml_features(train_schema)},
+        "configs": ([train_config] if preference is None
+                    else [{**train_config, "default": True}, preference]),
+        "dataset_info": (train_info if preference is None else
+                         [train_info, {"config_name": preference["config_name"],
+                                       "features": yaml_features(PREFERENCE_SCHEMA)}]),
     }
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
     sections = [
@@ -156,6 +165,7 @@ def _generation(manifest: dict) -> str:
         ],
         ["Created", manifest.get("created_at", "?")],
         ["Parent version", manifest.get("parent") or "none"],
+        *_recipe_rows(manifest),
     ]
     return (
         "## How it was generated\n\n"
@@ -165,6 +175,38 @@ def _generation(manifest: dict) -> str:
             "`manifest.json`."
         )
     )
+
+
+def _recipe_rows(manifest: dict) -> list[list[Any]]:
+    """The recipe's and the features' settings and what they produced (manifest sections)."""
+    rows: list[list[Any]] = []
+    params = manifest.get("recipe_parameters") or {}
+    if params:
+        rows.append(["Recipe settings", "; ".join(f"{k} = {_setting(v)}"
+                                                  for k, v in params.items())])
+    lineage = manifest.get("lineage")
+    if lineage:
+        depths = ", ".join(f"gen {d}: {n}" for d, n in lineage["by_generation"].items())
+        rows.append(["Lineage (evol-instruct)", depths or "none"])
+    personas = manifest.get("personas")
+    if personas:
+        rows.append(["Personas", f"{personas['personas_used']} used for "
+                                 f"{personas['instructions']} instructions (most used: "
+                                 f"{personas['max_share']:.1%})"])
+    turns = manifest.get("turns")
+    if turns:
+        rows.append(["Conversations", ", ".join(f"{n} user turns: {c}" for n, c
+                                                in turns["by_user_turns"].items()) or "none"])
+    confidence = manifest.get("confidence")
+    if confidence:
+        rows.append(["Confidence", f"{confidence['status']}; median "
+                                   f"{confidence.get('median')}, {confidence['dropped']} "
+                                   f"dropped below {confidence.get('threshold')}"])
+    return rows
+
+
+def _setting(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _funnel(funnel: Any) -> str:
@@ -237,7 +279,10 @@ def _loading(manifest: dict) -> str:
         f'ds = load_dataset("data/{manifest["name"]}/{version}", split="train")\n'
         "# From the Hugging Face Hub, pinned to this version's tag:\n"
         f'ds = load_dataset("ORG/NAME", revision="{version}", split="train")\n'
-        "```\n\n"
+        + (f'# The preference pairs (prompt, chosen, rejected):\n'
+           f'pairs = load_dataset("ORG/NAME", "preference", revision="{version}", '
+           f'split="train")\n' if preference_config(manifest) is not None else "")
+        + "```\n\n"
         "Each row has `instruction`, `input`, `output`, `is_classification` and a `provenance` "
         "record (model, prompt hash, request id, round, most similar instructions)."
     )

@@ -297,7 +297,7 @@ def _cmd_serve_local(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from selfinstruct import cli_dataset, cli_report
+    from selfinstruct import cli_compare, cli_dataset, cli_report
 
     parser = _Parser(prog="selfinstruct",
                      description="Turn seed tasks into an instruction-tuning dataset.")
@@ -310,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_dataset.register(sub)
     cli_flows.register(sub)
     cli_report.register(sub)
+    cli_compare.add_parser(sub)
     return parser
 
 
@@ -327,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             print("selfinstruct: interrupted; accepted work is in the run journal — continue "
                   "with the same command plus --resume", file=sys.stderr)
+        elif args.command == "compare":
+            print("selfinstruct: interrupted; the answers so far are journaled in the output "
+                  "folder — run the same command again to continue", file=sys.stderr)
         else:  # only a generation run has a journal to resume from
             print(f"selfinstruct: interrupted; {args.command} did not finish", file=sys.stderr)
         return 130

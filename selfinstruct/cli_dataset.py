@@ -27,6 +27,7 @@ from selfinstruct.dataset import (
     versions,
 )
 from selfinstruct.export import FORMATS, export_version, is_stdout
+from selfinstruct.export_dpo import DPO_FORMATS, export_dpo
 from selfinstruct.hub import publish
 from selfinstruct.release import build_release
 
@@ -82,7 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output is given.",
     )
     p.add_argument("path", metavar="PATH", help=_PATH_HELP)
-    p.add_argument("--format", required=True, choices=sorted(FORMATS))
+    p.add_argument("--format", required=True, choices=sorted([*FORMATS, *DPO_FORMATS]),
+                   help="alpaca, sharegpt, openai-chat (whole conversations for multi-turn "
+                        "rows), plain; dpo / dpo-standard: the version's preference pairs "
+                        "(preference.jsonl) in TRL's conversational / standard preference "
+                        "format")
     p.add_argument("--output", type=Path, metavar="FILE",
                    help="default: stdout (also for '-' and /dev/stdout); an existing device or "
                    "FIFO is written through, a regular file replaced atomically; never a path "
@@ -168,7 +173,8 @@ def _diff(args: argparse.Namespace) -> int:
 @_handler
 def _export(args: argparse.Namespace) -> int:
     try:
-        count = export_version(args.path, args.format, args.output)
+        export = export_dpo if args.format in DPO_FORMATS else export_version
+        count = export(args.path, args.format, args.output)
     except BrokenPipeError:
         # `selfinstruct export ... | head`: the reader left. Quiet, like Unix tools, and stop
         # Python from failing again while flushing stdout at exit.

@@ -289,6 +289,11 @@ def build_config(
             sources[key] = "command line" if key == "filters" else flag_name(key)
     if source is not None:  # a stored run.json may come from another version
         refuse_unknown(values, _RULES, source, "setting")
+    if "seeds" not in values and values.get("recipe") == "magpie":
+        # Magpie needs no seeds: the bundled general set of the language only starts the
+        # novelty index, so sampled instructions must still differ from it.
+        values["seeds"] = f"{values.get('language') or 'en'}_general"
+        sources["seeds"] = "the default seeds of --recipe magpie"
     for key in ("seeds", "dataset", "num_instructions"):
         if key not in values:
             raise InputError(f"{source}: field '{key}' is missing" if source is not None
@@ -319,10 +324,21 @@ def resolve_defaults(config: GenerateConfig, detected_language: str) -> Generate
         raise InputError("--batch-api needs an endpoint with a Batch API (--base-url); the "
                          "embedded model has none")
     model = config.model or MODEL_ALIAS
-    if config.max_cost is not None and not config.embedded and model not in config.prices:
-        raise InputError(f"--max-cost needs the price of model '{model}': add "
-                         f"[prices.\"{model}\"] input = ..., output = ... (USD per 1M tokens) "
-                         f"to the --config file")
+    if config.max_cost is not None and not config.embedded:
+        # Every model the run pays for: the run's, the judge, verifiers, response models.
+        paid = [model, config.filters.judge_model, *(v["model"] for v in config.verify),
+                *config.response_models]
+        for name in dict.fromkeys(m for m in paid if m is not None):
+            if name not in config.prices:
+                raise InputError(f"--max-cost needs the price of model '{name}': add "
+                                 f"[prices.\"{name}\"] input = ..., output = ... (USD per 1M "
+                                 f"tokens) to the --config file")
+    if config.filters.min_confidence is not None and not config.confidence:
+        raise InputError("[filters] min_confidence needs --confidence (confidence = true): "
+                         "without it no answer has a confidence to compare")
+    if config.filters.min_agreement is not None and not config.verify:
+        raise InputError("[filters] min_agreement needs at least one --verify-model "
+                         "([[verify]] table): without one there is no agreement to compare")
     concurrency = config.concurrency or default_concurrency(config)
     return dataclasses.replace(
         config,
@@ -341,7 +357,9 @@ def resolve_defaults(config: GenerateConfig, detected_language: str) -> Generate
                   else config.personas),
         language=language,
         model=model,
-        api=config.api or ("completions" if config.embedded else "chat"),
+        # Magpie samples raw completions of the chat template's user-turn prefix.
+        api=config.api or ("completions" if config.embedded or config.recipe == "magpie"
+                           else "chat"),
         concurrency=concurrency,
         lookahead=config.lookahead or concurrency,
         requests_per_round=config.requests_per_round or concurrency,

@@ -240,7 +240,7 @@ def manifest_field(engine: Engine) -> dict[str, Any] | None:
         "total_requests": sum(s["requests"] + s["cached"] for s in stages.values()),
         "prompt_tokens": sum(s["prompt_tokens"] for s in stages.values()),
         "completion_tokens": sum(s["completion_tokens"] for s in stages.values()),
-        "cost_usd": engine.usage.cost(engine.price),
+        "cost_usd": engine.dispatch.cost(),
     }
     return {"predicted": predicted, "actual": actual}
 

@@ -58,6 +58,7 @@ def train_rows(engine: Engine) -> Iterator[dict[str, Any]]:
 
 def manifest(engine: Engine) -> dict[str, Any]:
     from selfinstruct.estimate import manifest_field
+    from selfinstruct.manifest_sections import sections
 
     cfg, usage = engine.config, engine.usage
     estimate = manifest_field(engine)
@@ -75,7 +76,7 @@ def manifest(engine: Engine) -> dict[str, Any]:
         "prompts": dict(engine.prompts.template_hashes),
         "funnel": engine.funnel.stages,
         "usage": {name: vars(s).copy() for name, s in usage.stages.items()},
-        "cost_usd": usage.cost(engine.price),
+        "cost_usd": engine.dispatch.cost(),
         "request_errors": dict(usage.errors),
         "target": {"instructions": engine.target, "accepted": engine.usable,
                    "accepted_instructions": len(engine.tasks),
@@ -88,6 +89,8 @@ def manifest(engine: Engine) -> dict[str, Any]:
         "finished_at": _iso(time.time()),
         # Only for a run that `generate --estimate` forecast: the forecast beside the outcome.
         **({"estimate": estimate} if estimate is not None else {}),
+        # Recipe and feature sections (lineage, personas, turns, confidence, …) when used.
+        **sections(engine, lambda: train_rows(engine)),
     }
 
 
@@ -98,6 +101,7 @@ def write_version(engine: Engine) -> str:
     journal's "finished" event, the resumed run finds its version instead of writing a
     second one.
     """
+    from selfinstruct import preference
     from selfinstruct.dataset import write_version as store_version
     from selfinstruct.dataset.listing import find_run_version
     from selfinstruct.report import write_into_version
@@ -108,7 +112,8 @@ def write_version(engine: Engine) -> str:
     path = find_run_version(dataset_dir, engine.run_id)
     if path is None:
         path = store_version(dataset_dir, train_rows(engine), engine.rejected,
-                             manifest(engine), extra_files=write_into_version)
+                             manifest(engine), extra_files=write_into_version,
+                             data_files=preference.data_files(engine))
     engine.journal.record_finished(str(path))
     return str(path)
 

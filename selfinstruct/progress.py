@@ -35,7 +35,7 @@ def status_line(gen: Generator, stage: str) -> str:
                     f"{len(gen.tasks)} tasks",
         "instances": f"instances: {gen.usable} tasks with instances",
     }.get(stage, stage)
-    cost = usage.cost(gen.price)
+    cost = gen.dispatch.cost()
     return (f"{head} | rejects: {rejects} | requests {usage.total_requests}"
             f"{f' (+{cached} from journal)' if cached else ''} | "
             f"tokens {_fmt_tokens(usage.total_tokens)}"
@@ -98,7 +98,7 @@ def print_summary(gen: Generator, stream: TextIO | None = None) -> None:
                                f"funnel: {gen.config.dataset} ({gen.config.recipe}, "
                                f"{gen.language}, {gen.client.model})"))
     rows = sum(len(t.instances) for t in gen.tasks)
-    cost = gen.usage.cost(gen.price)
+    cost = gen.dispatch.cost()
     console.print(f"{gen.usable} of {gen.target} usable tasks ({gen.stop_reason}; "
                   f"{len(gen.tasks)} instructions accepted), {rows} instances, "
                   f"{len(gen.rejected)} rejected; {gen.usage.total_requests} requests, "

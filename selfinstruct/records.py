@@ -102,8 +102,9 @@ class Funnel:
 FUNNEL_STAGES: dict[str, str] = {
     ANSWERS: "answers", "request": "requests", "parse": "instructions",
     "filter": "instructions", "target": "instructions", "novelty": "instructions",
-    "classify": "tasks", "instance_filter": "instances", "instances": "tasks",
-    "consistency": "instances", "judge": "instances",
+    "evol_check": "tasks", "classify": "tasks", "instance_filter": "instances",
+    "instances": "tasks", "consistency": "instances", "judge": "instances",
+    "verify": "instances", "responses": "responses", "preference": "tasks",
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from selfinstruct import features, languages
 from selfinstruct._errors import InputError
 from selfinstruct.batch_api import BatchClient
+from selfinstruct.chat_template import ChatTemplate
 from selfinstruct.config import (
     GenerateConfig,
     build_config,
@@ -132,6 +133,7 @@ def open_run(
     else:
         run_id = run_dir.name
     prompts = _load_prompts(config)
+    chat_template = _recipe_inputs(config, api_key)
     inputs = input_fingerprint(seeds, prompts)
     record = load_run_record(run_dir) if (run_dir / "run.json").exists() else None
     if record is not None and "inputs" in record:
@@ -198,7 +200,7 @@ def open_run(
         generator = Generator(config, seeds, prompts, client, journal, run_id=run_id,
                               endpoint_kind=endpoint_kind, judge_client=judge_client,
                               answer_client=answer_client, client_factory=make_client,
-                              personas=_load_personas(config))
+                              personas=_load_personas(config), chat_template=chat_template)
         try:
             yield generator
         finally:
@@ -228,6 +230,23 @@ def _load_prompts(config: GenerateConfig) -> PromptSet:
     for name in (*(f"{t}.j2" for t in (*TEMPLATE_NAMES, *own)), "labels.json"):
         require_regular_file(folder / name, "prompt template or labels.json")
     return PromptSet(folder_name, config.prompts_dir, extra_templates=own)
+
+
+def _recipe_inputs(config: GenerateConfig, api_key: str | None) -> ChatTemplate | None:
+    """Check a recipe's own inputs before anything is written; magpie's chat template.
+
+    Magpie's template comes from --chat-template, the embedded model's GGUF or the
+    endpoint's /props (which may need the key, so it is fetched here, where the key is).
+    """
+    if config.from_version is not None:
+        from selfinstruct.evol_parents import check_from_version
+
+        check_from_version(config.from_version)
+    if config.recipe != "magpie":
+        return None
+    from selfinstruct.chat_template import load_chat_template
+
+    return load_chat_template(config, api_key)
 
 
 def _load_personas(config: GenerateConfig) -> list[Persona]:

@@ -37,6 +37,25 @@ TRAIN_SCHEMA: dict[str, Any] = {
         # The LLM judge's 1-5 scores, when the run had a judge (selfinstruct.quality).
         "judge_clarity": "int64?",
         "judge_correctness": "int64?",
+        # The persona the instruction's generation request was conditioned on (--personas);
+        # absent from runs without personas.
+        "persona_id": "string?",
+        # Evol-Instruct lineage: the parent's id ("seed:<id>", "<dataset>/<vNNNN>:<task id>"
+        # or this run's task id), the mutation applied, the generation (parent's + 1).
+        "parent_id": "string?",
+        "mutation": "string?",
+        "generation": "int64?",
+        # Token log-prob confidence of the answer (--confidence): null when the endpoint sent
+        # no log-probs; absent from runs without --confidence.
+        "confidence": "float64?",
+        "logprob_mean": "float64?",
+        "logprob_min": "float64?",
+        "logprob_low_share": "float64?",
+        "logprob_tokens": "int64?",
+        # Multi-model agreement, one entry per verifier (--verify-model).
+        "agreement": [{"verifier": "string", "kind": "string", "model": "string",
+                       "agreed": "bool?", "method": "string", "rationale": "string",
+                       "answer": "string?", "request_id": "string?"}, "?"],
     },
     # The whole conversation of a multi-turn row (`generate --turns N`): user and assistant
     # turns alternating, starting with the user's (instruction, then the input after a blank

@@ -29,6 +29,7 @@ from selfinstruct.dataset.layout import (
 from selfinstruct.dataset.naming import resolve_version, version_number
 from selfinstruct.dataset.schema import DATA_FILES, TRAIN_SCHEMA, check
 from selfinstruct.dataset.signature import check_signature
+from selfinstruct.dataset.validate_preference import check_preference
 
 _MAX_PROBLEMS_PER_FILE = 20
 
@@ -80,6 +81,7 @@ def check_version(path: str | Path) -> Validation:
         else:
             problems += _check_file(folder / name, expected, task_ids, DATA_FILES.get(name))
     problems += _check_counts(manifest, manifest_path, files, task_ids)
+    problems += check_preference(folder, manifest)
     version = manifest.get("version")
     if version_number(folder.name) is not None and version != folder.name:
         problems.append(

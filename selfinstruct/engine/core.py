@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from selfinstruct import features, languages
+from selfinstruct.chat_template import ChatTemplate
 from selfinstruct.config import GenerateConfig
 from selfinstruct.engine.dispatch import Dispatcher
 from selfinstruct.engine.gate import Gate
@@ -63,6 +64,7 @@ class Engine:
         answer_client: Client | None = None,
         client_factory: ClientFactory | None = None,
         personas: list[Persona] | None = None,
+        chat_template: ChatTemplate | None = None,
     ) -> None:
         self.config = config
         self.seeds = seeds
@@ -78,10 +80,13 @@ class Engine:
         self.answer_client = answer_client
         self._client_factory = client_factory
         self.personas = personas or []
+        self.chat_template = chat_template  # magpie's: the model's own chat template
         self.language = config.language or languages.DEFAULT
         self.filter_settings = config.filters
         self.ledger = Ledger()
         self.dispatch = Dispatcher(config, client, journal, self.ledger.funnel)
+        if judge_client is not None and judge_client is not client:
+            self.dispatch.stage_models["judge"] = judge_client.model
         self.tasks: list[Task] = []
         self.seed_texts = [prompt_instruction(t.instruction) for t in seeds.tasks]
         self.gate = Gate(self, self.ledger, self.seed_texts)

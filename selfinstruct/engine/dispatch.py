@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 from selfinstruct.batch_lines import batch_price
+from selfinstruct.confidence import wants_logprobs
 from selfinstruct.config import GenerateConfig
 from selfinstruct.journal import Journal
 from selfinstruct.llm import Client, Completion, Request, Usage
@@ -56,6 +57,9 @@ class Dispatcher:
         self.depth = config.lookahead or config.concurrency or 1
         self.windows: dict[str, Lookahead] = {}
         self.cursors: dict[str, int] = {}
+        # Stages answered by another model than the run's (the judge, verifiers, response
+        # models): priced at that model's price.
+        self.stage_models: dict[str, str] = {}
 
     def window(self, name: str, depth: int) -> Lookahead:
         """A named look-ahead window; all of them count as in flight and are settled."""
@@ -68,7 +72,11 @@ class Dispatcher:
     def params(self, stage: str, **extra: Any) -> dict[str, Any]:
         remote, embedded = self.max_tokens[stage]
         default = embedded if self.config.embedded else remote
-        return {"max_tokens": self.config.stage_max_tokens.get(stage, default), **extra}
+        # --confidence: the stages whose answers are outputs ask for token log-probs (an
+        # API-neutral marker wire.request_body translates); otherwise nothing changes, so
+        # the journal keys of runs without it are the same as ever.
+        return {"max_tokens": self.config.stage_max_tokens.get(stage, default),
+                **wants_logprobs(self.config.confidence, stage), **extra}
 
     def request(self, stage: str, prompt: str, params: dict[str, Any], nonce: str,
                 messages: tuple[tuple[str, str], ...] | None = None) -> Request:
@@ -92,6 +100,28 @@ class Dispatcher:
         price = self.config.prices.get(self.client.model)
         return batch_price(price) if self.client.describe().get("batch") else price
 
+    def cost(self) -> float | None:
+        """USD so far: each stage's tokens at the price of the model that answered it.
+
+        None when the run's model has no price, or a stage with tokens was answered by a
+        model without one (a number that leaves out part of the bill would mislead).
+        """
+        run_price = self.price
+        if run_price is None:
+            return None
+        total = 0.0
+        for name, stage in self.usage.stages.items():
+            model = self.stage_models.get(name)
+            price = run_price if model is None or self.config.embedded \
+                else self.config.prices.get(model)
+            if price is None:
+                if stage.prompt_tokens or stage.completion_tokens:
+                    return None
+                continue
+            total += (stage.prompt_tokens * price["input"]
+                      + stage.completion_tokens * price["output"]) / 1_000_000
+        return total
+
     def budget_refusal(self) -> str | None:
         """Why one more request may not be sent, if a budget says so.
 
@@ -104,7 +134,7 @@ class Dispatcher:
             return f"--max-requests {cfg.max_requests}: {self.requests_issued} sent"
         if cfg.max_tokens is not None and usage.total_tokens >= cfg.max_tokens:
             return f"--max-tokens {cfg.max_tokens}: {usage.total_tokens} used"
-        cost = usage.cost(self.price)
+        cost = self.cost()
         if cfg.max_cost is not None and cost is not None and cost >= cfg.max_cost:
             return f"--max-cost {cfg.max_cost}: ${cost:.4f} spent"
         return None

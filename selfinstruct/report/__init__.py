@@ -31,6 +31,7 @@ from selfinstruct.dataset.naming import refuse_inside_version
 from selfinstruct.fileio import atomic_write
 from selfinstruct.report.charts import CHART_BUILDERS
 from selfinstruct.report.page import render_html
+from selfinstruct.report.panels import PANEL_BUILDERS
 from selfinstruct.report.stats import collect
 
 REPORT_DIR = "report"  # inside a version folder
@@ -43,7 +44,8 @@ def write_report(folder: Path, manifest: dict[str, Any], target: Path) -> list[P
     """Build the report of the version in `folder` into `target`; return the files, page
     first. Charts with nothing to show (no judge, no rows) are left out."""
     stats = collect(folder, manifest)
-    charts = [chart for build in CHART_BUILDERS if (chart := build(stats)) is not None]
+    charts = [chart for build in (*CHART_BUILDERS, *PANEL_BUILDERS)
+              if (chart := build(stats)) is not None]
     target.mkdir(parents=True, exist_ok=True)
     # Each file whole or not at all: a report rebuilt over an old one is never half-written.
     page = target / HTML_FILE

@@ -20,8 +20,8 @@ from selfinstruct.records import funnel_rows
 from selfinstruct.report.fonts import bundled_cjk_font
 from selfinstruct.report.stats import Stats, verb_table
 
-_KEPT, _DROPPED = "#2a9d8f", "#e76f51"
-_SHADES = ("#264653", "#2a9d8f", "#8ab17d", "#e9c46a", "#d0d0d0")
+KEPT, DROPPED = "#2a9d8f", "#e76f51"
+SHADES = ("#264653", "#2a9d8f", "#8ab17d", "#e9c46a", "#d0d0d0")
 _DPI = 100
 
 
@@ -52,7 +52,7 @@ def _font_families() -> tuple[str, ...]:
     return ("DejaVu Sans", font_manager.FontProperties(fname=str(font)).get_name())
 
 
-def _render(width: float, height: float, draw: Callable[[Any], None]) -> bytes:
+def render(width: float, height: float, draw: Callable[[Any], None]) -> bytes:
     """Draw on a new figure and return it as PNG bytes (no pyplot, no global backend)."""
     import matplotlib
     from matplotlib.figure import Figure
@@ -76,8 +76,8 @@ def _funnel_chart(stats: Stats) -> Chart | None:
         ax = figure.subplots()
         y = list(range(len(rows)))[::-1]
         largest = max(row.seen for row in rows) or 1
-        ax.barh(y, [row.seen for row in rows], color=_DROPPED, height=0.6, label="dropped")
-        ax.barh(y, [row.kept for row in rows], color=_KEPT, height=0.6, label="kept")
+        ax.barh(y, [row.seen for row in rows], color=DROPPED, height=0.6, label="dropped")
+        ax.barh(y, [row.kept for row in rows], color=KEPT, height=0.6, label="kept")
         for pos, row in zip(y, rows, strict=True):
             why = "; ".join(f"{reason} {count:,}" for reason, count in row.drops[:2])
             ax.text(row.seen + largest * 0.02, pos, f"{row.kept:,}/{row.seen:,} kept"
@@ -90,7 +90,7 @@ def _funnel_chart(stats: Stats) -> Chart | None:
 
     return Chart("funnel.png", "Funnel", "Each bar is one stage: green kept, red dropped, with "
                  "the top drop reasons. Units differ by stage (instructions, tasks, instances).",
-                 _render(9, 0.45 * len(rows) + 1.4, draw), wide=True)
+                 render(9, 0.45 * len(rows) + 1.4, draw), wide=True)
 
 
 def _similarity_chart(stats: Stats) -> Chart | None:
@@ -101,15 +101,15 @@ def _similarity_chart(stats: Stats) -> Chart | None:
     def draw(figure: Any) -> None:
         ax = figure.subplots()
         bins = [i / 20 for i in range(21)]
-        counts, _, _ = ax.hist(stats.nearest, bins=bins, color=_SHADES[0], alpha=0.85,
+        counts, _, _ = ax.hist(stats.nearest, bins=bins, color=SHADES[0], alpha=0.85,
                                label="vs other kept")
         tallest = max(counts)
         if stats.at_acceptance:
             at, _, _ = ax.hist(stats.at_acceptance, bins=bins, histtype="step", linewidth=2,
-                               color=_SHADES[3], label="at acceptance")
+                               color=SHADES[3], label="at acceptance")
             tallest = max(tallest, max(at))
         if isinstance(threshold, int | float):
-            ax.axvline(threshold, color=_DROPPED, linestyle="--",
+            ax.axvline(threshold, color=DROPPED, linestyle="--",
                        label=f"threshold {threshold:g}")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, tallest * 1.45)  # room for the legend above the bars
@@ -124,7 +124,7 @@ def _similarity_chart(stats: Stats) -> Chart | None:
                  "others; outline: at acceptance, against the seeds and the pool so far. Mass "
                  "on the left means varied instructions; a pile-up at the threshold means "
                  "near-duplicates were only just kept.",
-                 _render(6, 3.6, draw))
+                 render(6, 3.6, draw))
 
 
 def _lengths_chart(stats: Stats) -> Chart | None:
@@ -141,7 +141,7 @@ def _lengths_chart(stats: Stats) -> Chart | None:
 
     def draw(figure: Any) -> None:
         axes = figure.subplots(1, 3)
-        for ax, (name, values), colour in zip(axes, series, _SHADES, strict=False):
+        for ax, (name, values), colour in zip(axes, series, SHADES, strict=False):
             title = name + (f" ({empty:.0%} empty)" if name == "input" else "")
             ax.set_title(title)
             ax.set_xlabel(stats.unit_label)
@@ -157,15 +157,15 @@ def _lengths_chart(stats: Stats) -> Chart | None:
 
     return Chart("lengths.png", "Lengths",
                  f"In {stats.unit_label}: instructions counted once per task, inputs only "
-                 "when present, outputs per row.", _render(10, 3.1, draw), wide=True)
+                 "when present, outputs per row.", render(10, 3.1, draw), wide=True)
 
 
 def _task_types_chart(stats: Stats) -> Chart | None:
     if not stats.task_types:
         return None
     order = [k for k in ("classification", "generation", "not labelled") if stats.task_types[k]]
-    colours = {"classification": _SHADES[3], "generation": _SHADES[0],
-               "not labelled": _SHADES[4]}
+    colours = {"classification": SHADES[3], "generation": SHADES[0],
+               "not labelled": SHADES[4]}
 
     def draw(figure: Any) -> None:
         ax = figure.subplots()
@@ -179,7 +179,7 @@ def _task_types_chart(stats: Stats) -> Chart | None:
 
     return Chart("task_types.png", "Classification share",
                  "Tasks (not rows) by type. Self-Instruct's seeds are ~15% classification; "
-                 "Alpaca-style runs do not label tasks.", _render(4.6, 3.4, draw))
+                 "Alpaca-style runs do not label tasks.", render(4.6, 3.4, draw))
 
 
 def _verbs_chart(stats: Stats) -> Chart | None:
@@ -193,13 +193,13 @@ def _verbs_chart(stats: Stats) -> Chart | None:
         for pos, (_, count, objects) in zip(y, table, strict=True):
             left = 0
             for rank, (obj, n) in enumerate(objects[:4]):
-                ax.barh(pos, n, left=left, color=_SHADES[rank], height=0.7,
+                ax.barh(pos, n, left=left, color=SHADES[rank], height=0.7,
                         edgecolor="white")
                 if n / table[0][1] > 0.06:
                     ax.text(left + n / 2, pos, obj, ha="center", va="center", fontsize=7.5,
                             color="white" if rank < 2 else "black", clip_on=True)
                 left += n
-            ax.barh(pos, count - left, left=left, color=_SHADES[4], height=0.7,
+            ax.barh(pos, count - left, left=left, color=SHADES[4], height=0.7,
                     edgecolor="white")
         ax.set_yticks(y, [verb for verb, _, _ in table])
         ax.set_xlabel("instructions (segments: the verb's most common objects; grey: others)")
@@ -209,7 +209,7 @@ def _verbs_chart(stats: Stats) -> Chart | None:
     return Chart("verbs.png", "Leading verbs and objects",
                  f"{covered:,} of {len(stats.verbs):,} instructions start with a verb "
                  f"({len({v for v, _ in stats.verbs if v}):,} distinct verbs); the rest are "
-                 "questions or statements.", _render(9, 0.32 * len(table) + 1.3, draw),
+                 "questions or statements.", render(9, 0.32 * len(table) + 1.3, draw),
                  wide=True)
 
 
@@ -221,8 +221,8 @@ def _judge_chart(stats: Stats) -> Chart | None:
         ax = figure.subplots()
         scores = range(1, 6)
         for offset, (label, values, colour) in enumerate((
-            ("clarity", [c for c, _ in stats.judged], _SHADES[0]),
-            ("correctness", [c for _, c in stats.judged], _SHADES[3]),
+            ("clarity", [c for c, _ in stats.judged], SHADES[0]),
+            ("correctness", [c for _, c in stats.judged], SHADES[3]),
         )):
             counts = Counter(values)
             ax.bar([s + (offset - 0.5) * 0.38 for s in scores], [counts[s] for s in scores],
@@ -235,7 +235,7 @@ def _judge_chart(stats: Stats) -> Chart | None:
 
     return Chart("judge.png", "Judge scores", "Rows below the threshold were dropped (see the "
                  "funnel); these are the scores of the rows that were kept.",
-                 _render(6, 3.2, draw))
+                 render(6, 3.2, draw))
 
 
 # Page order: the two half-width charts sit side by side between the wide ones.

@@ -50,7 +50,9 @@ def _bootstrap_answer(text: str, lang: str, rng: random.Random, chat: bool) -> s
     """
     in_context, start = bootstrap_items(text)
     end = max(start, rng.choice((15, 16, 16)))
-    items = [generate_instruction(lang, rng, in_context)[0] for _ in range(start, end + 1)]
+    rewrite = kinds.rewriter(text, lang)
+    items = [generate_instruction(lang, rng, in_context, rewrite)[0]
+             for _ in range(start, end + 1)]
     if not chat:
         lines = [f" {items[0]}"] + [f"{start + i}. {it}" for i, it in enumerate(items) if i]
         if rng.random() < 0.03 and len(lines) > 2:
@@ -113,9 +115,10 @@ def _output_first_answer(text: str, lang: str, rng: random.Random, chat: bool) -
     return body if chat else "\n" + body
 
 
-def alpaca_item(lang: str, rng: random.Random, in_context: Sequence[str]) -> tuple[str, str, str]:
+def alpaca_item(lang: str, rng: random.Random, in_context: Sequence[str],
+                rewrite: Callable[[str], str] | None = None) -> tuple[str, str, str]:
     """One Alpaca triple: a clean-generator instruction and its input and output."""
-    instruction, _ = generate_instruction(lang, rng, in_context)
+    instruction, _ = generate_instruction(lang, rng, in_context, rewrite)
     return (instruction, *alpaca_fields(instruction, lang, rng))
 
 
@@ -147,8 +150,9 @@ def _alpaca_answer(text: str, lang: str, rng: random.Random, chat: bool) -> str:
     in_context, start, total = alpaca_items(text, lang)
     end = max(start, total)
     chunks: list[str] = []
+    rewrite = kinds.rewriter(text, lang)
     for k in range(start, end + 1):
-        instr, inp, out = alpaca_item(lang, rng, in_context)
+        instr, inp, out = alpaca_item(lang, rng, in_context, rewrite)
         rest = f"\n{k}. {lab['input']}:\n{inp}\n{k}. {lab['output']}:\n{out}"
         if k == start and not chat:
             chunks.append(f" {instr}{rest}")
@@ -194,7 +198,7 @@ def generate_answer(
     rng = rng_for(request_material(
         prompt, chat=chat, model=model, temperature=temperature, top_p=top_p, seed=seed,
         choice_index=choice_index, hash_material=hash_material))
-    answerer = _ANSWERERS.get(kind) or kinds.clean_answerer(kind)
+    answerer = _ANSWERERS.get(kind) or kinds.clean_answerer(kind, model)
     if answerer is None:
         raise KeyError(f"no answer for prompt kind {kind!r}")
     return answerer(prompt, lang, rng, chat)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tests.servers.vocab_en import (
     EN_AUDIENCE_LEADS,
@@ -193,7 +193,8 @@ BAD_ITEM_RATES: tuple[tuple[str, float], ...] = (
 
 
 def generate_instruction(
-    lang: str, rng: random.Random, in_context: Sequence[str]
+    lang: str, rng: random.Random, in_context: Sequence[str],
+    rewrite: Callable[[str], str] | None = None,
 ) -> tuple[str, str]:
     """Return ``(instruction, category)``; category is ``"good"`` or the bad-item kind.
 
@@ -225,6 +226,8 @@ def generate_instruction(
         frames = EN_PROGRAMS if lang == "en" else JA_PROGRAMS
         return rng.choice(frames).format(topic=topic, t=topic), category
     good = en_good_instruction(rng) if lang == "en" else ja_good_instruction(rng)
+    if rewrite is not None:  # a plugin's rewrite (a persona): no RNG draw, clean bytes kept
+        good = rewrite(good)
     if category == "punctuation":
         return (f"- {good}" if rng.random() < 0.5 else f'"{good}"'), category
     return good, "good"

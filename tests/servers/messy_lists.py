@@ -12,9 +12,17 @@ recorded with its clean text, so a test can check that the pipeline accounted fo
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from tests.servers import answers, instances, instructions, prompt_kinds, vocab_en, vocab_ja
+from tests.servers import (
+    answers,
+    instances,
+    instructions,
+    kinds,
+    prompt_kinds,
+    vocab_en,
+    vocab_ja,
+)
 from tests.servers.styled import Builder, StyledAnswer, decorate, draw
 
 # Defects laid over a clean instruction, per item (on top of the clean generator's ~24 % of
@@ -119,13 +127,13 @@ def add_defect(text: str, lang: str, rng: random.Random) -> tuple[str, str | Non
 
 
 def messy_instruction(lang: str, rng: random.Random, in_context: Sequence[str],
-                      shapes: list[str]) -> str:
+                      shapes: list[str], rewrite: Callable[[str], str] | None = None) -> str:
     """A clean-generator instruction, sometimes with a defect (named in ``shapes``).
 
     The clean generator's punctuation case "- item" becomes "(item)" too: at the start of a
     list line "- " is list markup, so it could not be offered as the item's own text.
     """
-    text, category = instructions.generate_instruction(lang, rng, in_context)
+    text, category = instructions.generate_instruction(lang, rng, in_context, rewrite)
     if category == "punctuation" and text.startswith("- "):
         text = f"({text[2:]})"
     text, defect = add_defect(_unquoted(text, category), lang, rng)
@@ -159,7 +167,9 @@ def bootstrap_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> 
     in_context, start = prompt_kinds.bootstrap_items(prompt)
     end = max(start, rng.choice((15, 16, 16)))
     shapes: list[str] = []
-    items = [messy_instruction(lang, rng, in_context, shapes) for _ in range(start, end + 1)]
+    rewrite = kinds.rewriter(prompt, lang)
+    items = [messy_instruction(lang, rng, in_context, shapes, rewrite)
+             for _ in range(start, end + 1)]
     if len(items) > 3 and rng.random() < LOOP_RATE:
         items[-3:] = [items[-4]] * 3
         shapes.append("loop")
@@ -219,8 +229,9 @@ def alpaca_answer(prompt: str, lang: str, rng: random.Random, chat: bool) -> Sty
     layout = rng.choices([n for n, _ in ALPACA_LAYOUTS], weights=[w for _, w in ALPACA_LAYOUTS])[0]
     shapes: list[str] = [f"layout:{layout}"]
     body = Builder()
+    rewrite = kinds.rewriter(prompt, lang)
     for k in range(start, max(start, total) + 1):
-        instr, category = instructions.generate_instruction(lang, rng, in_context)
+        instr, category = instructions.generate_instruction(lang, rng, in_context, rewrite)
         inp, out = answers.alpaca_fields(instr, lang, rng)
         instr, defect = add_defect(_unquoted(instr, category), lang, rng)
         shapes.append(f"item:{defect or 'clean'}")

@@ -44,11 +44,11 @@ def messy_answer(prompt: str, chat: bool, material: dict[str, Any]) -> StyledAns
         if broken is not None:
             return broken
         return _MESSY[kind](prompt, lang, rng, chat)
-    plugin = kinds.messy_answerer(kind)
+    plugin = kinds.messy_answerer(kind, material["model"])
     if plugin is not None:
         broken = unreadable_answer(kind, lang, rng, chat, answers.junk_text(rng))
         return broken if broken is not None else plugin(prompt, lang, rng, chat)
-    clean = kinds.clean_answerer(kind) or answers.generic_answer
+    clean = kinds.clean_answerer(kind, material["model"]) or answers.generic_answer
     return StyledAnswer(kind, lang, clean(prompt, lang, rng, chat))
 
 
