@@ -204,22 +204,33 @@ class _Session:
         return dict(self.dispatch.usage.to_json())
 
     def judge(self, prompts: Any, pairs: list[Pair], answer_model: str | None) -> list[Any]:
-        """Answer with model B if asked, then judge every pair in both orders."""
+        """Answer with model B if asked, then judge every pair in both orders.
+
+        Pairs decided without the judge: model B's answer failed or was empty (no verdict),
+        or both answers are the same text (a tie, as AlpacaEval scores identical outputs —
+        asking would only measure the judge's position bias, and costs two requests).
+        """
         from selfinstruct.compare_report import Outcome
         from selfinstruct.pairwise import pairwise_requests, read_verdict
 
-        failed: dict[str, str] = {}
+        settled: dict[str, Outcome] = {}
         if answer_model is not None:
             pairs, failed = self._answers(prompts, pairs)
+            settled = {p.key: Outcome(p, None, "", failed[p.key], ()) for p in pairs
+                       if p.key in failed}
+        for pair in pairs:
+            if pair.key not in settled and pair.answer_a.strip() == (pair.answer_b or "").strip():
+                settled[pair.key] = Outcome(pair, "tie", "", "identical answers: a tie without "
+                                                             "asking the judge", ())
         requests = [pairwise_requests(self.dispatch, prompts, p.instruction, p.input,
                                       p.answer_a, p.answer_b or "", f"pair-{p.key}")
-                    for p in pairs if p.key not in failed]
+                    for p in pairs if p.key not in settled]
         flat = [request for pair in requests for request in pair]
         answers = iter(self.dispatch.complete(flat, self.judge_client))
         outcomes = []
         for pair in pairs:
-            if pair.key in failed:
-                outcomes.append(Outcome(pair, None, "", failed[pair.key], ()))
+            if pair.key in settled:
+                outcomes.append(settled[pair.key])
                 continue
             ab, ba = next(answers), next(answers)
             ids = (ab.request_id, ba.request_id)

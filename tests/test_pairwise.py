@@ -329,7 +329,10 @@ def _rows(version: Path) -> dict[tuple[str, str], str]:
 
 
 def _expected_winner(instruction: str, input_: str, a: str, b: str) -> str:
-    """What the server's judge decides, from the same two prompts the command sends."""
+    """What the server's judge decides, from the same two prompts the command sends (the
+    same text twice is a tie without asking)."""
+    if a.strip() == b.strip():
+        return "tie"
     prompts = PromptSet("en", extra_templates=TEMPLATES)
     ab, ba = pairwise_requests(_Maker(), prompts, instruction, input_, a, b, "x")
     first = {"A": "a", "B": "b"}[kind_pairwise.choice(ab.prompt, "en")]
@@ -352,13 +355,14 @@ def test_compare_two_versions_end_to_end(versions: tuple[Path, Path], tmp_path: 
         report = json.loads((out / "compare.json").read_text(encoding="utf-8"))
         pairs = [json.loads(line) for line in
                  (out / "pairs.jsonl").read_text(encoding="utf-8").splitlines()]
-        assert sent == 2 * len(shared)
+        assert sent == 2 * sum(rows_a[k].strip() != rows_b[k].strip() for k in shared)
         # Every verdict is the server judge's, from both orders.
         assert [(p["instruction"], p["input"]) for p in pairs] == shared
         for pair in pairs:
             key = (pair["instruction"], pair["input"])
             assert pair["winner"] == _expected_winner(*key, rows_a[key], rows_b[key])
-            assert pair["detail"] and len(pair["request_ids"]) == 2
+            asked = rows_a[key].strip() != rows_b[key].strip()
+            assert pair["detail"] and len(pair["request_ids"]) == (2 if asked else 0)
         winners = [p["winner"] for p in pairs]
         assert (report["wins"], report["ties"], report["losses"]) == (
             winners.count("a"), winners.count("tie"), winners.count("b"))
@@ -406,6 +410,60 @@ def test_compare_a_version_with_a_model(versions: tuple[Path, Path], tmp_path: P
         assert _compare(str(a), "model:other-model", "--judge-model", "judge", "--base-url",
                         server.base_url, "--output", str(out), "--limit", "12") == 0
         assert server.stats()["requests_total"] == 3 * (min(12, instructions) - 10)
+    capsys.readouterr()
+
+
+def test_identical_answers_are_ties_without_a_request(
+        versions: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    a, _ = versions
+    out = tmp_path / "self"
+    with start_server() as server:
+        assert _compare(str(a), str(a), "--judge-model", "judge", "--base-url",
+                        server.base_url, "--output", str(out)) == 0
+        assert server.stats()["requests_total"] == 0
+    report = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+    assert report["ties"] == report["judged"] == len(_rows(a)) > 0
+    assert report["win_rate"] == 0.5 and report["lc_win_rate"] == pytest.approx(0.5)
+    capsys.readouterr()
+
+
+def test_a_budget_stop_resumes_without_paying_twice(
+        versions: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    a, _ = versions
+    out = tmp_path / "budget"
+    argv = [str(a), "model:other-model", "--judge-model", "judge", "--output", str(out),
+            "--limit", "6"]
+    with start_server() as server:
+        assert _compare(*argv, "--base-url", server.base_url, "--max-requests", "5") == 3
+        first = server.stats()["requests_total"]
+        assert first == 5 and not (out / "compare.json").exists()
+        assert "--max-requests" in capsys.readouterr().err
+        server.reset()
+        assert _compare(*argv, "--base-url", server.base_url) == 0
+        assert server.stats()["requests_total"] == 3 * 6 - first
+    assert json.loads((out / "compare.json").read_text(encoding="utf-8"))["judged"] == 6
+
+
+def test_compare_in_japanese(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with start_server() as server:
+        code = cli.main(["generate", "--seeds", str(ROOT / "seeds" / "ja_general.jsonl"),
+                         "--num-instructions", "4", "--dataset", "ja", "--data-dir",
+                         str(tmp_path), "--base-url", server.base_url, "--model", "test-model",
+                         "--seed", "3", "--no-progress"])
+        assert code == 0
+        version = tmp_path / "ja" / "v0001"
+        out = tmp_path / "vs-model"
+        assert _compare(str(version), "model:other-model", "--judge-model", "judge",
+                        "--base-url", server.base_url, "--output", str(out)) == 0
+        kinds_seen = {o["kind"] for o in server.offered()}
+        langs_seen = {o["lang"] for o in server.offered() if o["kind"] == "pairwise"}
+    assert "pairwise" in kinds_seen and langs_seen == {"ja"}
+    report = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+    assert report["judged"] == len(_rows(version)) and report["losses"] == 0
+    pairs = (out / "pairs.jsonl").read_text(encoding="utf-8")
+    assert "回答" in pairs  # the Japanese judge's reasons, kept unescaped
     capsys.readouterr()
 
 
