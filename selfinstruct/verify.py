@@ -134,6 +134,7 @@ class VerifyStage:
         self.name = f"verify_{verifier.index}"
         self.client: Client | None = verifier.client
         engine.dispatch.max_tokens.setdefault(self.name, VERIFY_MAX_TOKENS)
+        engine.dispatch.stage_models[self.name] = verifier.model  # priced as the verifier
 
     def request(self, task: Task) -> Request | None:
         if not task.instances:
@@ -171,6 +172,8 @@ class AgreeStage:
         self.last = last
         self.name = f"agree_{verifier.index}"
         self.client: Client | None = engine.judge_client
+        if engine.judge_client is not engine.client:  # --judge-model: priced as the judge
+            engine.dispatch.stage_models[self.name] = engine.judge_client.model
         # (position, verifier's answer) of each task's instances whose pair went to the judge.
         self.judged: dict[str, list[tuple[int, str]]] = {}
         engine.dispatch.max_tokens.setdefault(self.name, AGREE_MAX_TOKENS)

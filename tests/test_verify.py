@@ -205,8 +205,10 @@ def server() -> Iterator[RunningServer]:
 
 def test_numeric_answers_are_decided_without_the_judge(server: RunningServer,
                                                        tmp_path: Path) -> None:
+    prices = {"test-model": {"input": 1.0, "output": 2.0},
+              "disagree-model": {"input": 100.0, "output": 300.0}}
     config = _config(server, tmp_path, verify=[{"model": "disagree-model"}],
-                     filters={"min_agreement": 1.0})
+                     filters={"min_agreement": 1.0}, prices=prices)
     tasks = [Task(f"task-{i:06d}", "Add the numbers and give the sum.", 1, "h", None, [], None,
                   is_classification=False,
                   instances=[Instance(f"{i}, {i + 30}", str(2 * i + 30)),
@@ -220,6 +222,11 @@ def test_numeric_answers_are_decided_without_the_judge(server: RunningServer,
         assert "agree_1" not in gen.usage.stages  # nothing was left to the judge
         summary = run_summary(gen)["verifiers"]["disagree-model"]
         rejected = [r for r in gen.rejected if r["stage"] == "verify"]
+        used = gen.usage.stages["verify_1"]
+        assert used.prompt_tokens and used.completion_tokens
+        # The verifier's tokens are billed at the verifier's price, not the run model's.
+        assert gen.dispatch.cost() == pytest.approx(
+            (used.prompt_tokens * 100.0 + used.completion_tokens * 300.0) / 1e6)
     assert summary["methods"] == {"numeric": 60} and summary["kind"] == "model"
     assert abs(1 - summary["rate"] - kind_verify.DISAGREE_RATE) < 0.15
     kept = sum(len(t.instances) for t in tasks)

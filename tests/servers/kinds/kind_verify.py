@@ -3,10 +3,10 @@
 Why: the agreement check (selfinstruct/verify.py) needs verifiers that disagree at a known
 rate, in every way it decides: a verifier names another class label (decided exactly),
 another number (numerically) or writes a contrary text (decided by the judge). The model
-``disagree-model`` disagrees on :data:`DISAGREE_RATE` of the inputs; any other model on
-:data:`OTHER_RATE` (when the server tells plugins the model, see ``MODEL_AWARE``; otherwise
-every model disagrees at :data:`DISAGREE_RATE`). Draws come from the request's RNG, which is
-seeded by the model among the rest, so two verifiers disagree on different inputs.
+``disagree-model`` disagrees on :data:`DISAGREE_RATE` of the inputs, any other model on
+:data:`OTHER_RATE` (``MODEL_AWARE``: the server passes the request's model). Draws come from
+the request's RNG, which is seeded by the model among the rest, so two verifiers disagree on
+different inputs.
 
 What the verifier recovers without seeing the row: a classification input's label
 (``judge_label.label_for_input``, as the label-consistency answer does), the sum of the
@@ -102,14 +102,10 @@ def judge_pairs(text: str, lang: str) -> list[tuple[str, str]]:
 
 # -- the verifier -----------------------------------------------------------------------------
 
-def _disagree_rate(model: str | None) -> float:
-    return DISAGREE_RATE if model in (None, DISAGREE_MODEL) else OTHER_RATE
-
-
-def verifier_answers(text: str, lang: str, rng: random.Random, model: str | None) -> list[str]:
+def verifier_answers(text: str, lang: str, rng: random.Random, model: str) -> list[str]:
     """One answer per input of the prompt, each disagreeing with the row at the model's rate."""
     instruction, options, inputs = verify_prompt(text, lang)
-    rate = _disagree_rate(model)
+    rate = DISAGREE_RATE if model == DISAGREE_MODEL else OTHER_RATE
     out = []
     for inp in inputs:
         disagree = rng.random() < rate
@@ -129,8 +125,7 @@ def verifier_answers(text: str, lang: str, rng: random.Random, model: str | None
     return out
 
 
-def _verify_clean(text: str, lang: str, rng: random.Random, chat: bool,
-                  model: str | None) -> str:
+def _verify_clean(text: str, lang: str, rng: random.Random, chat: bool, model: str) -> str:
     word = _WORDS[lang]["answer"]
     body = "\n".join(f"{word} {k}: {answer}" for k, answer in
                      enumerate(verifier_answers(text, lang, rng, model), start=1))
@@ -165,7 +160,7 @@ def _judge_clean(text: str, lang: str, chat: bool) -> str:
 
 
 def clean(kind: str, text: str, lang: str, rng: random.Random, chat: bool,
-          model: str | None = None) -> str:
+          model: str = "test-model") -> str:
     if kind == "verify_answer":
         return _verify_clean(text, lang, rng, chat, model)
     return _judge_clean(text, lang, chat)
@@ -192,7 +187,7 @@ def _pick(weights: tuple[tuple[str, int], ...], rng: random.Random) -> str:
 
 
 def messy(kind: str, text: str, lang: str, rng: random.Random, chat: bool,
-          model: str | None = None) -> StyledAnswer:
+          model: str = "test-model") -> StyledAnswer:
     shapes: list[str] = []
     body = Builder()
     if kind == "verify_answer":
