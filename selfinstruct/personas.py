@@ -32,13 +32,18 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from selfinstruct import languages
 from selfinstruct._errors import InputError, located
 from selfinstruct.input_files import require_regular_file
 from selfinstruct.prompts import bundled_dir
 from selfinstruct.seeds import _check_fields, _jsonl_rows, _read_seed_file, _require_str
+
+if TYPE_CHECKING:
+    from selfinstruct.config import GenerateConfig
+    from selfinstruct.engine.core import Engine
+    from selfinstruct.engine.stages import Stage
 
 PERSONA_FIELDS = ("id", "description", "language")
 # A persona is one or two sentences; it is sent with every generation request, so a long
@@ -58,6 +63,41 @@ def pick(personas: list[Persona], seed: int, nonce: str) -> Persona:
     run's RNG (runs without personas stay byte-identical) and a resume picks the same one."""
     digest = hashlib.sha256(f"{seed}:persona:{nonce}".encode()).hexdigest()
     return personas[int(digest[:12], 16) % len(personas)]
+
+
+# The persona sentence (prompts/<lang>/persona.j2), registered like a feature's templates
+# (selfinstruct.features) so it is loaded and checked only for runs with --personas: a user's
+# own --prompts-dir without it keeps working, and run.json of a run without personas does not
+# record it.
+TEMPLATES: dict[str, dict[str, Any]] = {
+    "persona": {"persona": {"id": "sample", "description": "A retired teacher who keeps bees."}},
+}
+
+
+def enabled(config: GenerateConfig) -> bool:
+    return config.personas is not None
+
+
+def stages(engine: Engine) -> list[Stage]:
+    """None: personas change the generation requests (`conditioned`), not later stages."""
+    return []
+
+
+def conditioned(engine: Engine, prompt: str, nonce: str) -> str:
+    """`prompt` (a rendered generation prompt) conditioned on the persona of request `nonce`:
+    the persona sentence goes right after the prompt's first line; without --personas the
+    prompt is returned unchanged.
+
+    Spliced in here rather than written as a block inside bootstrap.j2 and alpaca.j2: an edit
+    of those files changes their sha256 in every run.json, so runs started before it could no
+    longer be resumed (selfinstruct.resume_rules), although their prompts would be the same.
+    The first line stays first, so a prompt is still recognised as its template's.
+    """
+    persona = engine.persona_for(nonce)
+    if persona is None:
+        return prompt
+    head, _, rest = prompt.partition("\n")
+    return f"{head}\n{engine.prompts.render('persona', persona=persona)}\n{rest}"
 
 
 def _bundled_folder() -> Path | None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from selfinstruct.llm import Completion, Request
 from selfinstruct.parsing import ParsedInstance, parse_alpaca
+from selfinstruct.personas import conditioned
 from selfinstruct.prompts import sha256_text
 from selfinstruct.recipes.base import NoLaterStages, prompt_instruction
 from selfinstruct.recipes.self_instruct import few_shot_examples
@@ -46,7 +47,8 @@ class Alpaca(NoLaterStages):
         shown = [{"instruction": prompt_instruction(t.instruction),
                   "input": t.instances[0].input, "output": t.instances[0].output}
                  for t in picked]
-        prompt = engine.prompts.render("alpaca", num_tasks=cfg.alpaca_tasks, tasks=shown)
+        prompt = conditioned(engine, engine.prompts.render("alpaca", num_tasks=cfg.alpaca_tasks,
+                                                           tasks=shown), nonce)
         n = cfg.alpaca_tasks
         params = engine.dispatch.params("alpaca", temperature=1.0, top_p=1.0,
                                         stop=[f"\n{n}", f"{n}.", f"{n} ."])
@@ -61,10 +63,13 @@ class Alpaca(NoLaterStages):
                                       truncated=completion.finish_reason == "length"),
             "instruction/input/output item")
         prompt_hash = sha256_text(request.prompt)
+        persona = engine.persona_for(request.nonce)  # the one generation_request rendered
         for parsed in items:
             task = engine.gate.consider(parsed.instruction, parsed.reason, parsed.detail,
                                         prompt_hash, completion.request_id)
             if task is not None:
+                if persona is not None:
+                    task.extra["persona_id"] = persona.id
                 task.instance_prompt_hash = prompt_hash
                 task.instance_request_id = completion.request_id
                 engine.gate.keep_instances(task, [ParsedInstance(parsed.input, parsed.output)],

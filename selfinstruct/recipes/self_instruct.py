@@ -21,6 +21,7 @@ from selfinstruct.parsing import (
     parse_numbered_list,
     parse_yes_no,
 )
+from selfinstruct.personas import conditioned
 from selfinstruct.prompts import sha256_text
 from selfinstruct.recipes.base import prompt_instruction
 from selfinstruct.records import ANSWER_UNPARSEABLE, Task
@@ -85,7 +86,8 @@ class SelfInstruct:
                 else ["\n\n", f"\n{stop_at}", f"{stop_at}.", f"{stop_at} ."])
         params = engine.dispatch.params("bootstrap", temperature=0.7, top_p=0.5,
                                         presence_penalty=2.0, stop=stop)
-        prompt = engine.prompts.render("bootstrap", instructions=examples)
+        prompt = conditioned(engine, engine.prompts.render("bootstrap", instructions=examples),
+                             nonce)
         return engine.dispatch.request("bootstrap", prompt, params, nonce), first
 
     def read_generation(self, item: InFlight, completion: Completion) -> None:
@@ -97,9 +99,12 @@ class SelfInstruct:
                                              truncated=completion.finish_reason == "length"),
             "numbered or bulleted list item")
         prompt_hash = sha256_text(request.prompt)
+        persona = engine.persona_for(request.nonce)  # the one generation_request rendered
         for parsed in items:
-            engine.gate.consider(parsed.text, parsed.reason, parsed.detail, prompt_hash,
-                                 completion.request_id)
+            task = engine.gate.consider(parsed.text, parsed.reason, parsed.detail, prompt_hash,
+                                        completion.request_id)
+            if task is not None and persona is not None:
+                task.extra["persona_id"] = persona.id
 
     # -- later stages ----------------------------------------------------------------------
 
