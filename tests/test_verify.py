@@ -371,6 +371,8 @@ def test_a_verifier_table_uses_its_own_endpoint_and_key_and_resumes_without_payi
         assert server.stats()["successes_total"] + verifier.stats()["successes_total"] == total
         assert verifier.stats()["successes_total"] == verify_requests
     assert _decisions(_version(data)) == _decisions(_version(whole))
+    printed = capsys.readouterr()
+    assert VERIFY_KEY not in printed.out + printed.err
     for folder in (data, whole):
         for path in folder.rglob("*"):
             if path.is_file():
