@@ -59,8 +59,8 @@ class Verdict:
 
     `winner`: "a"/"b" when both orders chose that answer, "tie" when they disagree (or both
     said tie), None when either answer was unreadable. `rationale`: the A/B order's reason
-    (its letters name answer a and answer b as given). `detail`: what each order said, in
-    words, never empty.
+    (its letters name answer a and answer b as given; "" without a verdict). `detail`: what
+    each order said, in words, never empty.
     """
 
     winner: Winner | None
@@ -102,7 +102,7 @@ def read_verdict(text_ab: str, text_ba: str) -> Verdict:
         quoted = "; ".join(f"{name} order answered {_snippet(text)!r}"
                            for name, text in (("A/B", text_ab), ("B/A", text_ba))
                            if name in which)
-        return Verdict(None, reason, f"unreadable verdict ({quoted})")
+        return Verdict(None, "", f"unreadable verdict ({quoted})")
     said = f"A/B order {_NAME[ab]}, B/A order {_NAME[ba]}"
     if ab == ba:
         return Verdict(ab, reason, f"{said}: {'a tie' if ab == 'tie' else 'both agree'}")

@@ -95,8 +95,8 @@ def test_read_verdict_needs_both_orders_to_agree() -> None:
 
 
 def test_one_unreadable_order_is_no_verdict_and_says_which() -> None:
-    verdict = read_verdict("Better: A", "I'm sorry, I cannot help.")
-    assert verdict.winner is None
+    verdict = read_verdict("Better: A\nReason: fuller.", "I'm sorry, I cannot help.")
+    assert verdict.winner is None and verdict.rationale == ""
     assert "B/A order answered \"I'm sorry, I cannot help.\"" in verdict.detail
     assert "A/B order" not in verdict.detail
 
