@@ -192,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, {"ok": True})
                 return
             if path == "/_props" and method == "POST":
-                props = json.loads(raw.decode("utf-8"))
+                props = json.loads(raw.decode("utf-8") or "null")
                 self.server.props = props if isinstance(props, dict) else None
                 self._send_json(200, {"ok": True})
                 return
