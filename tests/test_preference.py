@@ -84,7 +84,7 @@ def test_slots_default_to_the_generating_model_at_spread_temperatures() -> None:
 
 def _generate(server: Any, data: Path, *extra: str, dataset: str = "pref",
               seeds: str = "seeds/en_general.jsonl") -> int:
-    return main(["generate", "--seeds", seeds, "--num-instructions", "8", "--dataset", dataset,
+    return main(["generate", "--seeds", seeds, "--num-instructions", "12", "--dataset", dataset,
                  "--data-dir", str(data), "--base-url", server.base_url, "--model", "test-model",
                  "--api-key", "k", "--seed", "7", "--no-progress", "--preference", *extra])
 
@@ -157,6 +157,9 @@ def test_every_prompt_without_a_pair_has_a_rejected_row(run: dict[str, Any]) -> 
     ties = [r for r in dropped if r["reason"] == "preference_tie"]
     assert len(ties) == summary["ties"]
     assert all("0 vs 1: " in r["detail"] for r in ties)
+    # The server's judge names the first answer for 25 % of prompts: the swap turns that into
+    # a tie instead of a pair (one order alone would have let the bias pick the winner).
+    assert any("the orders disagree (position bias)" in r["detail"] for r in ties)
     # Both orders of every pair were asked: the usage shows the two judge stages alike.
     usage = found["usage"]
     assert usage["prefer_0_1_ab"]["requests"] == usage["prefer_0_1_ba"]["requests"] > 0
