@@ -129,7 +129,7 @@ def test_parse_verdicts() -> None:
 
 
 def test_share_and_summary() -> None:
-    rows = [{"provenance": {"agreement": [
+    rows: list[dict[str, Any]] = [{"provenance": {"agreement": [
         {"verifier": "m2", "kind": "model", "agreed": True, "method": "exact"},
         {"verifier": "m1#2", "kind": "same-model", "agreed": None, "method": "unanswered"}]}},
         {"provenance": {"agreement": [

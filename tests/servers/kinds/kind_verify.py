@@ -120,8 +120,8 @@ def verifier_answers(text: str, lang: str, rng: random.Random, model: str) -> li
             out.append(str(total))
         else:
             topic = find_topic(instruction, lang, rng)
-            pool = CONTRARY[lang] if disagree else (EN_OUTPUTS if lang == "en" else JA_OUTPUTS)
-            out.append(fill_template(rng.choice(pool), topic))
+            texts = CONTRARY[lang] if disagree else (EN_OUTPUTS if lang == "en" else JA_OUTPUTS)
+            out.append(fill_template(rng.choice(texts), topic))
     return out
 
 
