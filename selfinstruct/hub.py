@@ -3,7 +3,9 @@
 The Hub repo mirrors the version folder: README.md (the card, whose `configs` point
 `load_dataset` at train.jsonl), train.jsonl, rejected.jsonl, manifest.json, its digest
 manifest.sha256 and every other file the manifest lists (the report and the charts the card
-shows), so what was published can be traced back to the run and re-validated. The commit goes
+shows; preference.jsonl, which the card publishes as a second config so that
+`load_dataset(repo, "preference")` returns the pairs), so what was published can be traced
+back to the run and re-validated. The commit goes
 to `main`, which therefore always shows the last published version, and the tag `<version>`
 pins it: `load_dataset(repo, revision="v0003")` returns exactly the rows of v0003 forever. Tags are
 immutable, so publishing a version twice is refused instead of moving the tag.
