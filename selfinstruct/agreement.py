@@ -162,13 +162,16 @@ def _clean_answer(body: str) -> str:
     return unwrap(drop_closing_remarks("\n".join(lines)))
 
 
-# "Pair 2: SAME — both give the capital", "**Pair 2:** different. …", "ペア2：同じ（…）".
+# "Pair 2: SAME — both give the capital", "**Pair 2:** different. …", "ペア2：同じ（…）"; for a
+# single pair the marker may be missing ("SAME — both say Paris."). The reason may follow on
+# the next line.
+_WORD = (r"(?P<word>not the same|same|different|同じではない|同じでない|同じではありません|同じ|"
+         r"異なる|違う)[*_]*[ \t]*[.:：,、。—–-]*[ \t]*(?P<why>.*)$")
 _VERDICT = re.compile(
-    r"^[ \t>#*_-]*(?:pair|ペア)[ \t]*(?P<n>\d{1,2})[ \t]*[*_]*[ \t]*[:：.)-]?[*_ \t]*"
-    r"(?P<word>not the same|same|different|同じではない|同じでない|同じではありません|同じ|"
-    r"異なる|違う)[*_]*[ \t]*[.:：,、。—–-]*[ \t]*"
-    r"(?P<why>.*)$",
+    r"^[ \t>#*_-]*(?:pair|ペア)[ \t]*(?P<n>\d{1,2})[ \t]*[*_]*[ \t]*[:：.)-]?[*_ \t]*" + _WORD,
     re.IGNORECASE | re.MULTILINE)
+_BARE_VERDICT = re.compile(r"^[ \t>#*_-]*(?:verdict[ \t]*[:：][ \t]*)?[*_]*" + _WORD,
+                           re.IGNORECASE | re.MULTILINE)
 _SAME = ("same", "同じ")
 
 
@@ -176,12 +179,24 @@ def parse_verdicts(text: str, count: int) -> list[tuple[bool, str] | None]:
     """The judge's (same?, rationale) for each of `count` numbered pairs; None if missing."""
     text = unicodedata.normalize("NFKC", text)
     found: dict[int, tuple[bool, str]] = {}
-    for match in _VERDICT.finditer(text):
-        number = int(match.group("n"))
+    matches = [(int(m.group("n")), m) for m in _VERDICT.finditer(text)]
+    if not matches and count == 1:
+        bare = _BARE_VERDICT.search(text)
+        matches = [(1, bare)] if bare is not None else []
+    for number, match in matches:
         if 1 <= number <= count and number not in found:
-            why = match.group("why").strip().strip("()（）").strip()
-            found[number] = (match.group("word").casefold() in _SAME, why)
+            why = match.group("why").strip() or _next_line(text, match.end())
+            found[number] = (match.group("word").casefold() in _SAME,
+                             why.strip("()（）").strip())
     return [found.get(n) for n in range(1, count + 1)]
+
+
+def _next_line(text: str, end: int) -> str:
+    """The first non-empty line after `end`, unless it is the next pair's verdict."""
+    for line in text[end:].splitlines():
+        if line.strip():
+            return "" if _VERDICT.match(line) else line.strip()
+    return ""
 
 
 def share_agreeing(entries: Iterable[Mapping[str, Any]]) -> float:

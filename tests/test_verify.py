@@ -126,6 +126,11 @@ def test_parse_verdicts() -> None:
     assert parse_verdicts("ペア１：同じ（どちらも東京）\nペア2: 同じではない。年が違う", 2) == [
         (True, "どちらも東京"), (False, "年が違う")]
     assert parse_verdicts("They look alike to me.", 1) == [None]
+    assert parse_verdicts("SAME — both say Paris.", 1) == [(True, "both say Paris.")]
+    assert parse_verdicts("**Different**\nB names Lyon.", 1) == [(False, "B names Lyon.")]
+    assert parse_verdicts("SAME", 2) == [None, None]  # two pairs need their numbers
+    assert parse_verdicts("Pair 1: SAME\nPair 2: DIFFERENT\nB is wrong.", 2) == [
+        (True, ""), (False, "B is wrong.")]
 
 
 def test_share_and_summary() -> None:
