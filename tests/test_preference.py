@@ -256,12 +256,19 @@ def _without_request_ids(version: Path) -> list[dict[str, Any]]:
 
 
 def test_messy_japanese_three_responses_account_for_every_answer(tmp_path: Path) -> None:
+    """Two response models and a judge model of its own; every answer accounted for."""
     data = tmp_path / "data"
     with start_server(style="messy") as server:
-        assert _generate(server, data, "--responses", "3", dataset="prefja",
-                         seeds="seeds/ja_general.jsonl") == 0
+        assert _generate(server, data, "--responses", "3", "--response-models",
+                         "test-model,second-model", "--judge-model", "judge-model",
+                         dataset="prefja", seeds="seeds/ja_general.jsonl") == 0
     version = _version(data, "prefja")
     found = _manifest(version)
+    assert found["preference"]["slots"] == [
+        {"model": "test-model", "temperature": 0.2}, {"model": "second-model",
+                                                      "temperature": 0.7},
+        {"model": "test-model", "temperature": 1.0}]
+    assert found["preference"]["judge_model"] == "judge-model"
     answers = found["funnel"]["answers"]
     assert answers["in"] == answers["kept"] + sum(answers["drops"].values())
     rejected = _rows(version / "rejected.jsonl")
@@ -273,6 +280,10 @@ def test_messy_japanese_three_responses_account_for_every_answer(tmp_path: Path)
     assert len(rows) == found["preference"]["pairs"] > 0
     assert check_preference(version, found) == []
     assert any(row["chosen_score"] == 2.0 for row in rows)  # a response that beat both others
+    assert {row["judge_model"] for row in rows} == {"judge-model"}
+    assert any(not row["provenance"]["same_model"] for row in rows)
+    for row in rows:
+        assert row["provenance"]["same_model"] == (row["chosen_model"] == row["rejected_model"])
     for row in rows:
         assert answer_quality(row["chosen"], row["instruction"]) > \
             answer_quality(row["rejected"], row["instruction"])
