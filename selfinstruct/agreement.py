@@ -26,7 +26,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from selfinstruct.parse_text import drop_closing_remarks, is_fence, unwrap
@@ -64,7 +64,7 @@ _LEAD_IN = re.compile(
 _TAIL = re.compile(r"(?:です|になります|となります|ぐらい|くらい|程度)?[.。!！]?$")
 _NUMBER = re.compile(r"^(?P<sign>[-+−]?)(?P<currency>[$€£¥￥]?)\s*"
                      r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?"
-                     r"(?:e(?P<exp>[-+]?\d+))?\s*(?P<unit>[^\s\d.,]{0,12})$")
+                     r"(?:e(?P<exp>[-+]?\d{1,3}))?\s*(?P<unit>[^\s\d.,]{0,12})$")
 _MARKUP = re.compile(r"[*_`]")
 
 
@@ -82,10 +82,7 @@ def as_number(text: str) -> Number | None:
         return None
     frac = match.group("frac") or ""
     digits = match.group("int").replace(",", "") + (f".{frac}" if frac else "")
-    try:
-        value = Decimal(digits) * Decimal(10) ** int(match.group("exp") or 0)
-    except InvalidOperation:  # pragma: no cover - the pattern admits only valid digits
-        return None
+    value = Decimal(digits) * Decimal(10) ** int(match.group("exp") or 0)
     if match.group("sign") in ("-", "−"):
         value = -value
     unit = match.group("unit") or match.group("currency")
