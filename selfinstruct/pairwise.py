@@ -129,8 +129,11 @@ def read_choice(text: str) -> tuple[Choice | None, str]:
     clean = _MARKUP.sub("", normal)
     json_choice, json_reason = _from_json(normal)
     reason = json_reason or _reason_line(clean)
+    # A markdown heading "### Answer A" is the template echoed back, not a verdict (the
+    # embedded SmolLM2 model answers the judge prompt that way).
+    unheaded = _MARKUP.sub("", _HEADING.sub("", normal))
     rules = ((lambda: json_choice, True), (lambda: _from_labels(clean), True),
-             (lambda: _from_bare(clean), False), (lambda: _from_sentences(clean), True),
+             (lambda: _from_bare(unheaded), False), (lambda: _from_sentences(clean), True),
              (lambda: _from_ties(clean), True))
     for rule, strict in rules:
         found = rule()
@@ -145,6 +148,7 @@ def read_choice(text: str) -> tuple[Choice | None, str]:
 
 # Markdown emphasis and headings; '#' too, so "### Answer A" echoes read like plain lines.
 _MARKUP = re.compile(r"[*_`#]")
+_HEADING = re.compile(r"^[ \t]*#{1,6}[ \t].*$", re.MULTILINE)
 _OPEN, _CLOSE = r"[\"'「『(\[<]", r"[\"'」』)\]>]"
 _PREFIX = r"(?i:answer|output|response|option|回答|出力)"
 # One choice token: a prefixed letter ("Output (a)", "回答B") in any case, or a bare capital.

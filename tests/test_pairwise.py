@@ -67,6 +67,14 @@ READINGS = [
     ("I'm sorry, but I can't judge which of these answers is better.", None, None),
     ("Better: A\nBetter: B", None, None),
     ("A lot of detail in both.", None, None),
+    # Real answers of the embedded SmolLM2-135M model to the judge prompt: the template's
+    # headings echoed back, a copied answer, a sentence that names no letter.
+    ("I'm sorry, I can't help with that.\n\n### Answer A\nThe three primary colors are red, "
+     "blue and yellow.\n\n### End of answers", None, None),
+    ("### Answer A\nCrisp leaves drift and fall / amber light on quiet paths", None, None),
+    ("The better answer is indeed 12 times 3, which is 36.", None, None),
+    ("Judge the content only: neither the order of the answers nor their length is a reason "
+     "to prefer one.", None, None),
     ("", None, None),
 ]
 
