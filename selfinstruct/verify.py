@@ -259,7 +259,7 @@ class AgreeStage:
 
 def _said(entry: dict[str, Any]) -> str:
     """How one verifier decided, for a drop's detail: "disagreed (judge: …)"."""
-    outcome = {True: "agreed", False: "disagreed", None: "gave no answer"}[entry["agreed"]]
+    outcome = {True: "agreed", False: "disagreed", None: "undecided"}[entry["agreed"]]
     return f"{outcome} ({entry['method']}: {snippet(entry['rationale'], 80)})"
 
 
