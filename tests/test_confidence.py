@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from selfinstruct.batch_api import BatchClient
 from selfinstruct.confidence import (
     DROP_REASON,
     LOW_TOKEN_LOGPROB,
@@ -20,6 +22,7 @@ from selfinstruct.confidence import (
     figures,
     wants_logprobs,
 )
+from selfinstruct.journal import Journal
 from selfinstruct.llm import LLMClient, Request
 from selfinstruct.wire import Completion, completion_from_body, request_body
 from tests.servers.openai_server import start_server
@@ -191,6 +194,24 @@ def test_server_tokens_join_back_to_the_text() -> None:
         assert "".join(logprobs.tokens) == text.choices[0].text
         assert logprobs.text_offset[0] == 0 and len(logprobs.token_logprobs) == len(
             logprobs.tokens)
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_batch_api_answers_carry_the_log_probs_a_direct_answer_has(
+        api: str, tmp_path: Path) -> None:
+    """Batch lines are built by the same `request_body` and read by the same parser."""
+    request = Request("instances", "Tell me about gardens.",
+                      {"max_tokens": 30, "logprobs": True, "seed": 1}, "n")
+    with start_server() as server:
+        with LLMClient(base_url=server.base_url, api_key="k", model="test-model",
+                       api=api) as direct:
+            expected = direct.run_batch([request])[0].logprobs
+        with Journal(tmp_path) as journal, BatchClient(
+                base_url=server.base_url, api_key="k", model="test-model", api=api,
+                journal=journal, flush_after=0.02, poll_interval=0.02) as client:
+            batched = client.submit(request).result(timeout=30)
+        assert server.stats()["batch_requests_total"] == 1
+    assert expected and batched.logprobs == expected
 
 
 # -- the manifest summary ----------------------------------------------------------------------
