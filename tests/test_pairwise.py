@@ -7,7 +7,6 @@ first answer shown, whatever it says), so a test can tell a correct verdict from
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from selfinstruct import cli, cli_compare
+from selfinstruct import cli
 from selfinstruct.llm import LLMClient, Request
 from selfinstruct.pairwise import TEMPLATES, pairwise_requests, read_choice, read_verdict
 from selfinstruct.prompts import PromptSet, bundled_dir
@@ -322,10 +321,8 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
 
 
 def _compare(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="selfinstruct")
-    cli_compare.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["compare", *argv])
-    return int(args.func(args))
+    """``selfinstruct compare ...`` through the real command line, in this process."""
+    return cli.main(["compare", *argv])
 
 
 def _rows(version: Path) -> dict[tuple[str, str], str]:
@@ -530,3 +527,11 @@ def test_compare_refuses_versions_without_shared_instructions(
                         server.base_url) == 2
         assert server.stats()["requests_total"] == 0
     assert "share no instruction" in capsys.readouterr().err
+
+
+def test_compare_needs_a_judge_model(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["compare", "data/x/v0001", "model:m"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--judge-model" in err
