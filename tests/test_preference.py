@@ -219,6 +219,25 @@ def test_dpo_export_round_trips_through_datasets(run: dict[str, Any], tmp_path: 
                                for r in rows]
 
 
+def test_the_store_checks_preference_rows_and_names(run: dict[str, Any], tmp_path: Path) -> None:
+    row = _rows(run["version"] / PREFERENCE_FILE)[0]
+    args = (tmp_path / "d", [train_row(0)], [rejected_row(0)], manifest())
+    with pytest.raises(ValueError, match=r"preference\.jsonl row 2: field 'chosen_score': "
+                                         r"expected float64, got string"):
+        write_version(*args, data_files={PREFERENCE_FILE: [row, {**row, "chosen_score": "1"}]})
+    with pytest.raises(ValueError, match=r"data file 'pairs\.jsonl': not one of"):
+        write_version(*args, data_files={"pairs.jsonl": [row]})
+    assert not list((tmp_path / "d").iterdir())  # nothing left behind
+    empty = write_version(*args, data_files={PREFERENCE_FILE: []})
+    assert (empty / PREFERENCE_FILE).read_bytes() == b""
+    assert _manifest(empty)["counts"]["preference"] == 0
+    assert check_preference(empty, _manifest(empty)) == []
+    # No pair, no "preference" config: load_dataset would fail on an empty split.
+    assert "config_name: preference" not in (empty / "README.md").read_text(encoding="utf-8")
+    assert "config_name: preference" in (run["version"] / "README.md").read_text(
+        encoding="utf-8")
+
+
 def test_a_version_without_pairs_cannot_be_exported_as_dpo(tmp_path: Path) -> None:
     folder = write_version(tmp_path / "plain", [train_row(0)], [rejected_row(0)], manifest())
     with pytest.raises(InputError, match=r"no preference\.jsonl in this version"):
