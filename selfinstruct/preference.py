@@ -90,8 +90,8 @@ def manifest_field(engine: Engine) -> dict[str, Any] | None:
     """The manifest's `preference` entry: slots, judge, method and counts; None when off.
 
     `prompts` usable instructions were given responses; `judged` of them had at least one
-    decided comparison; `pairs` + `ties` = `judged`; `unjudged` had fewer than two usable
-    responses or no readable judgement.
+    comparison with a verdict (a tie included); `pairs` + `ties` = `judged`; `unjudged` had
+    fewer than two usable responses or no readable judgement.
     """
     prefs = _preferences(engine)
     if prefs is None:

@@ -43,7 +43,7 @@ PREFERENCE_SCHEMA: dict[str, Any] = {
         # contrast than two models (the label the issue asks for).
         "same_model": "bool",
         "responses": "int64",  # responses ranked for this prompt
-        "comparisons": "int64",  # pairs of them the judge decided (both orders agreeing)
+        "comparisons": "int64",  # pairs of them with a verdict (a win either way, or a tie)
         "chosen_request_id": "string?",
         "rejected_request_id": "string?",
         "prompt_hash": "string",  # of the rendered response prompt (prompts/<lang>/respond.j2)
