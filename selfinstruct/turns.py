@@ -107,16 +107,15 @@ class Conversations:
         self.open: dict[str, Conversation] = {}
         self.user_filters = user_turn_filters(engine.language, engine.filter_settings)
 
-    def messages_before(self, task: Task, count: int) -> list[Message] | None:
-        """The task's conversation when it holds exactly `count` messages, else None (it was
-        dropped, or the task has no answer to continue)."""
+    def messages_before(self, task: Task, turn: int) -> list[Message] | None:
+        """The task's conversation before the stages of `turn`, or None when there is nothing
+        to continue: it was dropped, or (turn 2) the task has no answer."""
         conversation = self.open.get(task.id)
         if conversation is not None:
-            return conversation.messages if len(conversation.messages) == count else None
-        if count != 2 or not task.instances:
+            return conversation.messages
+        if turn != 2 or not task.instances:
             return None
-        first = task.instances[0]
-        return _opening(task, first)
+        return _opening(task, task.instances[0])
 
     def start(self, task: Task) -> Conversation:
         """Open the task's conversation on its first answer; its other answers are dropped."""
@@ -161,7 +160,7 @@ class FollowUp:
         self.name = f"turn{turn}_user"
 
     def request(self, task: Task) -> Request | None:
-        messages = self.book.messages_before(task, 2 * (self.turn - 1))
+        messages = self.book.messages_before(task, self.turn)
         if messages is None:
             return None
         engine = self.book.engine
@@ -209,7 +208,7 @@ class Reply:
         self.client: Client | None = book.engine.answer_client
 
     def request(self, task: Task) -> Request | None:
-        messages = self.book.messages_before(task, 2 * self.turn - 1)
+        messages = self.book.messages_before(task, self.turn)
         if messages is None:
             return None
         engine = self.book.engine

@@ -65,13 +65,15 @@ def _conversation_rows(version: Path) -> list[dict[str, Any]]:
 
 
 def _check_accounting(version: Path) -> dict[str, Any]:
-    """Every answer used is read, unreadable or a failed request, and every drop the funnel
-    counts is one rejected row of its stage with a detail (and no row is uncounted)."""
+    """Every answer used (each request's, journaled or not) is accounted for once: read,
+    unreadable or a failed request; and every drop the funnel counts is one rejected row of
+    its stage with a detail (and no row is uncounted)."""
     manifest_ = read_manifest(version)
     rejected = read_jsonl(version / "rejected.jsonl")
     funnel = manifest_["funnel"]
     answers = funnel["answers"]
-    assert answers["in"] == answers["kept"] + sum(answers["drops"].values())
+    used = sum(stage["requests"] + stage["cached"] for stage in manifest_["usage"].values())
+    assert answers["in"] == used == answers["kept"] + sum(answers["drops"].values())
     unreadable = [r for r in rejected
                   if r["reason"] in ("unparseable_answer", "unreadable_verdict")]
     assert answers["drops"].get("unparseable", 0) == len(unreadable)
