@@ -10,8 +10,8 @@ The elimination rules are WizardLM's (Xu et al. 2023, §3.3), each with a stable
 
 * `copied_prompt`: the evolved text still contains the mutation prompt's own words ("#Given
   Prompt#", "rewritten prompt", "#元のプロンプト#", …) after its wrapper was taken off;
-* `unrelated_to_parent` (ours): an in-depth rewrite that shares almost nothing with its
-  parent (ROUGE-L F below 0.1) is not a rewrite but junk or another answer altogether;
+* `unrelated_to_parent` (ours): an in-depth rewrite that keeps almost none of its parent's
+  content words (`MIN_PARENT_KEPT`) is not a rewrite but junk, or an answer to the parent;
 * `answer_too_short`: the answer to the evolved instruction is a few words (the paper: only
   punctuation and stop words);
 * `answer_sorry`: the answer says "sorry" and is short (the paper: "sorry" in an answer of
@@ -24,8 +24,10 @@ Japanese may still copy the English labels, and no real instruction needs either
 from __future__ import annotations
 
 import re
+import unicodedata
 
-from selfinstruct.rouge import rouge_l
+from rapidfuzz.distance import LCSseq
+
 from selfinstruct.text_filters import Drop, text_length
 
 # Words of the mutation prompts (prompts/*/evol_depth.j2, evol_breadth.j2) that must not
@@ -42,7 +44,8 @@ _LEADING_LABEL = re.compile(
     re.IGNORECASE)
 # A chatty first line that introduces the answer ("Sure! Here is …:", "以下が…です：").
 _PREAMBLE = re.compile(
-    r"^\s*(?:sure|certainly|of course|okay|ok|here is|here's|below is|absolutely|great"
+    r"^\s*(?:sure|certainly|of course|okay|ok|here is|here's|here are|below is|below are"
+    r"|absolutely|great|the rewritten|the new|rewritten version"
     r"|もちろん|承知|はい|以下|こちら|かしこまり)[^\n]*[:：!！。]\s*$",
     re.IGNORECASE)
 # A closing remark after the answer ("Let me know …", "お役に立てば幸いです。").
@@ -61,23 +64,41 @@ _SORRY = re.compile(r"\bsorry\b|\bapologi[sz]e\b|申し訳|すみません|ご�
 # instruction, which asks for more than a label.
 MIN_ANSWER = {"words": 5, "chars": 10}
 
-# An in-depth rewrite keeps its parent's task: unrelated English sentences already share
-# "the", "a", "of" (F around 0.1-0.2), junk shares nothing (0).
-MIN_PARENT_OVERLAP = 0.1
+# An in-depth rewrite keeps its parent's task: at least this share of the parent's content
+# tokens, in order (ROUGE-L recall over content tokens). A real rewrite keeps the input and
+# most of the task words; junk, a refusal or an answer in place of a prompt keeps ~none.
+MIN_PARENT_KEPT = 0.15
+# Content tokens in any language: words of 4+ letters or digits (English function words are
+# shorter), and single kanji and katakana (Japanese particles and endings are hiragana).
+_CONTENT = re.compile(r"[^\W_]{4,}|[\u4e00-\u9fff\u30a0-\u30ff]")
+_LATIN_WORD = re.compile(r"[a-z0-9]{4,}")
 
 _NOT_EQUAL = re.compile(r"not\s+equal|unequal|not\s+the\s+same|異な|同じで(?:は)?(?:な|あり)"
                         r"|等しくな", re.IGNORECASE)
 _EQUAL = re.compile(r"\bequal\b|\bthe\s+same\b|同じ|等しい|同等", re.IGNORECASE)
 
 
+def _wraps_whole(text: str, left: str, right: str) -> bool:
+    """`left` … `right` enclose the whole text (nested pairs such as 「…「…」…」 allowed)."""
+    if len(text) <= len(left) + len(right) or not text.startswith(left) \
+            or not text.endswith(right):
+        return False
+    inner = text[len(left):-len(right)]
+    if left == right:
+        return left not in inner
+    depth = 0
+    for ch in inner:
+        depth += (ch == left) - (ch == right)
+        if depth < 0:
+            return False  # the opening quote closes before the end: "「a」と「b」"
+    return depth == 0
+
+
 def _unwrap(text: str) -> str:
     """Take one pair of quotes (or bold markers) off a text they wrap whole."""
     for left, right in _QUOTES:
-        if len(text) > len(left) + len(right) and text.startswith(left) \
-                and text.endswith(right):
-            inner = text[len(left):-len(right)]
-            if left not in inner and right not in inner:
-                return inner.strip()
+        if _wraps_whole(text, left, right):
+            return text[len(left):-len(right)].strip()
     return text
 
 
@@ -113,13 +134,27 @@ def copied_prompt(text: str) -> Drop | None:
     return Drop("copied_prompt", f"contains the mutation prompt's own words {match.group(0)!r}")
 
 
-def unrelated_to_parent(evolved: str, parent: str, language: str) -> Drop | None:
+def content_tokens(text: str) -> list[str]:
+    """The tokens `unrelated_to_parent` compares: see `_CONTENT`."""
+    tokens = []
+    for token in _CONTENT.findall(unicodedata.normalize("NFKC", text).lower()):
+        if len(token) == 1 or _LATIN_WORD.fullmatch(token):
+            tokens.append(token)
+        else:  # a run of letters mixing scripts: keep its kanji/katakana one by one
+            tokens.extend(ch for ch in token if _CONTENT.fullmatch(ch))
+    return tokens
+
+
+def unrelated_to_parent(evolved: str, parent: str) -> Drop | None:
     """An in-depth rewrite that lost its parent: junk, or an answer instead of a prompt."""
-    score = rouge_l(parent, evolved, language)
-    if score >= MIN_PARENT_OVERLAP:
+    wanted = content_tokens(parent)
+    if not wanted:
+        return None  # nothing to compare (a parent of short words only)
+    kept = LCSseq.similarity(wanted, content_tokens(evolved)) / len(wanted)
+    if kept >= MIN_PARENT_KEPT:
         return None
-    return Drop("unrelated_to_parent", f"rouge_l={score:.3f} < {MIN_PARENT_OVERLAP} against "
-                                       f"its parent {parent[:80]!r}")
+    return Drop("unrelated_to_parent", f"keeps {kept:.0%} of its parent's content words "
+                                       f"(needs {MIN_PARENT_KEPT:.0%}): {parent[:80]!r}")
 
 
 def parse_equal(text: str) -> bool | None:

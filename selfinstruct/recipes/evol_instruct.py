@@ -49,6 +49,7 @@ from selfinstruct.llm import Completion, Request
 from selfinstruct.parsing import ParsedInstance
 from selfinstruct.prompts import sha256_text
 from selfinstruct.records import ANSWER_UNPARSEABLE, Task
+from selfinstruct.text_filters import RefusalFilter
 from selfinstruct.window import InFlight
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class EvolInstruct:
         self.parent_of: dict[str, Parent] = {}  # task id -> the parent it was evolved from
         self.eliminated: set[str] = set()  # task ids dropped by evol_check or the answer
         self.unit = languages.get(engine.language).length_unit
+        self.refusal = RefusalFilter()
         self.names = [name for name, _ in MUTATIONS]
         self.weights = [weight for _, weight in MUTATIONS]
 
@@ -172,9 +174,11 @@ class EvolInstruct:
         if completion.finish_reason == "length":
             return Drop("truncated", "the rewritten instruction was cut off at max_tokens")
         copied = copied_prompt(text)
-        if copied is not None or evolution.mutation == BREADTH:
+        # A refusal shares nothing with its parent either; it is left to the gate's refusal
+        # filter, so it is counted under the reason every recipe uses.
+        if copied is not None or evolution.mutation == BREADTH or self.refusal.check(text):
             return copied
-        return unrelated_to_parent(text, evolution.parent.text, self.engine.language)
+        return unrelated_to_parent(text, evolution.parent.text)
 
     # -- later stages ----------------------------------------------------------------------
 
