@@ -305,8 +305,8 @@ def template_from_props(base_url: str, api_key: str | None) -> ChatTemplate:
         props = reply.json()
     except ValueError:
         props = None
-    template = props.get("chat_template") if isinstance(props, dict) else None
-    if not isinstance(template, str) or not template.strip():
+    if not isinstance(props, dict) or not isinstance(props.get("chat_template"), str) \
+            or not props["chat_template"].strip():
         raise InputError(f"GET {shown} gave no chat_template: {advice}")
-    assert isinstance(props, dict)
-    return ChatTemplate(template, f"GET {shown}", eos_token=_token_text(props.get("eos_token")))
+    return ChatTemplate(props["chat_template"], f"GET {shown}",
+                        eos_token=_token_text(props.get("eos_token")))
