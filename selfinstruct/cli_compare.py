@@ -31,7 +31,7 @@ MODEL_PREFIX = "model:"
 ANSWER_STAGE = "compare_answer"
 ANSWER_MAX_TOKENS = (512, 512)  # (remote, embedded), like generate's direct answers
 EXIT_FAILED = 1  # no pair could be judged (every request failed or was unreadable)
-EXIT_BUDGET = 3  # --max-requests stopped it; the journal keeps what was answered
+EXIT_BUDGET = 3  # a budget stopped it; the journal keeps what was answered
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--max-retries", type=int, default=5)
     p.add_argument("--max-requests", type=int, metavar="N",
                    help="send at most N requests (journaled answers are free)")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="stop after N tokens")
+    p.add_argument("--max-cost", type=float, metavar="USD",
+                   help="stop after this many dollars (needs prices from --config)")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="a generate TOML config; compare reads its [prices.\"MODEL\"] tables "
+                        "(USD per 1M input/output tokens) to show and cap the cost")
     p.add_argument("--seed", type=int, default=0,
                    help="bootstrap seed and request seed (default 0)")
     p.set_defaults(func=main)
@@ -106,10 +112,12 @@ def _compare(args: argparse.Namespace) -> int:
     from selfinstruct.pairwise import TEMPLATES
     from selfinstruct.prompts import PromptSet
 
-    for name in ("limit", "concurrency", "max_requests"):
+    for name in ("limit", "concurrency", "max_requests", "max_tokens"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise InputError(f"--{name.replace('_', '-')}: must be at least 1 (got {value})")
+    if args.max_cost is not None and not args.max_cost >= 0:
+        raise InputError(f"--max-cost: must be a non-negative number (got {args.max_cost})")
     base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
     if not base_url:
         raise InputError("--base-url is required (or set OPENAI_BASE_URL): the judge runs on "
@@ -150,7 +158,7 @@ def _compare(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from None
     except BudgetExhausted as exc:
         print(f"selfinstruct: budget reached ({exc}); the answers so far are journaled in "
-              f"{output}: run the same command with a higher --max-requests to continue",
+              f"{output}: run the same command with a higher budget to continue",
               file=sys.stderr)
         return EXIT_BUDGET
     report = write_report(output, outcomes, a=str(folder_a),
@@ -180,7 +188,8 @@ class _Session:
         config = GenerateConfig(seeds=Path(), dataset="compare", num_instructions=1,
                                 base_url=base_url, model=args.judge_model, api=args.api,
                                 concurrency=args.concurrency, seed=args.seed,
-                                max_requests=args.max_requests)
+                                max_requests=args.max_requests, max_tokens=args.max_tokens,
+                                max_cost=args.max_cost, prices=_prices(args.config))
         def client(model: str) -> LLMClient:
             made = LLMClient(base_url=base_url, api_key=api_key, model=model, api=args.api,
                              concurrency=args.concurrency, timeout=args.timeout,
@@ -188,12 +197,15 @@ class _Session:
             self._clients.append(made)
             return made
 
+        self._batch = args.concurrency
         self._clients: list[LLMClient] = []
         self.judge_client = client(args.judge_model)
         self.answer_client = client(args.b[len(MODEL_PREFIX):]) \
             if args.b.startswith(MODEL_PREFIX) else None
         self.dispatch = Dispatcher(config, self.judge_client, journal, Funnel())
         self.dispatch.max_tokens.setdefault(ANSWER_STAGE, ANSWER_MAX_TOKENS)
+        if self.answer_client is not None:  # priced at model B's price
+            self.dispatch.stage_models[ANSWER_STAGE] = self.answer_client.model
 
     def close(self) -> None:
         for client in self._clients:
@@ -201,7 +213,9 @@ class _Session:
 
     @property
     def usage_json(self) -> dict[str, Any]:
-        return dict(self.dispatch.usage.to_json())
+        """Requests and tokens per stage, and the cost (None without prices for every
+        model that answered)."""
+        return {**self.dispatch.usage.to_json(), "cost_usd": self.dispatch.cost()}
 
     def judge(self, prompts: Any, pairs: list[Pair], answer_model: str | None) -> list[Any]:
         """Answer with model B if asked, then judge every pair in both orders.
@@ -226,7 +240,7 @@ class _Session:
                                       p.answer_a, p.answer_b or "", f"pair-{p.key}")
                     for p in pairs if p.key not in settled]
         flat = [request for pair in requests for request in pair]
-        answers = iter(self.dispatch.complete(flat, self.judge_client))
+        answers = iter(self._complete(flat, self.judge_client))
         outcomes = []
         for pair in pairs:
             if pair.key in settled:
@@ -243,13 +257,21 @@ class _Session:
                                     ids))
         return outcomes
 
+    def _complete(self, requests: list[Any], client: Any) -> list[Any]:
+        """Answers in request order, asked in batches of a few windows' worth: a token or
+        cost budget is checked between batches, so it stops a long comparison early (it
+        can overshoot by at most one batch, like generate's)."""
+        size = 4 * self._batch
+        return [answer for start in range(0, len(requests), size)
+                for answer in self.dispatch.complete(requests[start:start + size], client)]
+
     def _answers(self, prompts: Any, pairs: list[Pair]) -> tuple[list[Pair], dict[str, str]]:
         """Model B's answers (temperature 0); failed or empty ones are reported, not judged."""
         params = self.dispatch.params(ANSWER_STAGE, temperature=0.0, top_p=1.0)
         requests = [self.dispatch.request(
             ANSWER_STAGE, prompts.render("answer", instruction=_user_turn(p)), params,
             f"answer-{p.key}") for p in pairs]
-        completions = self.dispatch.complete(requests, self.answer_client)
+        completions = self._complete(requests, self.answer_client)
         answered, failed = [], {}
         for pair, completion in zip(pairs, completions, strict=True):
             if completion.error is not None:
@@ -259,6 +281,16 @@ class _Session:
             answered.append(Pair(pair.instruction, pair.input, pair.answer_a,
                                  completion.text.strip()))
         return answered, failed
+
+
+def _prices(path: Path | None) -> dict[str, dict[str, float]]:
+    """The [prices] tables of a generate config file (the rest of it is for generate)."""
+    from selfinstruct.config import coerce_setting, load_config_file
+
+    if path is None:
+        return {}
+    prices = load_config_file(path).get("prices", {})
+    return dict(coerce_setting("prices", prices, f"{path}: [prices]"))
 
 
 def _user_turn(pair: Pair) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from selfinstruct.fileio import atomic_write
 from selfinstruct.pairwise import Winner
-from selfinstruct.winrate import RESAMPLES, win_rates
+from selfinstruct.winrate import RESAMPLES, extreme_change, win_rates
 
 if TYPE_CHECKING:
     from selfinstruct.cli_compare import Pair
@@ -30,6 +30,12 @@ METHOD = ("Each pair is judged twice, A/B and B/A; a winner must win both orders
           "characters, fitted on the verdicts (ties as 1/2, L2 penalty 0.01), reported at "
           "d = 0, without AlpacaEval's instruction-difficulty term. 95% intervals: percentile "
           "bootstrap over instructions.")
+
+
+LC_WARNING = ("the length-controlled win rate is far from the raw one (AlpacaEval's rule: "
+              "over 10 points and a quarter of the way to 0 or 100): with few pairs, or one "
+              "side longer in nearly every pair, the length model extrapolates to equal "
+              "lengths it never saw — trust it less")
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ def write_report(output: Path, outcomes: Sequence[Outcome], *, a: str, b: str, j
             "lc_win_rate": rates.lc_win_rate, "lc_win_rate_ci95": list(rates.lc_win_rate_ci),
             "glm": {"theta": rates.theta, "phi": rates.phi},
             "bootstrap": {"resamples": rates.resamples, "seed": rates.seed},
+            "lc_warning": LC_WARNING if extreme_change(rates.win_rate, rates.lc_win_rate)
+            else None,
         })
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / "pairs.jsonl", "".join(
@@ -80,10 +88,18 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"A: {report['a']}", f"B: {report['b']}", f"judge: {report['judge_model']}",
              f"compared {report['compared']} instructions: {report['judged']} judged, "
              f"{report['unjudged']} without a verdict (see pairs.jsonl)"]
+    usage = report["usage"]
+    requests = sum(stage["requests"] for stage in usage["stages"].values())
+    tokens = sum(stage["prompt_tokens"] + stage["completion_tokens"]
+                 for stage in usage["stages"].values())
+    cost = "n/a (no price)" if usage.get("cost_usd") is None else f"${usage['cost_usd']:.4f}"
+    lines.append(f"{requests} requests sent, {tokens} tokens, cost {cost}")
     if report["judged"]:
         lines += [f"A wins {report['wins']}, ties {report['ties']}, B wins {report['losses']}",
                   f"win rate of A over B: {_rate(report, 'win_rate')}",
                   f"length-controlled win rate: {_rate(report, 'lc_win_rate')}"]
+        if report["lc_warning"]:
+            lines.append(f"note: {report['lc_warning']}")
     return lines
 
 

@@ -159,6 +159,18 @@ def win_rates(outcomes: Sequence[str], len_a: Sequence[int], len_b: Sequence[int
         resamples=resamples, seed=seed)
 
 
+def extreme_change(win_rate: float, lc: float) -> bool:
+    """Whether the LC win rate moved implausibly far from the raw one (rates in [0, 1]).
+
+    AlpacaEval's own check (``get_is_extreme_changes``: more than 10 points and more than a
+    quarter of the way to 0 or 100) for "this might be a failure of the GLM": with few pairs,
+    or one side longer in every pair, the fit extrapolates to equal lengths from data that
+    has none.
+    """
+    raw, new = 100 * win_rate, 100 * lc
+    return new < min(raw - raw / 4, raw - 10) or new > max(raw + (100 - raw) / 4, raw + 10)
+
+
 def _percentiles(values: list[float]) -> tuple[float, float]:
     tail = (1 - LEVEL) / 2
     low, high = np.quantile(np.asarray(values), [tail, 1 - tail])

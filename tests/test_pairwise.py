@@ -22,6 +22,7 @@ from selfinstruct.llm import LLMClient, Request
 from selfinstruct.pairwise import TEMPLATES, pairwise_requests, read_choice, read_verdict
 from selfinstruct.prompts import PromptSet, bundled_dir
 from selfinstruct.winrate import (
+    extreme_change,
     fit_glm,
     lc_win_rate,
     length_feature,
@@ -284,6 +285,14 @@ def test_bootstrap_interval_holds_the_estimate_and_is_deterministic() -> None:
     assert sweep.win_rate_ci == (1.0, 1.0) and sweep.lc_win_rate > 0.99
 
 
+def test_extreme_changes_follow_alpacaevals_rule() -> None:
+    """Flagged: more than 10 points and more than a quarter of the way to 0 or 100."""
+    assert extreme_change(0.75, 0.173) and extreme_change(0.20, 0.09)
+    assert not extreme_change(0.75, 0.66) and not extreme_change(0.50, 0.59)
+    assert extreme_change(0.50, 0.63) and not extreme_change(0.50, 0.61)
+    assert not extreme_change(0.90, 0.70) and extreme_change(0.90, 0.60)
+
+
 def test_no_verdict_is_no_win_rate() -> None:
     with pytest.raises(ValueError, match="at least one verdict"):
         win_rates([], [], [])
@@ -535,3 +544,32 @@ def test_compare_needs_a_judge_model(capsys: pytest.CaptureFixture[str]) -> None
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--judge-model" in err
+
+
+def test_compare_prices_and_caps_the_cost(versions: tuple[Path, Path], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Each stage at the price of the model that answered it: the judge's for the verdicts,
+    model B's for its answers; --max-cost stops the run like generate's budgets."""
+    a, _ = versions
+    config = tmp_path / "prices.toml"
+    config.write_text('[prices."judge"]\ninput = 2.0\noutput = 8.0\n'
+                      '[prices."other-model"]\ninput = 0.5\noutput = 1.0\n', encoding="utf-8")
+    out = tmp_path / "priced"
+    argv = [str(a), "model:other-model", "--judge-model", "judge", "--output", str(out),
+            "--limit", "4", "--config", str(config)]
+    with start_server() as server:
+        assert _compare(*argv, "--base-url", server.base_url) == 0
+        usage = json.loads((out / "compare.json").read_text(encoding="utf-8"))["usage"]
+        judge, answer = usage["stages"]["pairwise"], usage["stages"]["compare_answer"]
+        assert usage["cost_usd"] == pytest.approx(
+            (judge["prompt_tokens"] * 2 + judge["completion_tokens"] * 8
+             + answer["prompt_tokens"] * 0.5 + answer["completion_tokens"] * 1) / 1e6)
+        assert f"cost ${usage['cost_usd']:.4f}" in capsys.readouterr().out
+        server.reset()
+        capped = tmp_path / "capped"
+        # Model B's four answers cost more than the cap: no judge request is sent.
+        assert _compare(*argv[:5], str(capped), *argv[6:], "--base-url", server.base_url,
+                        "--max-cost", "0.00001") == 3
+        assert server.stats()["requests_total"] == 4
+    assert "budget reached (--max-cost 1e-05" in capsys.readouterr().err
+    assert not (capped / "compare.json").exists()
