@@ -8,7 +8,7 @@ instruction it writes for such a prompt (`rewriter`), so a test can check that e
 instruction came from a prompt conditioned on the persona its provenance names.
 
 The word is the persona's longest ASCII word of at least 4 letters (en) or its longest run
-of kanji/katakana of at least 2 characters (ja), the first one on ties (`persona_word`).
+of kanji or of katakana, at least 2 characters (ja), the first one on ties (`persona_word`).
 Nothing here draws from the answer's RNG, so answers to prompts without a persona keep
 their bytes.
 """
@@ -28,7 +28,7 @@ _PERSONA_LINE = {
 }
 _WORDS = {
     "en": re.compile(r"[A-Za-z]{4,}"),
-    "ja": re.compile(r"[\u4e00-\u9fff\u30a0-\u30ff]{2,}"),
+    "ja": re.compile(r"[\u4e00-\u9fff]{2,}|[\u30a0-\u30ff]{2,}"),
 }
 
 
