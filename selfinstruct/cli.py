@@ -77,6 +77,10 @@ def generation_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (None: not given), for `build_config`; the
     filter flags become keys of the [filters] table."""
     flags = {name: getattr(args, name) for name in GENERATE_FLAGS} | recipe_flags(args)
+    # --base-url given several times: the first is the run's endpoint, the others join it.
+    urls = flags["base_url"] or []
+    flags["base_url"] = urls[0] if urls else None
+    flags["endpoints"] = [{"base_url": url} for url in urls[1:]] or None
     filters = {name: getattr(args, name) for name in FILTER_FLAGS
                if getattr(args, name) is not None}
     flags["filters"] = filters or None
@@ -103,10 +107,13 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                         "template's user-turn prefix (raw completions, no seeds needed)")
     p.add_argument("--language", choices=languages.codes(),
                    help="data language (default: detected from the seeds)")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. "
+    p.add_argument("--base-url", action="append", metavar="URL",
+                   help="OpenAI-compatible endpoint, e.g. "
                    "https://api.openai.com/v1 (default: $OPENAI_BASE_URL, else the embedded "
                    "model). Credentials in it (user:password@, ?api_key=) are never stored: "
-                   "give the same URL again to --resume")
+                   "give the same URL again to --resume. Give it several times for several "
+                   "servers of the same model: requests go to the least loaded live one "
+                   "([[endpoints]] tables in --config set each one's concurrency and key)")
     p.add_argument("--api-key", help="API key (prefer $OPENAI_API_KEY: flags show in `ps`)")
     p.add_argument("--model", help="model name on the endpoint (required with --base-url)")
     p.add_argument("--api", choices=["chat", "completions"],

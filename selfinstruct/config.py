@@ -46,6 +46,9 @@ class GenerateConfig:
     recipe: str = "self-instruct"
     language: str | None = None  # None: detected from the seed texts
     base_url: str | None = None  # None: the embedded local model
+    # More endpoints serving the same model ({"base_url", "concurrency", "api_key_env"}):
+    # requests go to the least loaded live one (selfinstruct.endpoints). May change on resume.
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
     model: str | None = None
     api: str | None = None  # None: completions for the embedded model, chat otherwise
     concurrency: int | None = None  # None: 1 for the embedded model, 8 otherwise
@@ -113,6 +116,8 @@ class GenerateConfig:
             out[f.name] = str(value) if isinstance(value, Path) else value
         out["base_url"] = None if self.base_url is None else strip_url_credentials(self.base_url)
         out["filters"] = self.filters.to_mapping()
+        out["endpoints"] = [{**e, "base_url": strip_url_credentials(e["base_url"])}
+                            for e in self.endpoints]
         out["verify"] = [{**v, "base_url": strip_url_credentials(v["base_url"])}
                          if v.get("base_url") else dict(v) for v in self.verify]
         return out
@@ -169,6 +174,10 @@ _RULES: dict[str, Rule] = {
     "max_cost": Rule(float, lambda v: v > 0, "must be a positive amount (USD)"),
     "prices": Rule(dict, lambda v: all(_valid_price(p) for p in v.values()),
                    "must map model names to {input = USD per 1M tokens, output = ...}"),
+    "endpoints": Rule(list, lambda v: all(_valid_endpoint(x) for x in v),
+                      "must be a list of {base_url = \"http://host:port/v1\", optional "
+                      "concurrency, api_key_env (an environment variable name)}",
+                      show=lambda v: redact(repr(v))),
     "generations": integer(1, 50),
     "from_version": Rule(Path, message="must be a path"),
     "chat_template": Rule(Path, message="must be a path"),
@@ -186,6 +195,19 @@ _RULES: dict[str, Rule] = {
 }
 
 _VERIFIER_KEYS = {"model", "base_url", "api_key_env", "temperature"}
+_ENDPOINT_KEYS = {"base_url", "concurrency", "api_key_env"}
+
+
+def _valid_endpoint(entry: Any) -> bool:
+    """One [[endpoints]] table: an URL, and optionally its own concurrency and the NAME of
+    the environment variable holding its key."""
+    if not isinstance(entry, dict) or not set(entry) <= _ENDPOINT_KEYS:
+        return False
+    url, env, concurrency = entry.get("base_url"), entry.get("api_key_env"), \
+        entry.get("concurrency")
+    return (isinstance(url, str) and _valid_url(url)
+            and (env is None or (isinstance(env, str) and env.isidentifier()))
+            and (concurrency is None or (_positive_int(concurrency) and concurrency <= 1024)))
 
 
 def _valid_verifier(entry: Any) -> bool:
@@ -320,6 +342,9 @@ def resolve_defaults(config: GenerateConfig, detected_language: str) -> Generate
     language = config.language or detected_language
     if config.machine_examples + config.seed_examples == 0:
         raise InputError("--seed-examples and --machine-examples cannot both be 0")
+    if config.endpoints and (config.embedded or config.batch_api):
+        raise InputError("several endpoints need --base-url for the first one and direct "
+                         "requests (no --batch-api)")
     if config.batch_api and config.embedded:
         raise InputError("--batch-api needs an endpoint with a Batch API (--base-url); the "
                          "embedded model has none")
@@ -361,7 +386,9 @@ def resolve_defaults(config: GenerateConfig, detected_language: str) -> Generate
         api=config.api or ("completions" if config.embedded or config.recipe == "magpie"
                            else "chat"),
         concurrency=concurrency,
-        lookahead=config.lookahead or concurrency,
+        # With several endpoints the windows must hold enough requests for all of them.
+        lookahead=config.lookahead or concurrency + sum(e.get("concurrency") or concurrency
+                                                        for e in config.endpoints),
         requests_per_round=config.requests_per_round or concurrency,
         seed=config.seed if config.seed is not None else random.SystemRandom().randrange(2**31),
         similarity_threshold=config.similarity_threshold or default_threshold(language),

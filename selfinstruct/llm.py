@@ -44,7 +44,7 @@ import httpx2
 import openai
 
 from selfinstruct.ratelimit import MAX_WAIT, RateLimiter, parse_retry_after
-from selfinstruct.redact import redact
+from selfinstruct.redact import redact, strip_url_credentials
 from selfinstruct.wire import (
     MAX_BODY_BYTES,
     AnswerError,
@@ -208,8 +208,12 @@ class LLMClient:
         seed: int = 0,
         rpm: float | None = None,
         tpm: float | None = None,
+        retry_unreachable: bool = True,
     ) -> None:
         self.base_url = base_url
+        # False in an endpoint pool: an endpoint that cannot be reached fails at once, and
+        # the pool sends the request to another one instead of waiting out the backoff.
+        self.retry_unreachable = retry_unreachable
         self.limiter = RateLimiter(rpm, tpm)
         self.model = model
         self.api = api
@@ -282,6 +286,10 @@ class LLMClient:
                 return completion
             except _Transient as exc:
                 last = exc
+                if exc.kind == "connection_error" and not self.retry_unreachable:
+                    return Completion("", None, error=f"{exc.kind}: "
+                                      f"{strip_url_credentials(self.base_url)} cannot "
+                                      f"be reached", attempts=attempt + 1)
                 if exc.retry_after is None:
                     pause = self.retry.backoff(attempt, self._rng)
                 else:

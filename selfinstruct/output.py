@@ -57,6 +57,7 @@ def train_rows(engine: Engine) -> Iterator[dict[str, Any]]:
 
 
 def manifest(engine: Engine) -> dict[str, Any]:
+    from selfinstruct.endpoints import EndpointPool
     from selfinstruct.estimate import manifest_field
     from selfinstruct.manifest_sections import sections
 
@@ -89,6 +90,9 @@ def manifest(engine: Engine) -> dict[str, Any]:
         "finished_at": _iso(time.time()),
         # Only for a run that `generate --estimate` forecast: the forecast beside the outcome.
         **({"estimate": estimate} if estimate is not None else {}),
+        # Several endpoints: requests, errors and latency of each (this process's share).
+        **({"endpoints": engine.client.stats()}
+           if isinstance(engine.client, EndpointPool) else {}),
         # Recipe and feature sections (lineage, personas, turns, confidence, …) when used.
         **sections(engine, lambda: train_rows(engine)),
     }

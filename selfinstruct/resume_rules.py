@@ -34,7 +34,7 @@ RESUMABLE_OVERRIDES = ("concurrency", "timeout", "max_retries", "retry_base_dela
                        "batch_size", "batch_poll_interval",
                        "num_instructions", "max_rounds", "stall_rounds", "rpm", "tpm",
                        "max_requests",
-                       "max_tokens", "max_cost", "prices")
+                       "max_tokens", "max_cost", "prices", "endpoints")
 CHANGE_HINT = ("only speed settings, budgets and --num-instructions may change on resume; "
                "start a new run without --resume to change it")
 

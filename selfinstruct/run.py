@@ -27,6 +27,7 @@ from selfinstruct.config import (
     resolve_defaults,
 )
 from selfinstruct.dataset.naming import refuse_inside_version
+from selfinstruct.endpoints import EndpointPool
 from selfinstruct.input_files import require_regular_file
 from selfinstruct.journal import (
     Journal,
@@ -134,6 +135,7 @@ def open_run(
         run_id = run_dir.name
     prompts = _load_prompts(config)
     chat_template = _recipe_inputs(config, api_key)
+    _check_key_variables(config)
     inputs = input_fingerprint(seeds, prompts)
     record = load_run_record(run_dir) if (run_dir / "run.json").exists() else None
     if record is not None and "inputs" in record:
@@ -171,6 +173,8 @@ def open_run(
                 # A job waits this long for more requests; never longer than a poll.
                 flush_after=min(2.0, config.batch_poll_interval),
                 retry=retry, seed=config.seed or 0))
+        elif config.endpoints:
+            client = stack.enter_context(_endpoint_pool(config, base_url, api_key, retry))
         else:
             client = stack.enter_context(_direct_client(config, base_url, api_key, retry))
         judge_model = config.filters.judge_model
@@ -249,6 +253,19 @@ def _recipe_inputs(config: GenerateConfig, api_key: str | None) -> ChatTemplate 
     return load_chat_template(config, api_key)
 
 
+def _check_key_variables(config: GenerateConfig) -> None:
+    """Every environment variable named as an endpoint's or a verifier's key is set: checked
+    before anything is written, so a missing key is one line, not a half-made run folder."""
+    named = [(e["api_key_env"], f"endpoint {strip_url_credentials(e['base_url'])}")
+             for e in config.endpoints if e.get("api_key_env")]
+    named += [(v["api_key_env"], f"model {v['model']!r}")
+              for v in config.verify if v.get("api_key_env")]
+    for variable, owner in named:
+        if not os.environ.get(variable):
+            raise InputError(f"the environment variable {variable} (the API key of {owner}) "
+                             f"is not set")
+
+
 def _load_personas(config: GenerateConfig) -> list[Persona]:
     if config.personas is None:
         return []
@@ -259,9 +276,32 @@ def _load_personas(config: GenerateConfig) -> list[Persona]:
 
 def _direct_client(config: GenerateConfig, base_url: str, api_key: str | None,
                    retry: RetryPolicy, model: str | None = None,
-                   api: str | None = None) -> LLMClient:
+                   api: str | None = None, concurrency: int | None = None,
+                   retry_unreachable: bool = True) -> LLMClient:
     return LLMClient(
         base_url=base_url, api_key=api_key, model=model or str(config.model),
-        api=api or str(config.api), concurrency=config.concurrency or 1,
+        api=api or str(config.api), concurrency=concurrency or config.concurrency or 1,
         timeout=config.timeout or 120.0, retry=retry, seed=config.seed or 0,
-        rpm=config.rpm, tpm=config.tpm)
+        rpm=config.rpm, tpm=config.tpm, retry_unreachable=retry_unreachable)
+
+
+def _endpoint_pool(config: GenerateConfig, base_url: str, api_key: str | None,
+                   retry: RetryPolicy) -> EndpointPool:
+    """The run's endpoint and the [[endpoints]] serving the same model, as one client.
+
+    Each endpoint's key comes from the environment variable it names, else the run's key.
+    """
+    members = [{"base_url": base_url}, *config.endpoints]
+    clients = []
+    for member in members:
+        key = api_key
+        if member.get("api_key_env"):
+            key = os.environ.get(member["api_key_env"])
+            if not key:
+                raise InputError(f"the environment variable {member['api_key_env']} (the API "
+                                 f"key of endpoint {strip_url_credentials(member['base_url'])}) "
+                                 f"is not set")
+        clients.append(_direct_client(config, member["base_url"], key, retry,
+                                      concurrency=member.get("concurrency"),
+                                      retry_unreachable=False))
+    return EndpointPool(clients)

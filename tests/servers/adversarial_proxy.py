@@ -63,13 +63,15 @@ MODES: dict[str, str] = {
     "non_json": "a 200 whose application/json body is plain text",
     "truncated_json": "a 200 with the first half of the upstream JSON (Content-Length fits)",
     "html_200": "a 200 text/html error page",
+    "die": "the proxy dies: this request is dropped unanswered, later connections are refused "
+           "and open ones dropped (a server killed mid-run)",
 }
 # Modes that edit the answer's JSON: the ones that also apply to Batch API output lines.
 BODY_MODES = frozenset({"lone_surrogate", "no_message", "choices_string", "choices_null_item",
                         "usage_string", "usage_huge", "id_int", "id_object", "content_null",
                         "content_filter", "tool_calls"})
 LOCAL_MODES = frozenset({"retry_after_huge", "retry_after_inf", "retry_after_negative",
-                         "retry_after_garbage", "huge"})
+                         "retry_after_garbage", "huge", "die"})
 _RETRY_AFTER = {"retry_after_huge": "999999999", "retry_after_inf": "inf",
                 "retry_after_negative": "-5", "retry_after_garbage": "soon-ish"}
 _GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions")
@@ -124,6 +126,7 @@ class _ProxyServer(ThreadingHTTPServer):
         self.trickle_interval = trickle_interval
         self.huge_bytes = huge_bytes
         self.closing = threading.Event()
+        self.dead = threading.Event()  # "die": nothing is answered any more
         self.lock = threading.Lock()
         self.generation_requests = 0
         self.batch_lines = 0  # answered lines of Batch API output files seen
@@ -146,6 +149,12 @@ class _ProxyServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients hanging up mid-answer is the point of several modes: stay quiet."""
 
+    def die(self) -> None:
+        """Stop listening for good (called from a handler thread, never the serving one)."""
+        self.dead.set()
+        self.shutdown()
+        self.server_close()
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _ProxyServer
@@ -162,6 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _relay(self, method: str) -> None:
         self._sent = 0
+        if self.server.dead.is_set():  # a kept-alive connection to a dead server
+            self.close_connection = True
+            return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = urlsplit(self.path).path.rstrip("/")
         generation = method == "POST" and path in _GENERATION_PATHS
@@ -180,6 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
                              {"Retry-After": _RETRY_AFTER[mode]})
             elif mode == "huge":
                 self._send_huge(path.endswith("/chat/completions"))
+            elif mode == "die":
+                self.close_connection = True
+                self.server.die()
             else:
                 status, headers, data = self._upstream(method, body)
                 content_type = headers.pop("content-type", "application/json")
