@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from selfinstruct.parse_text import drop_closing_remarks, is_fence, unwrap
-from selfinstruct.quality import _same_label
+from selfinstruct.quality import same_label
 
 EXACT, NUMERIC, JUDGE = "exact", "numeric", "judge"
 UNANSWERED = "unanswered"  # the verifier (or the judge) gave nothing readable for it
@@ -112,7 +112,7 @@ def compare(reference: str, answer: str, *, classification: bool) -> Verdict | N
     """
     if classification:
         said = first_line(answer)
-        agreed = _same_label(said, reference) or _same_label(_without_lead_in(said), reference)
+        agreed = same_label(said, reference) or same_label(_without_lead_in(said), reference)
         return Verdict(agreed, EXACT, f"label {reference!r} vs {said!r}")
     ours, theirs = as_number(first_line(reference)), as_number(first_line(answer))
     if ours is None or theirs is None:

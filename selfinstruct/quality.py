@@ -106,7 +106,7 @@ def check_label_consistency(
             verdicts.append(None)
             continue
         answer = _first_line(completion.text, prompts.labels.class_label)
-        if _same_label(answer, item.output):
+        if same_label(answer, item.output):
             verdicts.append(None)
         else:
             detail = f"generated {item.output!r}, second sample {answer!r}"
@@ -223,7 +223,7 @@ def _normalise_label(text: str) -> str:
     return re.sub(r"(?:です|でした|である|だ)$", "", text).strip("「」『』\"' ")
 
 
-def _same_label(answer: str, label: str) -> bool:
+def same_label(answer: str, label: str) -> bool:
     """Equal after normalising, or the answer starts with the label and then explains."""
     a, b = _normalise_label(answer), _normalise_label(label)
     if not a or not b:

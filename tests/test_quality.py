@@ -19,7 +19,7 @@ from selfinstruct.prompts import PromptSet, bundled_dir
 from selfinstruct.quality import (
     Item,
     Judgement,
-    _same_label,
+    same_label,
     check_label_consistency,
     judge,
     parse_judgement,
@@ -108,7 +108,7 @@ def test_consistency_against_the_test_server(generator: Generator, openai_server
     assert all("Class labels: Negative, Positive" in p for p in prompts)
     assert {r["body"]["temperature"] for r in openai_server.requests()} == {0.7}
     for item, verdict, answer in zip(ITEMS, verdicts, answers, strict=False):
-        agreed = _same_label(answer.text.strip().splitlines()[0], item.output)
+        agreed = same_label(answer.text.strip().splitlines()[0], item.output)
         assert (verdict is None) == agreed
         if verdict is not None:
             assert verdict.reason == "label_disagreement"
@@ -225,4 +225,4 @@ def test_a_single_label_task_is_asked_without_choices() -> None:
     ("", "Positive", False),
 ])
 def test_label_comparison(answer, label, same) -> None:
-    assert _same_label(answer, label) is same
+    assert same_label(answer, label) is same
