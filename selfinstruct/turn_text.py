@@ -17,10 +17,10 @@ own, each cheap and explainable:
   run's ROUGE-L threshold;
 * ``followup_ignores_conversation``: it shares no content term with the conversation. The
   prompt asks the model to refer to something specific from the conversation, so a message
-  with no word (Latin script: 4+ letters, not a function word) and no two-character kanji or
-  katakana compound in common could have been written without reading it ("What is the
-  capital of Australia?"). A follow-up that depends on the conversation only through "it"
-  is dropped too: a known, deliberate strictness.
+  with no word (scripts written with spaces: 4+ letters, not a function word) and no
+  two-character kanji or katakana compound in common could have been written without
+  reading it ("What is the capital of Australia?"). A follow-up that depends on the
+  conversation only through "it" is dropped too: a known, deliberate strictness.
 
 A later answer goes through the instance filters (selfinstruct.instance_filters) with the
 follow-up as its instruction, plus ``repeated_answer`` (an earlier assistant message again).
@@ -133,8 +133,9 @@ def cut_at_headings(text: str, headings: Sequence[str]) -> str:
 
 
 def content_terms(text: str) -> set[str]:
-    """What a text is about, for the overlap check: Latin-script words of 4+ letters that are
-    not function words, and every two-character kanji/katakana pair of a compound."""
+    """What a text is about, for the overlap check: words of 4+ letters (scripts written with
+    spaces) that are not function words, and every two-character kanji/katakana pair of a
+    compound."""
     text = unicodedata.normalize("NFKC", text).lower()
     terms = {w for w in _SPACED_WORD.findall(text) if w not in _FUNCTION_WORDS}
     for run in _CJK_RUN.findall(text):
