@@ -104,65 +104,44 @@ def main(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from selfinstruct.compare_report import summary_lines, write_report
-    from selfinstruct.dataset import read_manifest, read_train_rows, refuse_inside_version
-    from selfinstruct.dataset import resolve_version as resolve
+    from selfinstruct.dataset import refuse_inside_version
     from selfinstruct.engine.dispatch import BudgetExhausted
     from selfinstruct.journal import Journal
     from selfinstruct.llm import EndpointRefused
     from selfinstruct.pairwise import TEMPLATES
     from selfinstruct.prompts import PromptSet
+    from selfinstruct.redact import redact, strip_url_credentials
 
-    for name in ("limit", "concurrency", "max_requests", "max_tokens"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')}: must be at least 1 (got {value})")
-    if args.max_cost is not None and not args.max_cost >= 0:
-        raise InputError(f"--max-cost: must be a non-negative number (got {args.max_cost})")
+    _check_numbers(args)
     base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
     if not base_url:
         raise InputError("--base-url is required (or set OPENAI_BASE_URL): the judge runs on "
                          "an OpenAI-compatible endpoint")
-    folder_a = resolve(args.a)
-    language = _language(read_manifest(folder_a), folder_a)
-    answer_model = args.b[len(MODEL_PREFIX):] if args.b.startswith(MODEL_PREFIX) else None
-    if answer_model is not None:
-        if not answer_model.strip():
-            raise InputError(f"B: {args.b!r} names no model (write model:NAME)")
-        folder_b, label_b = None, f"model-{_safe(answer_model)}"
-        pairs = _pairs(read_train_rows(folder_a), None)
-    else:
-        folder_b = resolve(args.b)
-        other = _language(read_manifest(folder_b), folder_b)
-        if other != language:
-            raise InputError(f"{folder_a} is in {language!r} and {folder_b} in {other!r}: "
-                             "compare versions of one language")
-        label_b = f"{folder_b.parent.name}-{folder_b.name}"
-        pairs = _pairs(read_train_rows(folder_a), read_train_rows(folder_b))
-        if not pairs:
-            raise InputError(f"{folder_a} and {folder_b} share no instruction (with the same "
-                             "input): nothing to compare")
-    pairs = pairs[:args.limit] if args.limit else pairs
-    output = args.output or folder_a.parent / "compare" / f"{folder_a.name}-vs-{label_b}"
+    prices = _prices(args.config)
+    sides = _sides(args)
+    output = args.output or sides.folder_a.parent / "compare" / \
+        f"{sides.folder_a.name}-vs-{sides.label_b}"
     refuse_inside_version(output, "--output")
-    prompts = PromptSet(languages.get(language).prompts_folder,
-                        extra_templates=TEMPLATES)
-    api_key = os.environ.get(args.api_key_env)
+    prompts = PromptSet(languages.get(sides.language).prompts_folder, extra_templates=TEMPLATES)
+    # Everything above may refuse the command; only now is anything written (the journal).
     try:
         with Journal(output) as journal:
-            session = _Session(args, base_url, api_key, journal)
+            session = _Session(args, base_url, os.environ.get(args.api_key_env), journal,
+                               prices)
             try:
-                outcomes = session.judge(prompts, pairs, answer_model)
+                outcomes = session.judge(prompts, sides.pairs, sides.answer_model)
             finally:
                 session.close()
-    except EndpointRefused as exc:
-        raise InputError(str(exc)) from None
+    except EndpointRefused as exc:  # its message names the URL: no password may show
+        raise InputError(redact(str(exc))) from None
     except BudgetExhausted as exc:
         print(f"selfinstruct: budget reached ({exc}); the answers so far are journaled in "
               f"{output}: run the same command with a higher budget to continue",
               file=sys.stderr)
         return EXIT_BUDGET
-    report = write_report(output, outcomes, a=str(folder_a),
-                          b=str(folder_b) if folder_b else args.b, judge=args.judge_model,
+    report = write_report(output, outcomes, a=str(sides.folder_a),
+                          b=str(sides.folder_b) if sides.folder_b else args.b,
+                          judge=args.judge_model, endpoint=strip_url_credentials(base_url),
                           usage=session.usage_json, seed=args.seed)
     for line in summary_lines(report):
         print(line)
@@ -174,11 +153,57 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    for name in ("limit", "concurrency", "max_requests", "max_tokens"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')}: must be at least 1 (got {value})")
+    if args.max_cost is not None and not args.max_cost >= 0:
+        raise InputError(f"--max-cost: must be a non-negative number (got {args.max_cost})")
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """What is compared: version A, version B or model B, their language and the pairs."""
+
+    folder_a: Path
+    folder_b: Path | None
+    answer_model: str | None
+    label_b: str  # B in the default output folder's name
+    language: str
+    pairs: list[Pair]
+
+
+def _sides(args: argparse.Namespace) -> _Sides:
+    from selfinstruct.dataset import read_manifest, read_train_rows, resolve_version
+
+    folder_a = resolve_version(args.a)
+    language = _language(read_manifest(folder_a), folder_a)
+    if args.b.startswith(MODEL_PREFIX):
+        model = args.b[len(MODEL_PREFIX):]
+        if not model.strip():
+            raise InputError(f"B: {args.b!r} names no model (write model:NAME)")
+        pairs = _pairs(read_train_rows(folder_a), None)
+        return _Sides(folder_a, None, model, f"model-{_safe(model)}", language,
+                      pairs[:args.limit] if args.limit else pairs)
+    folder_b = resolve_version(args.b)
+    other = _language(read_manifest(folder_b), folder_b)
+    if other != language:
+        raise InputError(f"{folder_a} is in {language!r} and {folder_b} in {other!r}: "
+                         "compare versions of one language")
+    pairs = _pairs(read_train_rows(folder_a), read_train_rows(folder_b))
+    if not pairs:
+        raise InputError(f"{folder_a} and {folder_b} share no instruction (with the same "
+                         "input): nothing to compare")
+    return _Sides(folder_a, folder_b, None, f"{folder_b.parent.name}-{folder_b.name}",
+                  language, pairs[:args.limit] if args.limit else pairs)
+
+
 class _Session:
     """The clients and dispatcher of one comparison."""
 
     def __init__(self, args: argparse.Namespace, base_url: str, api_key: str | None,
-                 journal: Any) -> None:
+                 journal: Any, prices: dict[str, dict[str, float]]) -> None:
         from selfinstruct.config import GenerateConfig
         from selfinstruct.engine.dispatch import Dispatcher
         from selfinstruct.llm import LLMClient, RetryPolicy
@@ -189,7 +214,8 @@ class _Session:
                                 base_url=base_url, model=args.judge_model, api=args.api,
                                 concurrency=args.concurrency, seed=args.seed,
                                 max_requests=args.max_requests, max_tokens=args.max_tokens,
-                                max_cost=args.max_cost, prices=_prices(args.config))
+                                max_cost=args.max_cost, prices=prices)
+
         def client(model: str) -> LLMClient:
             made = LLMClient(base_url=base_url, api_key=api_key, model=model, api=args.api,
                              concurrency=args.concurrency, timeout=args.timeout,

@@ -51,11 +51,12 @@ class Outcome:
 
 
 def write_report(output: Path, outcomes: Sequence[Outcome], *, a: str, b: str, judge: str,
-                 usage: dict[str, Any], seed: int) -> dict[str, Any]:
+                 endpoint: str, usage: dict[str, Any], seed: int) -> dict[str, Any]:
     """Write the three files into `output`; return compare.json's content."""
     judged = [o for o in outcomes if o.winner is not None]
     report: dict[str, Any] = {
-        "a": a, "b": b, "judge_model": judge, "compared": len(outcomes),
+        "a": a, "b": b, "judge_model": judge, "endpoint": endpoint,
+        "compared": len(outcomes),
         "judged": len(judged), "unjudged": len(outcomes) - len(judged),
         "method": METHOD, "usage": usage,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -481,6 +481,25 @@ def test_compare_in_japanese(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     capsys.readouterr()
 
 
+def test_a_refused_key_is_one_line_without_the_password(
+        versions: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Credentials in the URL become HTTP basic auth, which the server refuses (401): the
+    command stops at once with one line, and the password is in no output and no file."""
+    a, _ = versions
+    out = tmp_path / "refused"
+    with start_server() as server:
+        url = server.base_url.replace("http://", "http://user:hunter2secret@")
+        assert _compare(str(a), "model:other-model", "--judge-model", "judge", "--base-url",
+                        url, "--output", str(out)) == 2
+    printed = capsys.readouterr()
+    assert printed.err.count("\n") == 1 and "401" in printed.err
+    assert "hunter2secret" not in printed.err + printed.out
+    assert not [p for p in out.iterdir() if p.is_file() and "hunter2secret" in
+                p.read_text("utf-8")]
+    assert not (out / "compare.json").exists()
+
+
 def test_compare_records_unreadable_verdicts(versions: tuple[Path, Path], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     a, _ = versions
@@ -504,6 +523,8 @@ def test_compare_records_unreadable_verdicts(versions: tuple[Path, Path], tmp_pa
     (["{a}", "model:x", "--base-url", ""], "--base-url is required"),
     (["{a}", "model:x", "--limit", "0"], "--limit: must be at least 1"),
     (["{a}", "model:x", "--output", "{a}/report"], "immutable"),
+    (["{a}", "model:x", "--config", "{a}/../nowhere.toml"], "nowhere.toml"),
+    (["{a}", "model:x", "--max-cost", "-1"], "--max-cost: must be a non-negative"),
 ])
 def test_compare_refuses_bad_input_in_one_line(versions: tuple[Path, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str],
