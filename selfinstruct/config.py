@@ -20,9 +20,15 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from selfinstruct._errors import InputError
+from selfinstruct.config_values import (
+    positive_int,
+    valid_endpoint,
+    valid_price,
+    valid_url,
+    valid_verifier,
+)
 from selfinstruct.dataset.naming import DATASET_NAME_RE
 from selfinstruct.filters import FilterSettings
 from selfinstruct.input_files import require_regular_file
@@ -151,14 +157,14 @@ _RULES: dict[str, Rule] = {
                     "must be 1-100 characters of letters, digits, '.', '_' or '-'"),
     "model": Rule(str, lambda v: bool(v.strip()), "must not be empty"),
     # A URL may carry a password: an error line shows only its redacted form.
-    "base_url": Rule(str, lambda v: _valid_url(v),
+    "base_url": Rule(str, lambda v: valid_url(v),
                      "must be an http(s) URL with a host and a port from 1 to 65535, such as "
                      "http://127.0.0.1:8000/v1", show=lambda v: redact(repr(v))),
     "license": Rule(str, lambda v: bool(v.strip()), "must not be empty"),
     "seeds": Rule(Path, message="must be a path"),
     "data_dir": Rule(Path, message="must be a path"),
     "prompts_dir": Rule(Path, message="must be a path"),
-    "stage_max_tokens": Rule(dict, lambda v: all(_positive_int(n) for n in v.values()),
+    "stage_max_tokens": Rule(dict, lambda v: all(positive_int(n) for n in v.values()),
                              "must map stage names to positive integers"),
     # A table of its own rules (FilterSettings.from_mapping); listed so the key is known.
     "filters": Rule(FilterSettings),
@@ -172,9 +178,9 @@ _RULES: dict[str, Rule] = {
     "max_requests": Rule(int, lambda v: v > 0, "must be a positive integer"),
     "max_tokens": Rule(int, lambda v: v > 0, "must be a positive integer"),
     "max_cost": Rule(float, lambda v: v > 0, "must be a positive amount (USD)"),
-    "prices": Rule(dict, lambda v: all(_valid_price(p) for p in v.values()),
+    "prices": Rule(dict, lambda v: all(valid_price(p) for p in v.values()),
                    "must map model names to {input = USD per 1M tokens, output = ...}"),
-    "endpoints": Rule(list, lambda v: all(_valid_endpoint(x) for x in v),
+    "endpoints": Rule(list, lambda v: all(valid_endpoint(x) for x in v),
                       "must be a list of {base_url = \"http://host:port/v1\", optional "
                       "concurrency, api_key_env (an environment variable name)}",
                       show=lambda v: redact(repr(v))),
@@ -184,7 +190,7 @@ _RULES: dict[str, Rule] = {
     "personas": Rule(Path, message="must be a path or a bundled set name"),
     "turns": integer(1, 20),
     "confidence": BOOLEAN,
-    "verify": Rule(list, lambda v: all(_valid_verifier(x) for x in v),
+    "verify": Rule(list, lambda v: all(valid_verifier(x) for x in v),
                    "must be a list of {model = \"...\", optional base_url, api_key_env "
                    "(an environment variable name), temperature}",
                    show=lambda v: redact(repr(v))),
@@ -193,62 +199,6 @@ _RULES: dict[str, Rule] = {
     "response_models": Rule(list, lambda v: all(isinstance(m, str) and m.strip() for m in v),
                             "must be a list of model names"),
 }
-
-_VERIFIER_KEYS = {"model", "base_url", "api_key_env", "temperature"}
-_ENDPOINT_KEYS = {"base_url", "concurrency", "api_key_env"}
-
-
-def _valid_endpoint(entry: Any) -> bool:
-    """One [[endpoints]] table: an URL, and optionally its own concurrency and the NAME of
-    the environment variable holding its key."""
-    if not isinstance(entry, dict) or not set(entry) <= _ENDPOINT_KEYS:
-        return False
-    url, env, concurrency = entry.get("base_url"), entry.get("api_key_env"), \
-        entry.get("concurrency")
-    return (isinstance(url, str) and _valid_url(url)
-            and (env is None or (isinstance(env, str) and env.isidentifier()))
-            and (concurrency is None or (_positive_int(concurrency) and concurrency <= 1024)))
-
-
-def _valid_verifier(entry: Any) -> bool:
-    """One [[verify]] table: a model name, and optionally its own endpoint, the NAME of the
-    environment variable holding its key (never the key), and a sampling temperature."""
-    if not isinstance(entry, dict) or not set(entry) <= _VERIFIER_KEYS:
-        return False
-    if not isinstance(entry.get("model"), str) or not entry["model"].strip():
-        return False
-    url, env, temperature = entry.get("base_url"), entry.get("api_key_env"), \
-        entry.get("temperature")
-    return ((url is None or (isinstance(url, str) and _valid_url(url)))
-            and (env is None or (isinstance(env, str) and env.isidentifier()))
-            and (temperature is None or (isinstance(temperature, int | float)
-                                         and not isinstance(temperature, bool)
-                                         and 0 <= temperature <= 2)))
-
-
-def _valid_url(url: str) -> bool:
-    """An http(s) URL that httpx can connect to; checked here so a typo such as port 99999
-    fails before anything is written, not as a traceback at the first request."""
-    if any(c.isspace() for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError when out of range or not a number
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _valid_price(price: Any) -> bool:
-    return (isinstance(price, dict) and set(price) <= {"input", "output", "batch_discount"}
-            and {"input", "output"} <= set(price)
-            and all(isinstance(v, int | float) and not isinstance(v, bool)
-                    and math.isfinite(v) and v >= 0 for v in price.values()))
-
 
 def coerce_setting(name: str, value: Any, where: str) -> Any:
     """Validate one setting from any source (`where` names it in the error line)."""
