@@ -57,9 +57,10 @@ _LABEL = re.compile(
 _PREAMBLE = re.compile(r"^[^\n]{0,120}(?:message|follow[- ]?up|メッセージ|フォローアップ)"
                        r"[^\n]{0,40}[:：]\s*\n", re.IGNORECASE)
 # What the assistant says, not the user: the model answered instead of asking.
+# Only openings a user hardly writes: "Here is my draft: …" or 「以下は私の文章です」 are users'.
 _ANSWER_OPENERS = re.compile(
-    r"^[ \t*_\"'「]{0,4}(?:sure\b|certainly\b|of course\b|absolutely\b|here(?:'s| is| are)\b"
-    r"|great question|assistant\s*[:：]|もちろんです|承知しました|かしこまりました|以下(?:に|は|が)"
+    r"^[ \t*_\"'「]{0,4}(?:sure\b|certainly\b|of course\b|absolutely\b|great question"
+    r"|assistant\s*[:：]|もちろんです|承知しました|かしこまりました|以下に(?:説明|まとめ)"
     r"|アシスタント\s*[:：])", re.IGNORECASE)
 _USER_LINE = re.compile(r"^[ \t*_]{0,4}(?:user|ユーザー)[ \t*_]{0,4}[:：]", re.IGNORECASE)
 _QUOTES = (('"', '"'), ("“", "”"), ("'", "'"), ("「", "」"), ("『", "』"))

@@ -354,6 +354,7 @@ FOLLOWUP_PROMPT = ("Write the user's next message in the conversation below.\n"
     ('Thanks! Why do "clouds" fall as rain?', None),
     ("What is the capital of Australia?", "followup_ignores_conversation"),
     ("Sure! Here is more about the oceans.", "followup_is_answer"),
+    ('Here is my draft about "clouds": is the rain part right?', None),
     ("Explain the water cycle to a child.", "followup_repeats_conversation"),
     ("Write the user's next message in the conversation below.", "copied_prompt"),
     ("I'm sorry, but I can't help with that request.", "refusal"),
