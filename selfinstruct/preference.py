@@ -62,14 +62,20 @@ def stages(engine: Engine) -> list[Stage]:
     judge_model = (judge or engine.client).model
     prefs = Preferences(engine, slots, judge_model)
     found: list[Stage] = []
+    # Stages another model answers are priced at that model's price (Dispatcher.cost).
+    priced_as = engine.dispatch.stage_models
     for k, slot in enumerate(slots):
         stage = ResponseStage(prefs, k, clients[slot.model])
         engine.dispatch.max_tokens.setdefault(stage.name, RESPONSE_MAX_TOKENS)
+        if slot.model != engine.client.model:
+            priced_as[stage.name] = slot.model
         found.append(stage)
     for i, j in pairs(len(slots)):
         for order in ("ab", "ba"):
             judging = PreferStage(prefs, i, j, order, judge)
             engine.dispatch.max_tokens.setdefault(judging.name, pairwise.PAIRWISE_MAX_TOKENS)
+            if judge_model != engine.client.model:
+                priced_as[judging.name] = judge_model
             found.append(judging)
     found.append(RankStage(prefs))
     return found

@@ -22,11 +22,14 @@ import pytest
 
 from selfinstruct._errors import InputError
 from selfinstruct.cli import EXIT_BUDGET, main
+from selfinstruct.config import build_config
 from selfinstruct.dataset import write_version
 from selfinstruct.dataset.validate_preference import check_preference
 from selfinstruct.export_dpo import export_dpo
 from selfinstruct.preference_file import PREFERENCE_FILE
 from selfinstruct.preference_rank import Slot, rank, slots, spread
+from selfinstruct.records import Instance, Task
+from selfinstruct.run import open_run
 from tests.dataset_samples import manifest, rejected_row, rewrite_manifest, train_row
 from tests.servers.hub_server import HubServer
 from tests.servers.kinds.kind_pairwise import answer_quality
@@ -78,6 +81,42 @@ def test_slots_default_to_the_generating_model_at_spread_temperatures() -> None:
     assert slots(2, [], "gen") == [Slot("gen", 0.2), Slot("gen", 1.0)]
     assert slots(3, ["m1", "m2"], "gen") == [Slot("m1", 0.2), Slot("m2", 0.7),
                                              Slot("m1", 1.0)]
+
+
+# -- stages and prices -------------------------------------------------------------------------
+
+def test_stages_and_prices_of_other_models(tmp_path: Path) -> None:
+    """Other response models and the judge model answer their stages and are priced at their
+    own prices; the generating model's stages at the run's."""
+    prices = {"test-model": {"input": 1.0, "output": 2.0},
+              "second-model": {"input": 10.0, "output": 20.0},
+              "judge-model": {"input": 100.0, "output": 200.0}}
+    tasks = [Task(f"task-{i:06d}", f"Explain how tide pools number {i} form.", 1, "h", None, [],
+                  None, instances=[Instance("", "They form at low tide.")]) for i in range(6)]
+    with start_server() as server:
+        config = build_config({"seeds": "seeds/en_general.jsonl", "dataset": "p",
+                               "num_instructions": 5, "data_dir": str(tmp_path / "data"),
+                               "base_url": server.base_url, "model": "test-model", "seed": 3,
+                               "preference": True, "responses": 3,
+                               "response_models": ["test-model", "second-model"],
+                               "filters": {"judge_model": "judge-model"}, "prices": prices},
+                              environ={})
+        with open_run(config, api_key="k", warn=False) as gen:
+            gen.tasks = tasks
+            for stage in gen.feature_stages:
+                gen.stage_batch(stage.name, tasks)
+            names = [stage.name for stage in gen.feature_stages]
+            models = dict(gen.dispatch.stage_models)
+            usage = {name: gen.usage.stages[name] for name in names if name in gen.usage.stages}
+            cost = gen.dispatch.cost()
+    judged = [f"prefer_{i}_{j}_{o}" for i, j in ((0, 1), (0, 2), (1, 2)) for o in ("ab", "ba")]
+    assert names == ["response_0", "response_1", "response_2", *judged, "preference"]
+    assert {name: models[name] for name in names if name in models} == {
+        "response_1": "second-model", **{name: "judge-model" for name in judged}}
+    expected = sum((used.prompt_tokens * prices[models.get(name, "test-model")]["input"]
+                    + used.completion_tokens * prices[models.get(name, "test-model")]["output"])
+                   / 1e6 for name, used in usage.items())
+    assert usage["prefer_0_1_ab"].prompt_tokens and cost == pytest.approx(expected)
 
 
 # -- runs through the CLI ----------------------------------------------------------------------
