@@ -151,9 +151,10 @@ _MARKUP = re.compile(r"[*_`#]")
 _HEADING = re.compile(r"^[ \t]*#{1,6}[ \t].*$", re.MULTILINE)
 _OPEN, _CLOSE = r"[\"'「『(\[<]", r"[\"'」』)\]>]"
 _PREFIX = r"(?i:answer|output|response|option|回答|出力)"
-# One choice token: a prefixed letter ("Output (a)", "回答B") in any case, or a bare capital.
+# One choice token: a prefixed letter ("Output (a)", "回答B") in any case, or a bare capital,
+# in up to two brackets (MT-Bench-trained judges write "[[A]]").
 _TOKEN = (rf"(?:{_PREFIX}\s*{_OPEN}?\s*(?P<p>[abAB])\s*{_CLOSE}?"
-          rf"|{_OPEN}?\s*(?P<b>[AB])\s*{_CLOSE}?)")
+          rf"|{_OPEN}{{0,2}}\s*(?P<b>[AB])\s*{_CLOSE}{{0,2}})")
 # A subject: "Answer A", "Output (b)", or a capital letter standing alone ("B is better").
 _SUBJECT = rf"(?:{_PREFIX}\s*\(?(?P<p>[abAB])\)?|\b(?P<b>[AB]))"
 _LABELS = (r"(?i:better(?: answer| one)?|winner|verdict|final verdict|final answer|preferred"
@@ -181,7 +182,11 @@ _SENTENCES = (
     re.compile(rf"(?:{_PREFIX}\s*)?[「『]?(?P<b>[AB])[」』]?\s*(?:の方|のほう)?\s*(?:が|は)\s*"
                rf"(?:より|明らかに|やや|少し)?\s*(?:優れ|良い|よい|良く|適切|正確|上|勝)"),
     re.compile(rf"(?:{_PREFIX}\s*)?[「『]?(?P<b>[AB])[」』]?\s*を選"),
+    re.compile(r"(?:より良い|より優れた|優れた|良い)(?:方の)?回答は\s*[「『]?(?:回答\s*)?"
+               r"(?P<b>[AB])(?![A-Za-z])"),
 )
+_POSITION_VALUE = re.compile(r"\s*(?i:the\s+)?(?P<pos>(?i:first|second))\s+"
+                             r"(?i:answer|response|one)\b")
 # "The first answer is better": the position in words (the A/B letters are the norm).
 _POSITION = re.compile(r"(?i:the\s+(?P<pos>first|second)\s+(?:answer|response|one|output)\s+"
                        r"(?:is|was|seems)\s+(?:clearly\s+|much\s+|slightly\s+)?"
@@ -213,6 +218,9 @@ def _value_choice(value: str) -> Choice | None:
     match = _VALUE.match(value)
     if match is not None:
         return None if _ALTERNATIVE.match(match.group("rest")) else _letter(match)
+    position = _POSITION_VALUE.match(value)
+    if position is not None:
+        return "first" if position.group("pos").lower() == "first" else "second"
     return "tie" if _TIE_VALUE.match(value.strip()) else None
 
 
