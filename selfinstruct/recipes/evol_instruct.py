@@ -8,12 +8,14 @@ instructions (or, with --from-version, the instructions of an earlier version:
 selfinstruct.evol_parents) at generation 0; an accepted evolved instruction becomes a parent
 of the next generation while its generation is below --generations.
 
-Parent choice is WizardLM's "each generation evolves every instruction of the previous one
-once": a first-in, first-out queue (the starting instructions shuffled by the run's RNG), each
-parent taken once, so lineages grow breadth-first and
-a run stops with "the recipe has nothing left to generate from" once every lineage reached
---generations or was eliminated. Mutation kinds are drawn from the run's RNG, so the whole
-order is a pure function of the seed and the answers used (resumable).
+Parent choice cycles over the parents in a fixed order: the starting instructions (shuffled
+once by the run's RNG: seed files are grouped by kind), then each accepted evolved
+instruction, appended as it is accepted. One pass over that list is WizardLM's epoch: every
+instruction evolved once, so a pass reaches the evolved ones after all the starting ones, and
+lineages grow breadth-first; the next pass evolves each again with a new mutation drawn. A
+parent eliminated by the later stages is skipped from then on. Mutation kinds come from the
+run's RNG, so the whole order is a pure function of the seed and the answers used
+(resumable).
 
 Elimination (the paper's rules, every drop a rejected row with its reason):
 * parse: the evolved text copies the prompt's words (`copied_prompt`), an in-depth rewrite
@@ -25,12 +27,12 @@ Elimination (the paper's rules, every drop a rejected row with its reason):
   the answer client when the run has one, like Self-Instruct's answer mode); answers that
   are too short or a short "sorry" are dropped as instance_filter rows
   (`answer_too_short`, `answer_sorry`), then our instance filters.
-An instruction eliminated by the later stages is not evolved further.
+An instruction eliminated by the later stages is not evolved further (it may already have
+children from before its elimination: the later stages run after each bootstrapping phase).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -107,8 +109,8 @@ class EvolInstruct:
         # Shuffled once (the run's RNG): seed files are grouped by kind, and a small run
         # should not evolve only the first kind.
         engine.rng.shuffle(starting)
-        self.queue: deque[Parent] = deque(p for p in starting
-                                          if p.generation < self.max_generation)
+        self.parents: list[Parent] = starting
+        self.cursor = 0  # where the next pass over `parents` continues
         self.parent_of: dict[str, Parent] = {}  # task id -> the parent it was evolved from
         self.eliminated: set[str] = set()  # task ids dropped by evol_check or the answer
         self.unit = languages.get(engine.language).length_unit
@@ -118,19 +120,20 @@ class EvolInstruct:
 
     # -- generation ------------------------------------------------------------------------
 
-    def _next_parent(self) -> Parent | None:
-        """The oldest parent not eliminated since it was queued, or None when none is left."""
-        while self.queue:
-            parent = self.queue.popleft()
+    def _next_parent(self) -> Parent:
+        """The next parent in the cycle that has not been eliminated.
+
+        A starting instruction is never eliminated, so there always is one.
+        """
+        while True:
+            parent = self.parents[self.cursor % len(self.parents)]
+            self.cursor = self.cursor % len(self.parents) + 1
             if parent.id not in self.eliminated:
                 return parent
-        return None
 
-    def generation_request(self, nonce: str) -> tuple[Request, Evolution] | None:
+    def generation_request(self, nonce: str) -> tuple[Request, Evolution]:
         engine = self.engine
         parent = self._next_parent()
-        if parent is None:
-            return None
         mutation = engine.rng.choices(self.names, self.weights)[0]
         persona = engine.persona_for(nonce)
         description = persona.description if persona is not None else None
@@ -166,7 +169,7 @@ class EvolInstruct:
             task.extra["persona_id"] = evolution.persona_id
         self.parent_of[task.id] = evolution.parent
         if generation < self.max_generation:
-            self.queue.append(Parent(task.id, task.instruction, generation, task.instruction))
+            self.parents.append(Parent(task.id, task.instruction, generation, task.instruction))
 
     def _parse_drop(self, text: str, evolution: Evolution,
                     completion: Completion) -> Drop | None:
