@@ -251,6 +251,31 @@ def test_datasets_gives_the_messages_column_back(turns_version: Path, tmp_path: 
         assert loaded.features == train_features()
 
 
+_PUBLISH_AND_LOAD = """
+import json, sys
+import datasets
+from selfinstruct.hub import publish
+publish(sys.argv[1], sys.argv[2])
+print(json.dumps(datasets.load_dataset(sys.argv[2], split="train").to_list(), ensure_ascii=False))
+"""
+
+
+def test_the_hub_gives_the_messages_column_back(turns_version: Path, tmp_path: Path) -> None:
+    """Published to the Hub stand-in, the card's features bring `messages` back as written."""
+    pytest.importorskip("datasets")
+    from tests.servers.hub_server import HubServer
+    from tests.test_hub import SENTINEL, _client_env
+
+    with HubServer(tmp_path / "hub", expected_token=SENTINEL) as hub:
+        done = subprocess.run([sys.executable, "-c", _PUBLISH_AND_LOAD, str(turns_version),
+                               "selfinstruct-tests/turns"], env=_client_env(tmp_path / "home", hub),
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [row["messages"] for row in loaded] == \
+        [row["messages"] for row in _conversation_rows(turns_version)]
+
+
 def test_a_single_turn_row_loads_messages_as_none(tmp_path: Path) -> None:
     pytest.importorskip("datasets")
     from selfinstruct.dataset import load
