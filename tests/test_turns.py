@@ -1,5 +1,5 @@
 """`--turns N`: multi-turn conversations end to end on the loopback server, their rows, exports,
-validation and loading, and the text rules every turn is judged by."""
+validation and loading (the text rules of each turn: tests/test_turn_text.py)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,6 @@ import pytest
 from selfinstruct.dataset import TRAIN_FILE, read_manifest, validate, write_version
 from selfinstruct.dataset.schema import TRAIN_SCHEMA, as_loaded, check
 from selfinstruct.export import export_version
-from selfinstruct.filter_settings import FilterSettings
-from selfinstruct.prompts import PromptSet
-from selfinstruct.turn_text import (
-    ASSISTANT_HEADINGS,
-    USER_HEADINGS,
-    check_answer,
-    check_followup,
-    clean_answer,
-    clean_followup,
-    user_turn_filters,
-)
-from selfinstruct.turns import TEMPLATES
 from tests.dataset_samples import manifest, rejected_row, run_cli, train_row
 from tests.servers.kinds import kind_turns
 from tests.servers.openai_server import start_server
@@ -344,84 +332,3 @@ def test_validate_names_file_line_and_field(tmp_path: Path,
         "\n".join(validate(folder))
     assert run_cli(["validate", str(folder)]) == 1
     assert "selfinstruct: error: " in capsys.readouterr().err
-
-
-# -- the text rules -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("raw", "message"), [
-    ('User: Thanks! Why "rain"?', 'Thanks! Why "rain"?'),
-    ('**User:** Thanks! Why "rain"?', 'Thanks! Why "rain"?'),
-    ('"Thanks! Why "rain" and not "snow"?"', 'Thanks! Why "rain" and not "snow"?'),
-    ('"Rain" or "snow", which is it?', '"Rain" or "snow", which is it?'),
-    ("Here is the user's next message:\n\nWhy does it rain?", "Why does it rain?"),
-    ("### User\nWhy does it rain?\n\n### Assistant\nBecause.", "Why does it rain?"),
-    ("```\nWhy does it rain?\n```", "Why does it rain?"),
-    ("ユーザー：「円安」の影響は？", "「円安」の影響は？"),
-    ("「ありがとう。「円安」について教えて」", "ありがとう。「円安」について教えて"),
-])
-def test_clean_followup(raw: str, message: str) -> None:
-    assert clean_followup(raw) == message
-
-
-def test_clean_answer_stops_at_the_next_user_turn() -> None:
-    assert clean_answer("It rains.\n\n### User\nAnd snow?") == "It rains."
-    assert clean_answer("It rains.\nUser: And snow?") == "It rains."
-    assert clean_answer("ユーザーの質問です。\nユーザー：次は？") == "ユーザーの質問です。"
-
-
-CONVERSATION = _turns(("user", "Explain the water cycle to a child."),
-                      ("assistant", "Water rises from oceans into clouds and falls as rain."))
-FOLLOWUP_PROMPT = ("Write the user's next message in the conversation below.\n"
-                   "A user is talking with an AI assistant.\n\n### User\nx")
-
-
-@pytest.mark.parametrize(("message", "reason"), [
-    ('Thanks! Why do "clouds" fall as rain?', None),
-    ("What is the capital of Australia?", "followup_ignores_conversation"),
-    ("Sure! Here is more about the oceans.", "followup_is_answer"),
-    ('Here is my draft about "clouds": is the rain part right?', None),
-    ("Explain the water cycle to a child.", "followup_repeats_conversation"),
-    ("Write the user's next message in the conversation below.", "copied_prompt"),
-    ("I'm sorry, but I can't help with that request.", "refusal"),
-    ("ありがとうございます。雲についてもう少し詳しく教えてください。", "language_mismatch"),
-    ("Why rain?", "too_short"),
-])
-def test_check_followup(message: str, reason: str | None) -> None:
-    drop = check_followup(message, CONVERSATION, FOLLOWUP_PROMPT, "en",
-                          user_turn_filters("en", FilterSettings()))
-    assert (drop and drop.reason) == reason, drop
-
-
-def test_check_followup_japanese_overlap() -> None:
-    conversation = _turns(("user", "円安について説明してください。"),
-                          ("assistant", "円安は輸入品の価格を押し上げます。"))
-    filters = user_turn_filters("ja", FilterSettings())
-    assert check_followup("ありがとうございます。「輸入品」の例を挙げてください。", conversation,
-                          "", "ja", filters) is None
-    drop = check_followup("ところで、おすすめの映画を教えてください。", conversation, "", "ja",
-                          filters)
-    assert drop is not None and drop.reason == "followup_ignores_conversation"
-
-
-def test_check_answer() -> None:
-    settings = FilterSettings()
-    assert check_answer("Clouds get heavy.", False, "why?", CONVERSATION, "en", settings)[1] \
-        is None
-    reasons = [check_answer(text, truncated, "why?", CONVERSATION, "en", settings)[1]
-               for text, truncated in (("Clouds get heavy", True),
-                                       ("As an AI language model, I cannot.", False),
-                                       (CONVERSATION[1]["content"], False))]
-    assert [d.reason if d else None for d in reasons] == ["truncated", "refusal",
-                                                          "repeated_answer"]
-
-
-@pytest.mark.parametrize("lang", ["en", "ja"])
-def test_templates_use_the_headings_the_reader_stops_at(lang: str) -> None:
-    prompts = PromptSet(lang, extra_templates=TEMPLATES)
-    text = prompts.render("continue", **TEMPLATES["continue"])
-    index = 0 if lang == "en" else 1
-    assert f"\n{USER_HEADINGS[index]}\n" in text and text.endswith(ASSISTANT_HEADINGS[index])
-    followup = prompts.render("followup", **TEMPLATES["followup"])
-    assert followup.endswith(USER_HEADINGS[index])
-    assert any(followup.startswith(h) for kind, _, h in kind_turns.HEADERS if kind == "followup")
-    assert any(text.startswith(h) for kind, _, h in kind_turns.HEADERS if kind == "continue")
