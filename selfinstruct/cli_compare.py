@@ -251,7 +251,7 @@ class _Session:
         asking would only measure the judge's position bias, and costs two requests).
         """
         from selfinstruct.compare_report import Outcome
-        from selfinstruct.pairwise import pairwise_requests, read_verdict
+        from selfinstruct.pairwise import pairwise_requests, read_choice, read_verdict
 
         settled: dict[str, Outcome] = {}
         if answer_model is not None:
@@ -280,7 +280,7 @@ class _Session:
                 continue
             verdict = read_verdict(ab.text, ba.text)
             outcomes.append(Outcome(pair, verdict.winner, verdict.rationale, verdict.detail,
-                                    ids))
+                                    ids, (read_choice(ab.text)[0], read_choice(ba.text)[0])))
         return outcomes
 
     def _complete(self, requests: list[Any], client: Any) -> list[Any]:

@@ -41,13 +41,15 @@ LC_WARNING = ("the length-controlled win rate is far from the raw one (AlpacaEva
 @dataclass(frozen=True)
 class Outcome:
     """One compared instruction: its pair, the winner ("a", "b", "tie" or None), the judge's
-    reason and what happened, and the ids of the two judge answers."""
+    reason and what happened, the ids of the two judge answers and the position each order
+    chose ("first", "second", "tie" or None; empty when the judge was not asked)."""
 
     pair: Pair
     winner: Winner | None
     rationale: str
     detail: str
     request_ids: tuple[str | None, ...]
+    positions: tuple[str | None, ...] = ()
 
 
 def write_report(output: Path, outcomes: Sequence[Outcome], *, a: str, b: str, judge: str,
@@ -61,6 +63,7 @@ def write_report(output: Path, outcomes: Sequence[Outcome], *, a: str, b: str, j
         "method": METHOD, "usage": usage,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    report["judge_positions"] = _positions(outcomes)
     if judged:
         rates = win_rates([o.winner for o in judged if o.winner is not None],
                           [len(o.pair.answer_a) for o in judged],
@@ -101,7 +104,27 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                   f"length-controlled win rate: {_rate(report, 'lc_win_rate')}"]
         if report["lc_warning"]:
             lines.append(f"note: {report['lc_warning']}")
+    positions = report["judge_positions"]
+    if positions["choices"]:
+        lines.append(f"position bias: the judge chose the answer shown first in "
+                     f"{positions['first_shown_chosen']} of {positions['choices']} answers "
+                     f"({100 * positions['first_rate']:.0f}%; 50% is none); both orders agreed "
+                     f"on {positions['orders_agree']} of {positions['both_orders_read']} pairs")
     return lines
+
+
+def _positions(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """How the judge itself behaved: how often it named the answer shown first (0.5 is no
+    position preference), and how often its two orders agreed on the same answer."""
+    chosen = [p for o in outcomes for p in o.positions if p in ("first", "second")]
+    both = [o.positions for o in outcomes
+            if len(o.positions) == 2 and None not in o.positions]
+    agree = sum(1 for ab, ba in both if (ab, ba) in (("first", "second"), ("second", "first"),
+                                                     ("tie", "tie")))
+    return {"first_shown_chosen": sum(p == "first" for p in chosen), "choices": len(chosen),
+            "first_rate": sum(p == "first" for p in chosen) / len(chosen) if chosen else None,
+            "orders_agree": agree, "both_orders_read": len(both),
+            "consistency": agree / len(both) if both else None}
 
 
 def _rate(report: dict[str, Any], name: str) -> str:
@@ -115,7 +138,8 @@ def _pair_row(outcome: Outcome) -> dict[str, Any]:
             "answer_a_chars": len(pair.answer_a),
             "answer_b_chars": None if pair.answer_b is None else len(pair.answer_b),
             "winner": outcome.winner, "rationale": outcome.rationale,
-            "detail": outcome.detail, "request_ids": list(outcome.request_ids)}
+            "detail": outcome.detail, "request_ids": list(outcome.request_ids),
+            "positions": list(outcome.positions)}
 
 
 def _markdown(report: dict[str, Any], outcomes: Sequence[Outcome]) -> str:

@@ -424,6 +424,13 @@ def test_compare_a_version_with_a_model(versions: tuple[Path, Path], tmp_path: P
         report = json.loads((out / "compare.json").read_text(encoding="utf-8"))
         assert report["compared"] == report["judged"] == min(10, instructions)
         assert report["losses"] == 0 and report["wins"] > report["ties"]
+        # Both orders of every pair: a judge without position bias names "first" exactly
+        # half the time; this one's bias shows, and every disagreement is one of the ties.
+        positions = report["judge_positions"]
+        assert positions["choices"] == 2 * report["judged"]
+        assert positions["first_rate"] > 0.55
+        assert positions["orders_agree"] == report["wins"] + report["losses"]
+        assert positions["both_orders_read"] - positions["orders_agree"] == report["ties"]
         assert report["b"] == "model:other-model"
         usage = report["usage"]["stages"]
         assert usage["compare_answer"]["requests"] == 10 and usage["pairwise"]["requests"] == 20
