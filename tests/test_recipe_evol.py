@@ -262,6 +262,7 @@ def test_a_bad_from_version_is_one_clear_error(tmp_path: Path,
     err = capsys.readouterr().err
     assert "--from-version" in err and "not a valid version" in err
     assert len(err.strip().splitlines()) == 1
+    assert not list(data.glob("other/.runs/*"))  # refused before a run folder was made
 
 
 def test_personas_condition_the_rewrites(tmp_path: Path) -> None:
