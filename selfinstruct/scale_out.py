@@ -1,13 +1,14 @@
-"""Instance requests answered elsewhere (e.g. on Dask workers), with the in-process results.
+"""A run's requests answered elsewhere (e.g. on Dask workers), with the in-process results.
 
-What may move out of the run's process is the slow, paid part: sending the instance requests
-(with the client's retries) and waiting for the answers. What stays is what must be exact:
-bootstrapping (one novelty index decides what is new), classification (tiny answers, not
-worth a network hop), and using each answer — parsing, instance filters, funnel, journal —
-strictly in task order. Instance requests are a pure function of the classified tasks
-(`Generator.instance_request`), so they can be planned and sent ahead, batch by batch, while
-the pipeline consumes answers in order: the same requests (same nonces and sampling seeds)
-get the same answers, and the version is the one the in-process path writes.
+What moves out of the run's process is the slow, paid part: sending every request of the
+recipe's stages (with the client's retries) and waiting for the answers. What stays is what
+must be exact: the novelty index (one index decides what is new), the journal, and using
+each answer — parsing, filters, funnel — strictly in issue order. Instance requests are a pure
+function of the classified tasks (`Generator.instance_request`), so they are planned and sent
+ahead, batch by batch, while the pipeline consumes answers in order; the other stages'
+requests go in micro-batches as they are issued (`remote_batches`). The same requests (same
+nonces and sampling seeds) get the same answers, so the version is the one the in-process
+path writes.
 
 This module is the planning — which requests, in which batches, how far ahead, within which
 budget — and knows nothing of the executor: the caller passes `send(endpoint, requests)`,
@@ -17,6 +18,8 @@ which starts one batch somewhere and returns a handle whose `result()` gives its
 A remote worker cannot receive the run's live client (it owns an event loop thread and a
 connection pool) nor the API key (executors record task parameters): `answer_batch` builds a
 client from `endpoint_settings` and reads ``OPENAI_API_KEY`` from the worker's environment.
+With several endpoints (`selfinstruct.endpoints`), each batch is answered by a pool of all of
+them on its worker, so a dead endpoint is routed around there too.
 
 Durability: the pipeline journals each answer as it arrives, as on the in-process path.
 Answers that arrived for requests the pipeline had not reached yet (batches run ahead) are
@@ -32,22 +35,16 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
+from selfinstruct.config import GenerateConfig
+from selfinstruct.endpoints import EndpointPool
 from selfinstruct.llm import Completion, LLMClient, Request
 from selfinstruct.pipeline import Generator
+from selfinstruct.remote_batches import BatchHandle, MicroBatches, SendBatch, resolve
 
 STAGE = "instances"
-
-
-class BatchHandle(Protocol):
-    """A batch on its way: `result()` blocks until its answers, in request order, arrive."""
-
-    def result(self) -> Iterable[Completion]: ...
-
-
-SendBatch = Callable[[dict[str, Any], list[Request]], BatchHandle]
 
 
 def endpoint_settings(gen: Generator, share: int) -> dict[str, Any]:
@@ -57,13 +54,22 @@ def endpoint_settings(gen: Generator, share: int) -> dict[str, Any]:
     so all of them together keep to --rpm / --tpm.
     """
     cfg, client = gen.config, gen.client
+    if isinstance(client, EndpointPool):
+        members = [_client_settings(e.client, cfg, share) for e in client.endpoints]
+        return {**members[0], "members": members}
     if not isinstance(client, LLMClient):
-        raise TypeError("instances can be answered elsewhere only from a direct endpoint")
+        raise TypeError("requests can be answered elsewhere only from a direct endpoint")
+    return _client_settings(client, cfg, share)
+
+
+def _client_settings(client: LLMClient, cfg: GenerateConfig, share: int) -> dict[str, Any]:
+    # An endpoint's own key is not sent either: only the run's key reaches the workers.
     return {"base_url": client.base_url, "model": client.model, "api": client.api,
             "concurrency": client.concurrency, "timeout": client.timeout,
             "retry": client.retry, "seed": cfg.seed or 0,
             "rpm": cfg.rpm / share if cfg.rpm else None,
-            "tpm": cfg.tpm / share if cfg.tpm else None}
+            "tpm": cfg.tpm / share if cfg.tpm else None,
+            "retry_unreachable": client.retry_unreachable}
 
 
 def answer_batch(endpoint: dict[str, Any], requests: list[Request]) -> list[Completion]:
@@ -71,8 +77,14 @@ def answer_batch(endpoint: dict[str, Any], requests: list[Request]) -> list[Comp
 
     Pure (the journal stays with the run), so an executor may retry it.
     """
-    with LLMClient(api_key=os.environ.get("OPENAI_API_KEY"), **endpoint) as client:
-        return client.run_batch(requests)
+    key = os.environ.get("OPENAI_API_KEY")
+    members = endpoint.get("members")
+    if members is None:
+        with LLMClient(api_key=key, **endpoint) as client:
+            return client.run_batch(requests)
+    with EndpointPool([LLMClient(api_key=key, **member) for member in members]) as pool:
+        futures = [pool.submit(request) for request in requests]
+        return [future.result() for future in futures]
 
 
 def plan_instance_requests(gen: Generator, first: Request,
@@ -104,12 +116,14 @@ def plan_instance_requests(gen: Generator, first: Request,
     return batches
 
 
-class RemoteInstanceClient:
-    """The run's LLM client, except that instance requests are answered through `send`.
+class RemoteClient:
+    """The run's LLM client, answering every request through `send` (e.g. on Dask workers).
 
     A `selfinstruct.llm.Client`. On the first instance request of a phase it plans the rest
-    and keeps `lookahead` batches sent ahead of the one in use; other stages go to the run's
-    own client.
+    and keeps `lookahead` batches sent ahead of the one in use; every other stage's requests
+    (bootstrap, classify, a recipe's own stages) go in micro-batches as they are issued
+    (`remote_batches.MicroBatches`). The journal, the novelty index and the use of answers
+    stay in the run's process.
     """
 
     def __init__(self, gen: Generator, send: SendBatch, workers: int) -> None:
@@ -130,6 +144,8 @@ class RemoteInstanceClient:
         # key -> the future the pipeline holds, or what arrived before it asked
         self._waiting: dict[str, concurrent.futures.Future[Completion]] = {}
         self._arrived: dict[str, tuple[Request, Completion | BaseException]] = {}
+        self._others = MicroBatches(send, self._endpoint,
+                                    max_batch=max(4, gen.dispatch.depth // workers))
 
     def describe(self) -> dict[str, Any]:
         """What the manifest records about the endpoint: the run's client's description."""
@@ -149,7 +165,7 @@ class RemoteInstanceClient:
     def submit(self, request: Request) -> concurrent.futures.Future[Completion]:
         """`LLMClient.submit`: an instance answer comes from the batch holding its request."""
         if request.stage != STAGE:
-            return self._local.submit(request)
+            return self._others.submit(request)
         key = self._key(request)
         if key not in self._batch_of:
             # The first instance request, or the first of a top-up phase (`pipeline.run`):
@@ -165,7 +181,7 @@ class RemoteInstanceClient:
             if arrived is None:
                 self._waiting[key] = future
                 return future
-        _resolve(future, arrived[1])
+        resolve(future, arrived[1])
         return future
 
     def _submit_until(self, end: int) -> None:
@@ -187,10 +203,11 @@ class RemoteInstanceClient:
                 if waiting is None:
                     self._arrived[key] = (request, outcome)
                     continue
-            _resolve(waiting, outcome)
+            resolve(waiting, outcome)
 
     def close(self) -> None:
         """Wait for batches on their way, then journal answers the pipeline never took."""
+        self._others.close()
         concurrent.futures.wait(self._collectors)
         self._pool.shutdown()
         for key, (request, outcome) in self._arrived.items():
@@ -199,20 +216,12 @@ class RemoteInstanceClient:
         self._arrived.clear()
 
 
-def _resolve(future: concurrent.futures.Future[Completion],
-             outcome: Completion | BaseException) -> None:
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+def route_requests(gen: Generator, send: SendBatch, workers: int) -> RemoteClient:
+    """Answer the run's requests through `send` from now on; close it when done.
 
-
-def route_instances(gen: Generator, send: SendBatch, workers: int) -> RemoteInstanceClient:
-    """Answer the run's instance requests through `send` from now on; close it when done.
-
-    Swaps `gen.client` (the facade's public client attribute): every stage asks the model
-    through it, and only the instance stage is routed elsewhere.
+    Swaps `gen.client` (the facade's public client attribute), through which every stage of
+    the recipe asks the model. Features with clients of their own (verifier models) keep them.
     """
-    client = RemoteInstanceClient(gen, send, workers)
+    client = RemoteClient(gen, send, workers)
     gen.client = client
     return client

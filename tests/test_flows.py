@@ -340,6 +340,10 @@ def test_dask_path_writes_the_in_process_version(prefect_harness, openai_server,
     # 40 tasks in 2 batches, then the top-up phase for tasks that kept no instance: 1 batch.
     assert local_manifest["target"]["accepted_instructions"] > 40
     assert len(on_workers) == 3 and set(on_workers) == {"Completed"}
+    # Every stage's requests were answered on the workers, none by the flow's process.
+    names = {name.split("-answers")[0] + "-answers" for name, _ in tasks if "-answers" in name}
+    assert names == {"bootstrap-answers", "classify-answers", "instances-answers"}, names
+    assert not any(name.startswith(("bootstrap-round", "classify-batch")) for name, _ in tasks)
 
     # --max-requests holds on the Dask path too: batches sent ahead stop at the budget.
     usage = local_manifest["usage"]

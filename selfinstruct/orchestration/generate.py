@@ -70,9 +70,6 @@ def generate_dataset(
     """
     # The base URL parameter is stored without credentials; the environment supplies them.
     settings = with_url_credentials(build_config(config), os.environ.get("OPENAI_BASE_URL"))
-    if task_runner == "dask" and settings.endpoints:
-        raise InputError("the Dask task runner sends to one endpoint: drop the extra "
-                         "--base-url endpoints, or run without --task-runner dask")
     if task_runner == "dask" and (settings.embedded or settings.batch_api):
         raise InputError("the Dask task runner needs a direct endpoint (--base-url, no "
                          "--batch-api): the embedded model serves one request at a time, and a "

@@ -1,8 +1,9 @@
-"""Instance batches as Prefect task runs on a Dask cluster (`task_runner="dask"`).
+"""Request batches as Prefect task runs on a Dask cluster (`task_runner="dask"`).
 
 The planning — which requests, batched how, sent how far ahead, within which budget — is
 `selfinstruct.scale_out`'s; this module only says how a batch is sent: as one
-`instances-answers` task run through prefect-dask, with Prefect's retries.
+`<stage>-answers` task run (bootstrap, classify, instances, a recipe's own stages) through
+prefect-dask, with Prefect's retries.
 
 When it pays: a Dask task costs ~100 ms of overhead on top of its batch, so it is for batches
 that take seconds (slow or rate-limited-per-client endpoints, many workers each with their
@@ -23,7 +24,8 @@ from prefect_dask import DaskTaskRunner
 
 from selfinstruct.llm import Completion, EndpointRefused, Request
 from selfinstruct.pipeline import Generator
-from selfinstruct.scale_out import BatchHandle, RemoteInstanceClient, answer_batch, route_instances
+from selfinstruct.remote_batches import BatchHandle
+from selfinstruct.scale_out import RemoteClient, answer_batch, route_requests
 
 
 def _worth_retrying(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -35,30 +37,33 @@ def _worth_retrying(task: Task[..., Any], task_run: TaskRun, state: State[Any]) 
       retry_jitter_factor=0.5, retry_condition_fn=_worth_retrying, cache_policy=NO_CACHE,
       persist_result=False)
 def answer_requests(endpoint: dict[str, Any], requests: list[Request]) -> list[Completion]:
-    """One batch of instance requests answered on a worker (`scale_out.answer_batch`)."""
+    """One batch of requests answered on a worker (`scale_out.answer_batch`)."""
     return answer_batch(endpoint, requests)
 
 
 def step_runner(task_step: Callable[..., Any]) -> Callable[..., Any]:
-    """`task_step`, except that instance batches run in the flow's own context.
+    """`task_step`, except that the steps that send requests run in the flow's own context.
 
     Prefect ships the submitting context to the worker, and a step task's context holds its
-    function — a method of the (unpicklable) generator. The batch's Prefect task runs are the
-    workers' "instances-answers"; using the answers in order takes milliseconds.
+    function — a method of the (unpicklable) generator. Those steps' Prefect task runs are
+    the workers' "<stage>-answers" batches; using the answers in order takes milliseconds.
+    Writing the version stays a task of its own.
     """
 
     def step(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        return fn(*args) if name == "instances-batch" else task_step(name, fn, *args)
+        return task_step(name, fn, *args) if name == "write-version" else fn(*args)
 
     return step
 
 
-def install(gen: Generator, runner: DaskTaskRunner) -> RemoteInstanceClient:
-    """Route the run's instance requests to the cluster behind `runner`."""
+def install(gen: Generator, runner: DaskTaskRunner) -> RemoteClient:
+    """Route the run's requests to the cluster behind `runner`, one task run per batch,
+    named after its stage ("bootstrap-answers", "instances-answers", …)."""
 
     def send(endpoint: dict[str, Any], requests: list[Request]) -> BatchHandle:
-        future = runner.submit(answer_requests, {"endpoint": endpoint, "requests": requests})
+        named = answer_requests.with_options(name=f"{requests[0].stage}-answers")
+        future = runner.submit(named, {"endpoint": endpoint, "requests": requests})
         return future
 
     workers = max(1, sum(runner.client.nthreads().values()))
-    return route_instances(gen, send, workers)
+    return route_requests(gen, send, workers)
