@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import random
@@ -226,6 +227,9 @@ class LLMClient:
                                         name="selfinstruct-llm")
         self._thread.start()
         self._cooldown_until = 0.0
+        # The model answered a request for token log-probs with a 400 (OpenAI's reasoning
+        # models do): from then on its answers are asked for without them (`_send_with_retries`).
+        self._logprobs_refused = False
         self._api_key = api_key  # only for redacting error messages; never logged or stored
         self._client = asyncio.run_coroutine_threadsafe(
             self._make_client(api_key), self._loop
@@ -271,6 +275,8 @@ class LLMClient:
         self.close()
 
     async def _send_with_retries(self, request: Request) -> Completion:
+        if self._logprobs_refused:
+            request = _without_logprobs(request)
         last = _Transient("unknown")
         for attempt in range(self.retry.max_retries + 1):
             wait = self._cooldown_until - time.monotonic()
@@ -304,6 +310,11 @@ class LLMClient:
             except openai.APIStatusError as exc:
                 # 4xx other than 429: retrying the same request cannot help.
                 message = redact(_short(exc), [self._api_key])
+                if _refuses_logprobs(exc, request):
+                    # --confidence on a model without log-probs: the answer still counts,
+                    # unscored (selfinstruct.confidence says "unavailable"), not a failure.
+                    self._logprobs_refused = True
+                    return await self._send_with_retries(request)
                 if exc.status_code in FATAL_STATUSES:
                     raise EndpointRefused(
                         f"{self.base_url} answered {exc.status_code} "
@@ -356,6 +367,20 @@ class LLMClient:
                     raise oversized(size)
                 chunks.append(chunk)
             return response.headers.get("x-request-id"), b"".join(chunks)
+
+
+def _refuses_logprobs(exc: openai.APIStatusError, request: Request) -> bool:
+    """A 400 that names the log-probs this request asked for ("Unsupported parameter:
+    'logprobs' is not supported with this model.")."""
+    return (exc.status_code == 400 and bool(request.params.get("logprobs"))
+            and "logprobs" in str(exc).lower())
+
+
+def _without_logprobs(request: Request) -> Request:
+    """The same request asking for the answer alone: sent in place of `request`, whose key
+    (with the log-probs marker) the journal still files the answer under."""
+    params = {k: v for k, v in request.params.items() if k != "logprobs"}
+    return dataclasses.replace(request, params=params)
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:

@@ -179,6 +179,24 @@ def test_server_gives_one_logprob_per_token_only_when_asked(api: str) -> None:
                 temperature=0.0).logprobs is None
 
 
+def test_a_model_that_refuses_logprobs_is_asked_again_without_them() -> None:
+    """OpenAI's reasoning models answer `logprobs` with a 400: the answer is still wanted,
+    unscored; once refused, the client stops asking (one 400, not one per request)."""
+    asked = Request("instances", "Tell me about gardens.", {"logprobs": True}, "n")
+    with start_server() as server, LLMClient(base_url=server.base_url, api_key="k",
+                                             model="test-model-refuses-logprobs",
+                                             api="chat") as client:
+        first = client.run_batch([asked])[0]
+        second = client.run_batch([Request("instances", "Name a fruit.", {"logprobs": True},
+                                           "m")])[0]
+        stats = server.stats()
+        answered = [r["body"] for r in server.requests() if r["body"] is not None]
+    for answer in (first, second):
+        assert answer.error is None and answer.text and answer.logprobs is None
+    assert stats["errors_by_status"] == {"400": 1} and stats["requests_total"] == 3
+    assert len(answered) == 2 and not any("logprobs" in body for body in answered)
+
+
 def test_server_tokens_join_back_to_the_text() -> None:
     with start_server() as server:
         import openai

@@ -108,18 +108,21 @@ def test_low_confidence_drops_the_servers_bad_answers(
     assert manifest["funnel"]["instance_filter"]["drops"]["low_confidence"] == len(low)
 
 
+@pytest.mark.parametrize("model", ["test-model-no-logprobs",  # ignores the parameter
+                                   "test-model-refuses-logprobs"])  # answers it with a 400
 def test_an_endpoint_without_logprobs_is_unavailable_once_and_drops_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = min_confidence_config(tmp_path, 0.99)  # would drop everything if scored
     with start_server(style="messy") as server:
-        assert generate(server, tmp_path, "--model", "test-model-no-logprobs", "--confidence",
-                        "--config", config, n="12") == 0
+        assert generate(server, tmp_path, "--model", model, "--confidence", "--config", config,
+                        n="12") == 0
     version, err = read_version(capsys)
     assert err.count("returned no token log-probabilities") == 1
-    assert "selfinstruct: warning: --confidence: model 'test-model-no-logprobs'" in err
+    assert f"selfinstruct: warning: --confidence: model '{model}'" in err
     rows = jsonl(version / "train.jsonl")
     assert rows and all(row["provenance"][k] is None for row in rows for k in FIGURES)
-    assert not [r for r in jsonl(version / "rejected.jsonl") if r["reason"] == "low_confidence"]
+    rejected = jsonl(version / "rejected.jsonl")
+    assert not [r for r in rejected if r["reason"] in ("low_confidence", "http_400")]
     manifest = json.loads((version / "manifest.json").read_text())
     assert manifest["confidence"]["status"] == "unavailable"
 

@@ -24,7 +24,9 @@ Asked for as OpenAI does (chat ``logprobs: true``, completions ``logprobs: N``),
 OpenAI does: chat ``choices[i].logprobs.content`` = [{token, logprob, bytes, top_logprobs}],
 completions ``choices[i].logprobs`` = {tokens, token_logprobs, top_logprobs, text_offset}.
 A model whose name contains ``NO_LOGPROBS_MARK`` ignores the request (``logprobs: null``),
-like an endpoint without log-prob support.
+like an endpoint without log-prob support; one whose name contains ``REFUSES_LOGPROBS_MARK``
+answers a request that asks for them with OpenAI's 400 for reasoning models ("Unsupported
+parameter: 'logprobs' is not supported with this model.").
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from tests.servers.hashing import rng_for
 from tests.servers.tokens import CJK_RANGES, token_pieces
 
 NO_LOGPROBS_MARK = "no-logprobs"
+REFUSES_LOGPROBS_MARK = "refuses-logprobs"
+REFUSAL_MESSAGE = "Unsupported parameter: 'logprobs' is not supported with this model."
 GOOD = (0.01, 0.4)
 DIP = (0.7, 1.6)
 DIP_RATE = 0.05
@@ -47,14 +51,22 @@ _LOOP_N = 4
 _LOOP_TIMES = 3
 
 
-def wants_logprobs(body: dict[str, Any], chat: bool) -> bool:
-    """Whether the request asked for log-probs and the model is one that gives them."""
-    if NO_LOGPROBS_MARK in str(body.get("model", "")):
-        return False
+def asks_logprobs(body: dict[str, Any], chat: bool) -> bool:
+    """Whether the request asks for log-probs (chat ``true``, completions a number)."""
     value = body.get("logprobs")
     if chat:
         return value is True
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def refuses_logprobs(body: dict[str, Any], chat: bool) -> bool:
+    """Whether this request must get the 400 of a model that does not support log-probs."""
+    return REFUSES_LOGPROBS_MARK in str(body.get("model", "")) and asks_logprobs(body, chat)
+
+
+def wants_logprobs(body: dict[str, Any], chat: bool) -> bool:
+    """Whether the request asked for log-probs and the model is one that gives them."""
+    return NO_LOGPROBS_MARK not in str(body.get("model", "")) and asks_logprobs(body, chat)
 
 
 def choice_logprobs(text: str, lang: str, chat: bool, material: Any,

@@ -14,7 +14,12 @@ from typing import Any
 from tests.servers.answers import generate_answer, junk_text, request_material
 from tests.servers.faults import APIError
 from tests.servers.hashing import rng_for
-from tests.servers.logprobs import choice_logprobs, wants_logprobs
+from tests.servers.logprobs import (
+    REFUSAL_MESSAGE,
+    choice_logprobs,
+    refuses_logprobs,
+    wants_logprobs,
+)
 from tests.servers.prompt_kinds import detect_prompt
 from tests.servers.styled import StyledAnswer
 from tests.servers.styles import clean_offered, styled_answer
@@ -58,6 +63,8 @@ def validate_request(body: Any, chat: bool) -> tuple[list[str], list[Any]]:
     ):
         raise APIError(400, "stop must be a string or a list of strings.",
                         "invalid_request_error")
+    if refuses_logprobs(body, chat):
+        raise APIError(400, REFUSAL_MESSAGE, "invalid_request_error", "unsupported_parameter")
     if chat:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(
