@@ -311,6 +311,11 @@ def resolve_defaults(config: GenerateConfig, detected_language: str) -> Generate
     if config.filters.min_confidence is not None and not config.confidence:
         raise InputError("[filters] min_confidence needs --confidence (confidence = true): "
                          "without it no answer has a confidence to compare")
+    if config.response_models and not config.preference:
+        raise InputError("--response-models needs --preference (they write its responses)")
+    if len(config.response_models) > config.responses:
+        raise InputError(f"--response-models names {len(config.response_models)} models but "
+                         f"--responses is {config.responses}: each model needs a response slot")
     if config.filters.min_agreement is not None and not config.verify:
         raise InputError("[filters] min_agreement needs at least one --verify-model "
                          "([[verify]] table): without one there is no agreement to compare")

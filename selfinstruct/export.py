@@ -74,9 +74,11 @@ FORMATS: dict[str, Callable[[dict], dict]] = {
 }
 
 
-def write_export(rows: Iterable[dict], fmt: str, out: IO[str]) -> int:
-    """Write `rows` converted to `fmt` as JSONL to `out`; return the number of records."""
-    convert = FORMATS[fmt]
+Convert = Callable[[dict], dict]
+
+
+def write_records(rows: Iterable[dict], convert: Convert, out: IO[str]) -> int:
+    """Write `rows` converted by `convert` as JSONL to `out`; return the number of records."""
     count = 0
     for row in rows:
         out.write(json.dumps(convert(row), ensure_ascii=False) + "\n")
@@ -90,21 +92,26 @@ def is_stdout(output: str | Path | None) -> bool:
 
 
 def export_version(path: str | Path, fmt: str, output: str | Path | None = None) -> int:
-    """Export a (validated) version to `output`, or to stdout (see `is_stdout`).
+    """Export a (validated) version to `output`, or to stdout (see `write_output`)."""
+    folder = require_valid(path)
+    return write_output(iter_rows(folder / TRAIN_FILE), FORMATS[fmt], output)
+
+
+def write_output(rows: Iterable[dict], convert: Convert, output: str | Path | None) -> int:
+    """Write converted `rows` to `output`, or to stdout (see `is_stdout`); every export's tail.
 
     Written with `atomic_write`, so a failed export never leaves a truncated file that a
     training run could pick up, while a symlink, /dev/null, a FIFO or /dev/fd/N behaves as in a
     shell redirection. A path inside a version folder is refused: versions are immutable.
     """
-    folder = require_valid(path)
-    rows = iter_rows(folder / TRAIN_FILE)
     if is_stdout(output):
-        return write_export(rows, fmt, sys.stdout)
+        return write_records(rows, convert, sys.stdout)
     assert output is not None
     output = Path(output)
     refuse_inside_version(output, "--output")
     try:
         Path(os.path.realpath(output)).parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(output, lambda handle: write_export(rows, fmt, handle), text=True)
+        return atomic_write(output, lambda handle: write_records(rows, convert, handle),
+                            text=True)
     except OSError as exc:
         raise InputError(f"--output {output}: cannot write: {exc.strerror or exc}") from None

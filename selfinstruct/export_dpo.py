@@ -16,17 +16,13 @@ provenance a trainer does not read). JSONL, UTF-8, written atomically like every
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from selfinstruct._errors import InputError
-from selfinstruct.dataset import iter_rows, read_manifest, refuse_inside_version, require_valid
-from selfinstruct.export import is_stdout
-from selfinstruct.fileio import atomic_write
+from selfinstruct.dataset import iter_rows, read_manifest, require_valid
+from selfinstruct.export import write_output
 from selfinstruct.preference_file import PREFERENCE_FILE
 
 
@@ -48,16 +44,6 @@ DPO_FORMATS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def write_dpo(rows: Iterable[dict[str, Any]], fmt: str, out: IO[str]) -> int:
-    """Write `rows` (preference.jsonl rows) in `fmt` as JSONL to `out`; return the count."""
-    convert = DPO_FORMATS[fmt]
-    count = 0
-    for row in rows:
-        out.write(json.dumps(convert(row), ensure_ascii=False) + "\n")
-        count += 1
-    return count
-
-
 def export_dpo(path: str | Path, fmt: str, output: str | Path | None = None) -> int:
     """Export a (validated) version's preference pairs to `output` or stdout.
 
@@ -69,14 +55,4 @@ def export_dpo(path: str | Path, fmt: str, output: str | Path | None = None) -> 
     if PREFERENCE_FILE not in (read_manifest(folder).get("files") or {}):
         raise InputError(f"{folder}: no {PREFERENCE_FILE} in this version (generate it with "
                          "--preference)")
-    rows = iter_rows(folder / PREFERENCE_FILE)
-    if is_stdout(output):
-        return write_dpo(rows, fmt, sys.stdout)
-    assert output is not None
-    output = Path(output)
-    refuse_inside_version(output, "--output")
-    try:
-        Path(os.path.realpath(output)).parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(output, lambda handle: write_dpo(rows, fmt, handle), text=True)
-    except OSError as exc:
-        raise InputError(f"--output {output}: cannot write: {exc.strerror or exc}") from None
+    return write_output(iter_rows(folder / PREFERENCE_FILE), DPO_FORMATS[fmt], output)

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from selfinstruct import pairwise
-from selfinstruct._errors import InputError
 from selfinstruct.preference_file import PREFERENCE_FILE
 from selfinstruct.preference_rank import pairs
 from selfinstruct.preference_rank import slots as response_slots
@@ -47,9 +46,6 @@ def enabled(config: GenerateConfig) -> bool:
 def stages(engine: Engine) -> list[Stage]:
     """Response stages, both orders of every pair's judgement, then the ranking."""
     cfg = engine.config
-    if len(cfg.response_models) > cfg.responses:
-        raise InputError(f"--response-models names {len(cfg.response_models)} models but "
-                         f"--responses is {cfg.responses}: each model needs a response slot")
     slots = response_slots(cfg.responses, cfg.response_models, engine.client.model)
     # The generating model answers through the answer client where there is one (the
     # embedded model answers in chat); another model through a client of its own.

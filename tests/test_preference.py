@@ -385,3 +385,24 @@ def test_the_hub_card_publishes_a_preference_config(run: dict[str, Any], hub: Hu
     loaded = json.loads(done.stdout.splitlines()[-1])
     assert loaded["pairs"] == _rows(run["version"] / PREFERENCE_FILE)
     assert loaded["train"] == _manifest(run["version"])["counts"]["train"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--response-models", "m1,m2"],
+     "--response-models needs --preference (they write its responses)"),
+    (["--preference", "--responses", "2", "--response-models", "m1,m2,m3"],
+     "--response-models names 3 models but --responses is 2: each model needs a response "
+     "slot"),
+])
+def test_bad_response_models_are_refused_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+        message: str) -> None:
+    with start_server() as server:
+        code = main(["generate", "--seeds", "en_general", "--dataset", "p",
+                     "--num-instructions", "3", "--data-dir", str(tmp_path / "data"),
+                     "--base-url", server.base_url, "--model", "test-model", "--no-progress",
+                     *extra])
+        assert server.stats()["requests_total"] == 0
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"selfinstruct: error: {message}"]
+    assert not (tmp_path / "data").exists()
