@@ -1,4 +1,4 @@
-"""The manifest's recipe and feature sections, and the card rows and report panels drawn from them."""
+"""The manifest's recipe and feature sections, and the card rows and report panels of them."""
 
 from __future__ import annotations
 
@@ -69,10 +69,14 @@ def test_panels_appear_only_for_sections_the_manifest_has() -> None:
                                 for i in range(10)]},
         "agreement": {"verifiers": {"m2": {"kind": "model", "checked": 10, "agreed": 7,
                                            "rate": 0.7}}},
+        "preference": {"prompts": 30, "pairs": 23, "ties": 7, "unjudged": 0, "responses": 2,
+                       "slots": [{"model": "m", "temperature": 0.2},
+                                 {"model": "m", "temperature": 1.0}], "judge_model": "j"},
     }
     charts = [chart for b in PANEL_BUILDERS if (chart := b(_stats(manifest))) is not None]
     assert [c.name for c in charts] == ["lineage.png", "personas.png", "turns.png",
-                                        "confidence.png", "agreement.png"]
+                                        "confidence.png", "agreement.png", "preference.png"]
+    assert "(m @ 0.2, m @ 1.0)" in charts[5].caption
     assert all(c.png.startswith(b"\x89PNG") for c in charts)
     assert "2 personas of 200 available" in charts[1].caption
     assert "turn2_user 1" in charts[2].caption

@@ -4,7 +4,8 @@ Each recipe or check answers its own question, and the panel shows the answer: e
 how deep did the evolution go and by which mutations; personas — did many personas make it
 into the data or a handful; multi-turn — how many conversations kept all their turns and where
 the others were dropped; confidence — where the answers' confidence lies and what the
-threshold cut; verifiers — how often each agreed. The numbers are
+threshold cut; verifiers — how often each agreed; preference pairs — how many prompts gave
+a pair, a tie, or no verdict. The numbers are
 `selfinstruct.manifest_sections`' (and the features' summaries), never recomputed here; a
 version without a section has no panel.
 """
@@ -143,6 +144,30 @@ def agreement_chart(stats: Stats) -> Chart | None:
                  render(5, 3.2, draw))
 
 
+def preference_chart(stats: Stats) -> Chart | None:
+    summary = stats.manifest.get("preference")
+    if not summary or not summary.get("prompts"):
+        return None
+    parts = [("pairs", int(summary.get("pairs") or 0), KEPT),
+             ("ties", int(summary.get("ties") or 0), SHADES[3]),
+             ("unjudged", int(summary.get("unjudged") or 0), DROPPED)]
+
+    def draw(figure: Any) -> None:
+        ax = figure.subplots()
+        _bars(ax, [name for name, _, _ in parts], [n for _, n, _ in parts], SHADES[0])
+        for patch, (_, _, colour) in zip(ax.patches, parts, strict=True):
+            patch.set_color(colour)
+        ax.set_ylabel("prompts")
+        ax.set_title(f"Preference pairs from {summary['prompts']:,} prompts")
+
+    models = ", ".join(f"{s['model']} @ {s['temperature']}" for s in summary.get("slots", []))
+    return Chart("preference.png", "Preference pairs",
+                 f"{summary.get('responses', '?')} responses per prompt ({models}), judged "
+                 f"pairwise in both orders by {summary.get('judge_model', '?')}; a tie or an "
+                 f"unjudged prompt gives no pair.", render(5, 3.2, draw))
+
+
 PANEL_BUILDERS: tuple[Callable[[Stats], Chart | None], ...] = (
     lineage_chart, persona_chart, turns_chart, confidence_chart, agreement_chart,
+    preference_chart,
 )
