@@ -150,6 +150,9 @@ def test_every_drop_reason_fires_with_a_detail(runs: list[Run]) -> None:
         drops = sum(sum(entry["drops"].values()) for stage, entry in funnel.items()
                     if stage != "answers")
         assert drops == len(rejected)  # every counted drop is a row, and no row is uncounted
+        # Every answer is accounted for exactly once: read, unparseable or failed.
+        sent = sum(stage["requests"] for stage in run.manifest["usage"].values())
+        assert funnel["answers"]["in"] == sent, (run.style, run.api, run.language)
     assert set(fired) >= MUST_FIRE, MUST_FIRE - set(fired)
 
 
