@@ -209,6 +209,12 @@ def turns_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return version
 
 
+def test_validate_and_release_take_a_turns_version(turns_version: Path, tmp_path: Path) -> None:
+    assert validate(turns_version) == []
+    assert run_cli(["release", str(turns_version), "--output-dir", str(tmp_path / "dist")]) == 0
+    assert list((tmp_path / "dist").iterdir())
+
+
 def test_chat_exports_write_whole_conversations(turns_version: Path, tmp_path: Path) -> None:
     rows = _conversation_rows(turns_version)
     export_version(turns_version, "openai-chat", tmp_path / "chat.jsonl")
