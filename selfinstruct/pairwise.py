@@ -97,11 +97,8 @@ def read_verdict(text_ab: str, text_ba: str) -> Verdict:
     ab = _AB_ORDER[first] if first is not None else None
     ba = _BA_ORDER[second] if second is not None else None
     if ab is None or ba is None:
-        which = [name for name, choice, text in (("A/B", ab, text_ab), ("B/A", ba, text_ba))
-                 if choice is None]
-        quoted = "; ".join(f"{name} order answered {_snippet(text)!r}"
-                           for name, text in (("A/B", text_ab), ("B/A", text_ba))
-                           if name in which)
+        quoted = "; ".join(f"{name} order answered {_snippet(text)!r}" for name, choice, text
+                           in (("A/B", ab, text_ab), ("B/A", ba, text_ba)) if choice is None)
         return Verdict(None, "", f"unreadable verdict ({quoted})")
     said = f"A/B order {_NAME[ab]}, B/A order {_NAME[ba]}"
     if ab == ba:
@@ -146,7 +143,7 @@ def read_choice(text: str) -> tuple[Choice | None, str]:
     return None, reason
 
 
-# Markdown emphasis and headings; '#' too, so "### Answer A" echoes read like plain lines.
+# Markdown emphasis, and '#' so that "### Verdict: A" reads as a labelled line.
 _MARKUP = re.compile(r"[*_`#]")
 _HEADING = re.compile(r"^[ \t]*#{1,6}[ \t].*$", re.MULTILINE)
 _OPEN, _CLOSE = r"[\"'「『(\[<]", r"[\"'」』)\]>]"
