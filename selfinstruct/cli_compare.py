@@ -58,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "instructions they share (same instruction and input), or with the answers of model "
         "NAME when B is model:NAME. A judge model sees every pair in both orders (a winner "
         "must win both; disagreement is a tie). Prints wins/ties/losses, the win rate of A "
-        "over B and the length-controlled win rate (AlpacaEval 2's method) with 95%% "
+        "over B and the length-controlled win rate (AlpacaEval 2's method) with 95% "
         "bootstrap intervals; writes compare.json, compare.md and pairs.jsonl to --output. "
         "Answers are journaled there: a rerun pays nothing twice.")
     p.add_argument("a", metavar="A", help="a version folder (data/<name>/vNNNN or "
@@ -66,8 +66,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("b", metavar="B", help="another version, or model:NAME (that model, on "
                    "--base-url, answers A's instructions)")
     p.add_argument("--judge-model", required=True, metavar="M", help="the judge model")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint of the judge (and of "
-                   "model:NAME); default $OPENAI_BASE_URL")
+    p.add_argument("--base-url", metavar="URL",
+                   help="OpenAI-compatible endpoint of the judge (and of model:NAME); default "
+                        "$OPENAI_BASE_URL")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
                    help="environment variable holding the API key (default %(default)s)")
     p.add_argument("--api", choices=["chat", "completions"], default="chat",
@@ -76,9 +77,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    "(default: data/<name of A>/compare/<A>-vs-<B>/)")
     p.add_argument("--limit", type=int, metavar="N",
                    help="compare at most N shared instructions (the first in A's order)")
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt")
-    p.add_argument("--max-retries", type=int, default=5)
+    p.add_argument("--concurrency", type=int, default=8, metavar="K",
+                   help="requests in flight (default 8)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="seconds per attempt (default 120)")
+    p.add_argument("--max-retries", type=int, default=5, metavar="R",
+                   help="retries of a failed request (default 5)")
     p.add_argument("--max-requests", type=int, metavar="N",
                    help="send at most N requests (journaled answers are free)")
     p.add_argument("--max-tokens", type=int, metavar="N", help="stop after N tokens")
@@ -87,7 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="a generate TOML config; compare reads its [prices.\"MODEL\"] tables "
                         "(USD per 1M input/output tokens) to show and cap the cost")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="bootstrap seed and request seed (default 0)")
     p.set_defaults(func=main)
     return p
