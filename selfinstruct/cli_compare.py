@@ -164,6 +164,10 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise InputError(f"--{name.replace('_', '-')}: must be at least 1 (got {value})")
     if args.max_cost is not None and not args.max_cost >= 0:
         raise InputError(f"--max-cost: must be a non-negative number (got {args.max_cost})")
+    if not args.timeout > 0:
+        raise InputError(f"--timeout: must be a positive number of seconds (got {args.timeout})")
+    if args.max_retries < 0:
+        raise InputError(f"--max-retries: must be 0 or more (got {args.max_retries})")
 
 
 @dataclass(frozen=True)

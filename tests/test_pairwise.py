@@ -540,6 +540,7 @@ def test_compare_records_unreadable_verdicts(versions: tuple[Path, Path], tmp_pa
     (["{a}", "model:x", "--output", "{a}/report"], "immutable"),
     (["{a}", "model:x", "--config", "{a}/../nowhere.toml"], "nowhere.toml"),
     (["{a}", "model:x", "--max-cost", "-1"], "--max-cost: must be a non-negative"),
+    (["{a}", "model:x", "--timeout", "0"], "--timeout: must be a positive"),
 ])
 def test_compare_refuses_bad_input_in_one_line(versions: tuple[Path, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str],
