@@ -163,7 +163,7 @@ _ALTERNATIVE = re.compile(r"\s*(?:(?i:or|and)\b|/|または|か|と|、|,)\s*[\"
                           r"(?:(?i:answer|output|回答)\s*)?[AB](?![A-Za-z])")
 _TIE_VALUE = re.compile(r"(?i:tie|draw|equal|neither|both|none)\b|引き分け|同等|どちらも|なし")
 _TIE = re.compile(
-    r"(?i:\btie\b|\bdraw\b|\bequally\s+(?:good|bad|helpful|correct|valid|strong|weak|poor)"
+    r"(?i:\btie\b|\bequally\s+(?:good|bad|helpful|correct|valid|strong|weak|poor)"
     r"|\bboth\s+(?:answers\s+|responses\s+)?(?:are\s+)?equally\b"
     r"|\bneither\s+(?:answer\s+|one\s+)?is\s+better\b|\bno\s+clear\s+winner\b)"
     r"|引き分け|同等|同程度|甲乙つけ|優劣(?:は|を)?つけ")

@@ -66,6 +66,7 @@ READINGS = [
     ("より良い回答はBです。", "second", None),
     ("回答Bがより適切です。", "second", None),
     ("Answer B is not better than A.", None, None),
+    ("The answer that explains how to draw a map is more complete.", None, None),
     ("Better: Tie", "tie", None),
     ("Both answers are equally good.", "tie", None),
     ("どちらも同程度に良い回答で、引き分けです。", "tie", None),
