@@ -128,16 +128,15 @@ def _similarity_chart(stats: Stats) -> Chart | None:
 
 
 def _lengths_chart(stats: Stats) -> Chart | None:
-    if not stats.rows:
+    if not stats.row_count:
         return None
-    unit = stats.unit
-    inputs = [row["input"] for row in stats.rows]
+    lengths = stats.lengths
     series = [
-        ("instruction", [text_length(t, unit) for t in stats.instructions]),
-        ("input", [text_length(t, unit) for t in inputs if t.strip()]),
-        ("output", [text_length(row["output"], unit) for row in stats.rows]),
+        ("instruction", [text_length(t, stats.unit) for t in stats.instructions]),
+        ("input", lengths.inputs),
+        ("output", lengths.outputs),
     ]
-    empty = sum(1 for t in inputs if not t.strip()) / len(inputs)
+    empty = lengths.empty_inputs / stats.row_count
 
     def draw(figure: Any) -> None:
         axes = figure.subplots(1, 3)

@@ -24,8 +24,6 @@ from selfinstruct.report.charts import Chart
 from selfinstruct.report.fonts import embedded_subset
 from selfinstruct.report.stats import Stats, task_type, verb_table
 
-SAMPLE_ROWS = 200
-MASK_TOKENS = ("[EMAIL]", "[PHONE]", "[CARD]")
 _TYPE_CELLS = {"classification": "cls", "generation": "gen", "not labelled": "—"}
 
 
@@ -34,27 +32,21 @@ def _snippet(text: str | None, limit: int = 220) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _rejections(rejected: Sequence[dict[str, Any]], examples: int = 2) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rejected:
-        groups.setdefault((row.get("stage", "?"), row.get("reason", "?")), []).append(row)
-    ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
-    total = len(rejected) or 1
-    return [{"stage": stage, "reason": reason, "count": len(rows), "share": len(rows) / total,
-             "examples": [{"instruction": _snippet(r.get("instruction")),
-                           "output": _snippet(r.get("output"), 140),
-                           "detail": _snippet(r.get("detail"), 160)} for r in rows[:examples]]}
-            for (stage, reason), rows in ranked]
+def _rejections(stats: Stats) -> list[dict[str, Any]]:
+    total = stats.rejected_count or 1
+    return [{"stage": group.stage, "reason": group.reason, "count": group.count,
+             "share": group.count / total,
+             "examples": [{"instruction": _snippet(r["instruction"]),
+                           "output": _snippet(r["output"], 140),
+                           "detail": _snippet(r["detail"], 160)} for r in group.examples]}
+            for group in stats.rejections]
 
 
-def _sample(rows: Sequence[dict[str, Any]], size: int = SAMPLE_ROWS) -> list[dict[str, Any]]:
-    """Evenly spaced rows: early and late rounds both show, and the pick is deterministic."""
-    step = max(1, len(rows) / size)
-    picked = [rows[int(i * step)] for i in range(min(size, len(rows)))]
+def _sample(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"id": r["id"], "instruction": r["instruction"], "input": r["input"],
              "output": r["output"],
              "type": _TYPE_CELLS[task_type(r)],
-             "judge": _judge_cell(r.get("provenance") or {})} for r in picked]
+             "judge": _judge_cell(r.get("provenance") or {})} for r in rows]
 
 
 def _judge_cell(provenance: dict[str, Any]) -> str:
@@ -68,9 +60,9 @@ def _kpis(stats: Stats) -> list[tuple[str, str]]:
     funnel = m.get("funnel") or {}
     candidates = (funnel.get("parse") or {}).get("in")
     tiles = [
-        ("train rows", f"{len(stats.rows):,}"),
+        ("train rows", f"{stats.row_count:,}"),
         ("tasks", f"{len(stats.instructions):,}"),
-        ("rejected candidates", f"{counts.get('rejected', len(stats.rejected)):,}"),
+        ("rejected candidates", f"{counts.get('rejected', stats.rejected_count):,}"),
     ]
     if candidates:
         tiles.append(("of candidate instructions became tasks",
@@ -79,11 +71,8 @@ def _kpis(stats: Stats) -> list[tuple[str, str]]:
         tiles.append(("median nearest ROUGE-L", f"{median(stats.nearest):.2f}"))
     verbs = {v for v, _ in stats.verbs if v}
     tiles.append(("distinct leading verbs", f"{len(verbs):,}"))
-    masked = sum(1 for r in stats.rows
-                 if any(tok in f"{r['instruction']} {r['input']} {r['output']}"
-                        for tok in MASK_TOKENS))
-    if masked:
-        tiles.append(("rows with masked personal data", f"{masked:,}"))
+    if stats.masked:
+        tiles.append(("rows with masked personal data", f"{stats.masked:,}"))
     if stats.judged:
         tiles.append(("judge clarity / correctness",
                       f"{mean(c for c, _ in stats.judged):.1f} / "
@@ -114,8 +103,8 @@ def render_html(stats: Stats, charts: Sequence[Chart]) -> str:
         "language_name": stats.profile.name,
         "kpis": _kpis(stats), "charts": inline, "funnel": funnel_rows(m.get("funnel") or {}),
         "verbs": verb_table(stats.verbs),
-        "pairs": stats.top_pairs, "rejections": _rejections(stats.rejected),
-        "sample": _sample(stats.rows), "total_rows": f"{len(stats.rows):,}",
+        "pairs": stats.top_pairs, "rejections": _rejections(stats),
+        "sample": _sample(stats.sample), "total_rows": f"{stats.row_count:,}",
         "generator_version": __version__,
     }
     text = _template().render(context, font=None)
