@@ -166,7 +166,8 @@ _TIE = re.compile(
     r"(?i:\btie\b|\bequally\s+(?:good|bad|helpful|correct|valid|strong|weak|poor)"
     r"|\bboth\s+(?:answers\s+|responses\s+)?(?:are\s+)?equally\b"
     r"|\bneither\s+(?:answer\s+|one\s+)?is\s+better\b|\bno\s+clear\s+winner\b)"
-    r"|引き分け|同等|同程度|甲乙つけ|優劣(?:は|を)?つけ")
+    r"|引き分け|甲乙つけ|優劣(?:は|を)?つけ|どちらも同(?:程度|等|じくらい)"
+    r"|同等(?:です|である|だ|に(?:良い|よい|優れ))")
 _BARE_LINE = re.compile(rf"^\s*{_TOKEN}\s*(?:です|だ)?\s*[.。!！]?\s*$", re.MULTILINE)
 _BETTER = (r"(?i:better|superior|preferable|stronger|best|more\s+\w+|the\s+winner"
            r"|the\s+(?:better|stronger)\s+(?:one|answer|response))")

@@ -67,6 +67,8 @@ READINGS = [
     ("回答Bがより適切です。", "second", None),
     ("Answer B is not better than A.", None, None),
     ("The answer that explains how to draw a map is more complete.", None, None),
+    ("回答Aは回答Bと同等の長さですが、説明が足りません。", None, None),
+    ("二つの回答は同等です。", "tie", None),
     ("Better: Tie", "tie", None),
     ("Both answers are equally good.", "tie", None),
     ("どちらも同程度に良い回答で、引き分けです。", "tie", None),
