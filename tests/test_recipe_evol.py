@@ -64,6 +64,7 @@ class Run:
     language: str
     n: int
     version: Path
+    offered: list[dict[str, Any]]  # what the server answered (tests/servers accounting)
 
     def rows(self, name: str = "train.jsonl") -> list[dict[str, Any]]:
         return [json.loads(line) for line in
@@ -96,8 +97,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Run]:
         with start_server(style=style) as server:
             version = generate(tmp, server.base_url, "--api", api, "--num-instructions", str(n),
                                language=language)
+            offered = server.offered()
         assert version is not None
-        results.append(Run(style, api, language, n, version))
+        results.append(Run(style, api, language, n, version, offered))
     return results
 
 
@@ -154,6 +156,16 @@ def test_every_drop_reason_fires_with_a_detail(runs: list[Run]) -> None:
         sent = sum(stage["requests"] for stage in run.manifest["usage"].values())
         assert funnel["answers"]["in"] == sent, (run.style, run.api, run.language)
     assert set(fired) >= MUST_FIRE, MUST_FIRE - set(fired)
+
+
+def test_a_completion_that_runs_on_keeps_its_first_rewrite(runs: list[Run]) -> None:
+    """Raw completions stop at the prompt's answer label, so a second block is never read."""
+    for run in runs:
+        if run.api != "completions" or run.style != "messy":
+            continue
+        ran_on = {o["id"] for o in run.offered if "rewrite:runs_on" in o["shapes"]}
+        kept = {row["provenance"]["request_id"] for row in run.rows()}
+        assert ran_on & kept, run.language
 
 
 def test_dropped_evolutions_get_no_answer_and_no_row(runs: list[Run]) -> None:

@@ -144,6 +144,11 @@ class EvolInstruct:
             prompt = engine.prompts.render("evol_depth", instruction=parent.text,
                                            mutation=mutation, persona=description)
         params = engine.dispatch.params(EVOLVE, temperature=1.0, top_p=1.0)
+        if engine.config.api == "completions":
+            # A raw completion runs on into another "#Rewritten Prompt#:" block (the embedded
+            # model did in 16 of 29 answers): stop at the prompt's own answer label, its last
+            # line. Chat answers are left whole: a chat model may open with that label.
+            params["stop"] = [prompt.rsplit("\n", 1)[-1].rstrip(":：").strip()]
         request = engine.dispatch.request(EVOLVE, prompt, params, nonce)
         return request, Evolution(parent, mutation, persona.id if persona else None)
 

@@ -21,7 +21,8 @@ Messy answers (on top of the unreadable ones every plugin kind gets: ``content: 
 ``content_filter``, junk): rewrites wrapped in "#Rewritten Prompt#:" / bold labels / quotes /
 preambles / fences, copies of the prompt's own words (``copied_prompt``), refusals, the parent
 returned unchanged (caught by novelty), an answer to the parent instead of a rewrite
-(``unrelated_to_parent``); chatty or unreadable verdicts; answers that are too short, a short
+(``unrelated_to_parent``), a completion that runs on into a second "#Rewritten Prompt#:"
+block; chatty or unreadable verdicts; answers that are too short, a short
 "sorry", or a refusal.
 """
 
@@ -233,6 +234,7 @@ REWRITE_DEFECTS: tuple[tuple[str, float], ...] = (
 REWRITE_WRAPPERS: tuple[tuple[str, float], ...] = (
     ("label", 0.25), ("bold_label", 0.10), ("quoted", 0.10),
 )
+RUNS_ON_RATE = 0.3  # completions only
 ANSWER_DEFECTS: tuple[tuple[str, float], ...] = (
     ("short", 0.06), ("sorry", 0.06), ("refusal", 0.04),
 )
@@ -277,6 +279,12 @@ def _messy_rewrite(kind: str, text: str, lang: str, rng: random.Random,
         evolved = _ANSWERED[lang]
     if defect:
         shapes.append(f"rewrite:{defect}")
+    elif not chat and rng.random() < RUNS_ON_RATE:
+        # A raw completion that runs on into another rewrite block, as the embedded model
+        # does: the recipe's stop at the prompt's answer label keeps the first one.
+        label = _LABELS[lang][kind == "evol_breadth"]
+        evolved += f"\n\n{label}\n{evolve(parent, mutation, lang, rng)}"
+        shapes.append("rewrite:runs_on")
     wrapper = draw(REWRITE_WRAPPERS, rng) if chat and defect != "copied_prompt" else None
     if wrapper == "label":
         evolved = f"{_LABELS[lang][kind == 'evol_breadth']} {evolved}"
