@@ -258,10 +258,13 @@ def render(prediction: dict[str, Any], resume_command: str) -> str:
         f"requests, {pilot['sent']} sent now)",
         f"  yields: {pilot['accepted_per_generation_answer']:.2f} accepted per generation "
         f"answer, {pilot['usable_per_accepted']:.2f} usable per accepted",
-        f"  {'stage':<12}{'requests (95%)':<28}{'prompt tok/req':>15}{'compl. tok/req':>15}",
     ]
+    # Wide enough for the longest stage name (a feature's, such as "turn10_answer").
+    width = max(12, *(len(name) + 2 for name in prediction["stages"]))
+    lines.append(f"  {'stage':<{width}}{'requests (95%)':<28}{'prompt tok/req':>15}"
+                 f"{'compl. tok/req':>15}")
     for name, s in prediction["stages"].items():
-        lines.append(f"  {name:<12}{_range(s['requests'], s['requests_95']):<28}"
+        lines.append(f"  {name:<{width}}{_range(s['requests'], s['requests_95']):<28}"
                      f"{s['prompt_tokens_per_request']:>15.1f}"
                      f"{s['completion_tokens_per_request']:>15.1f}")
     lines += [

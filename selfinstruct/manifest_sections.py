@@ -8,6 +8,7 @@ conversations have, how confident the answers were. A version without them has n
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -58,16 +59,27 @@ def lineage_summary(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+_TURN = re.compile(r"turn (\d+): ")
+
+
 def turns_summary(rows: Iterable[Mapping[str, Any]],
                   rejected: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Multi-turn rows: conversations by their number of user turns, and the drops by stage."""
+    """Multi-turn rows: conversations by their number of user turns, and the drops by turn.
+
+    The turns feature's rejected rows (stage "turns") name the turn that dropped the
+    conversation at the start of their detail ("turn 2: ..."); the rest are a task's other
+    answers, dropped when its first one was continued (`not_continued`).
+    """
     turns = Counter(sum(1 for m in row["messages"] if m.get("role") == "user")
                     for row in rows if isinstance(row.get("messages"), list))
-    dropped = Counter(str(r.get("stage")) for r in rejected
-                      if str(r.get("stage", "")).startswith("turn"))
+    dropped: Counter[str] = Counter()
+    for row in rejected:
+        if row.get("stage") == "turns":
+            found = _TURN.match(str(row.get("detail") or ""))
+            dropped[f"turn {found.group(1)}" if found else str(row.get("reason"))] += 1
     return {"by_user_turns": {str(n): c for n, c in sorted(turns.items())},
             "conversations": sum(turns.values()),
-            "dropped_by_stage": dict(sorted(dropped.items()))}
+            "dropped_by_turn": dict(sorted(dropped.items()))}
 
 
 def sections(engine: Engine, rows: Rows) -> dict[str, Any]:

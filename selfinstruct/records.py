@@ -105,6 +105,7 @@ FUNNEL_STAGES: dict[str, str] = {
     "evol_check": "tasks", "classify": "tasks", "instance_filter": "instances",
     "instances": "tasks", "consistency": "instances", "judge": "instances",
     "verify": "instances", "responses": "responses", "preference": "tasks",
+    "turns": "instances",
 }
 
 

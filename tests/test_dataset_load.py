@@ -13,6 +13,7 @@ import pytest
 
 from selfinstruct import dataset
 from selfinstruct.dataset import TRAIN_FILE
+from selfinstruct.dataset.schema import TRAIN_SCHEMA, as_loaded
 from tests.dataset_samples import write_sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +25,8 @@ def test_load_uses_stable_features(tmp_path: Path) -> None:
     loaded = dataset.load(folder, cache_dir=tmp_path / "cache")
     assert loaded.features == dataset.train_features()
     assert loaded.features["is_classification"] == datasets.Value("bool")
-    assert loaded.to_list() == [json.loads(line) for line in (folder / TRAIN_FILE).open()]
+    assert loaded.to_list() == [as_loaded(json.loads(line), TRAIN_SCHEMA)
+                                for line in (folder / TRAIN_FILE).open()]
     # The card's dataset_info gives a plain load_dataset(folder) the same types.
     plain = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "cache"))
     assert plain.features == dataset.train_features()
@@ -67,7 +69,8 @@ def test_equal_version_names_of_two_datasets_never_share_a_cache(tmp_path: Path)
         )
         assert done.returncode == 0, done.stderr[-2000:]
         plain, ours, cache_file = json.loads(done.stdout.splitlines()[-1])
-        expected = [json.loads(line) for line in (folders[name] / TRAIN_FILE).open()]
+        expected = [as_loaded(json.loads(line), TRAIN_SCHEMA)
+                    for line in (folders[name] / TRAIN_FILE).open()]
         assert plain == expected and ours == expected, name
         cache_files.add(cache_file)
     assert len(cache_files) == 2

@@ -21,7 +21,7 @@ import pytest
 
 from selfinstruct._errors import InputError
 from selfinstruct.dataset import TRAIN_FILE, write_version
-from selfinstruct.dataset.schema import TRAIN_SCHEMA
+from selfinstruct.dataset.schema import TRAIN_SCHEMA, as_loaded
 from tests.dataset_samples import (
     empty_version,
     manifest,
@@ -155,19 +155,8 @@ def published(tmp_path_factory: pytest.TempPathFactory, hub: HubServer) -> dict:
 def _train_rows(folder: Path) -> list[dict]:
     """The rows as written, with each optional field they leave out as null: how `datasets`
     gives back a column that the card's features declare (persona_id, messages, …)."""
-    return [_with_absent_as_null(json.loads(line), TRAIN_SCHEMA)
+    return [as_loaded(json.loads(line), TRAIN_SCHEMA)
             for line in (folder / TRAIN_FILE).read_text().splitlines()]
-
-
-def _with_absent_as_null(row: dict, schema: dict) -> dict:
-    filled = {}
-    for name, spec in schema.items():
-        value = row.get(name)
-        if isinstance(spec, dict) and isinstance(value, dict):
-            value = _with_absent_as_null(value, spec)
-        filled[name] = value
-    assert set(row) <= set(filled), set(row) - set(filled)  # nothing outside the schema
-    return filled
 
 
 def test_each_tag_loads_exactly_the_rows_written(published: dict) -> None:

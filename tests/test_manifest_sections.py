@@ -31,11 +31,14 @@ def test_turns_counts_user_turns_and_turn_drops() -> None:
     two = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
            {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]
     rows = [{"messages": two}, {"messages": two}, {"messages": two[:2]}, {"input": "x"}]
-    rejected = [{"stage": "turn2_user"}, {"stage": "turn2_user"}, {"stage": "turn3_answer"},
-                {"stage": "filter"}]
+    rejected = [{"stage": "turns", "reason": "refusal", "detail": "turn 2: refusal ..."},
+                {"stage": "turns", "reason": "copied_prompt", "detail": "turn 2: copied"},
+                {"stage": "turns", "reason": "truncated", "detail": "turn 3: cut off"},
+                {"stage": "turns", "reason": "not_continued", "detail": "the task's ..."},
+                {"stage": "filter", "reason": "refusal", "detail": "turn 2: not a turn row"}]
     assert turns_summary(rows, rejected) == {
         "by_user_turns": {"1": 1, "2": 2}, "conversations": 3,
-        "dropped_by_stage": {"turn2_user": 2, "turn3_answer": 1}}
+        "dropped_by_turn": {"not_continued": 1, "turn 2": 2, "turn 3": 1}}
 
 
 def test_recipe_parameters_name_only_what_was_used() -> None:
@@ -62,7 +65,7 @@ def test_panels_appear_only_for_sections_the_manifest_has() -> None:
         "personas": {"top": [["p1", 3], ["p2", 1]], "personas_used": 2, "instructions": 4,
                      "personas_available": 200, "max_share": 0.75},
         "turns": {"by_user_turns": {"3": 5}, "conversations": 5,
-                  "dropped_by_stage": {"turn2_user": 1}},
+                  "dropped_by_turn": {"turn 2": 1}},
         "confidence": {"status": "available", "threshold": 0.3, "rows_scored": 4,
                        "dropped": 1, "median": 0.6,
                        "bins": [{"low": i / 10, "high": (i + 1) / 10, "kept": i, "dropped": 0}
@@ -79,7 +82,7 @@ def test_panels_appear_only_for_sections_the_manifest_has() -> None:
     assert "(m @ 0.2, m @ 1.0)" in charts[5].caption
     assert all(c.png.startswith(b"\x89PNG") for c in charts)
     assert "2 personas of 200 available" in charts[1].caption
-    assert "turn2_user 1" in charts[2].caption
+    assert "turn 2 1" in charts[2].caption
     # An endpoint without log-probs has no confidence chart (nothing made up).
     unavailable = {**manifest, "confidence": {**manifest["confidence"], "status": "unavailable"}}
     assert "confidence.png" not in [c.name for b in PANEL_BUILDERS

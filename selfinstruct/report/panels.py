@@ -77,7 +77,7 @@ def turns_chart(stats: Stats) -> Chart | None:
     if not turns or not turns.get("by_user_turns"):
         return None
     by_turns = turns["by_user_turns"]
-    dropped = turns.get("dropped_by_stage") or {}
+    dropped = turns.get("dropped_by_turn") or {}
 
     def draw(figure: Any) -> None:
         ax = figure.subplots()
@@ -85,7 +85,7 @@ def turns_chart(stats: Stats) -> Chart | None:
         ax.set_ylabel("conversations")
         ax.set_title("User turns per conversation")
 
-    drops = ", ".join(f"{stage} {n}" for stage, n in dropped.items()) or "none"
+    drops = ", ".join(f"{turn} {n}" for turn, n in dropped.items()) or "none"
     return Chart("turns.png", "Turns per conversation",
                  f"{turns['conversations']:,} conversations kept; dropped at: {drops}.",
                  render(5, 3.2, draw))
