@@ -402,3 +402,15 @@ def test_answer_rules() -> None:
     assert answer_drop("Sorry " + "word " * 90, "words") is None  # a long answer may apologise
     assert answer_drop("すみません、うまくできるか分かりません。", "chars") is not None
     assert answer_drop("まず目的と、守るべき条件をはっきりさせます。", "chars") is None
+
+
+def test_rewrites_and_answers_cut_at_max_tokens_are_dropped(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text("[stage_max_tokens]\nevolve = 28\nanswer = 45\n", encoding="utf-8")
+    with start_server() as server:
+        version = generate(tmp_path, server.base_url, "--num-instructions", "4", "--config",
+                           str(config))
+    assert version is not None
+    rejected = [json.loads(line) for line in (version / "rejected.jsonl").open(encoding="utf-8")]
+    cut = {(row["stage"], row["reason"]) for row in rejected if "max_tokens" in row["detail"]}
+    assert cut == {("parse", "truncated"), ("instance_filter", "truncated")}, cut
