@@ -18,6 +18,7 @@ RECIPES: dict[str, str | type[Recipe]] = {
     "self-instruct": "selfinstruct.recipes.self_instruct:SelfInstruct",
     "alpaca": "selfinstruct.recipes.alpaca:Alpaca",
     "evol-instruct": "selfinstruct.recipes.evol_instruct:EvolInstruct",
+    "magpie": "selfinstruct.recipes.magpie:Magpie",
 }
 
 
