@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import sys
 import tempfile
@@ -31,14 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.versions import rows_without_request_ids as rows
 from tests.servers.openai_server import start_server
-
-
-def rows(version: str) -> list[dict]:
-    found = [json.loads(line) for line in (Path(version) / "train.jsonl").open()]
-    for row in found:
-        row["provenance"].pop("request_id")
-    return found
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.versions import rows_without_request_ids as rows
 from selfinstruct.cli import main as cli
 from tests.servers.adversarial_proxy import Plan, start_proxy
 from tests.servers.openai_server import start_server
@@ -55,12 +56,6 @@ def run(data_dir: Path, urls: list[str], args: argparse.Namespace) -> tuple[floa
         raise SystemExit(f"run failed with exit code {code}")
     return elapsed, Path(out.getvalue().strip().splitlines()[-1])
 
-
-def rows(version: Path) -> list[dict]:
-    found = [json.loads(line) for line in (version / "train.jsonl").open()]
-    for row in found:
-        row["provenance"].pop("request_id")
-    return found
 
 
 def main() -> int:

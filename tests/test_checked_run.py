@@ -9,7 +9,6 @@ name, and which `compare` judges against another model with a win rate and its i
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from selfinstruct.cli import main
+from tests.hub_env import hub_client_env
 from tests.servers.hub_server import HubServer
 from tests.servers.openai_server import start_server
 
@@ -115,12 +115,7 @@ _HUB_CLIENT = textwrap.dedent(
 
 def test_preference_config_loads_from_the_hub(checked: dict[str, Any], tmp_path: Path) -> None:
     with HubServer(tmp_path / "hub", expected_token="hf_dummy") as hub:
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("HF_", "HUGGINGFACE_")) and key != "PYTHONPATH"}
-        env.update(PYTHONPATH=str(ROOT), HF_ENDPOINT=hub.url, HF_TOKEN="hf_dummy",
-                   HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf_home"),
-                   HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1",
-                   HF_DATASETS_DISABLE_PROGRESS_BARS="1", NO_PROXY="127.0.0.1")
+        env = hub_client_env(hub.url, "hf_dummy", tmp_path / "hf_home")
         done = subprocess.run([sys.executable, "-c", _HUB_CLIENT, str(checked["version"])],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -29,6 +28,7 @@ from tests.dataset_samples import (
     train_row,
     write_sample,
 )
+from tests.hub_env import hub_client_env
 from tests.servers.hub_server import HubServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,23 +105,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
 
 
 def _client_env(home: Path, hub: HubServer) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("HF_", "HUGGINGFACE_")) and key != "PYTHONPATH"
-    }
-    return {
-        **env,
-        "PYTHONPATH": str(ROOT),
-        "HF_ENDPOINT": hub.url,
-        "HF_TOKEN": SENTINEL,
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HOME": str(home),
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-        "NO_PROXY": "127.0.0.1",
-    }
+    return hub_client_env(hub.url, SENTINEL, home)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ judge prefers, and the bias must never decide a pair.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from selfinstruct.preference_rank import Slot, rank, slots, spread
 from selfinstruct.records import Instance, Task
 from selfinstruct.run import open_run
 from tests.dataset_samples import manifest, rejected_row, rewrite_manifest, train_row
+from tests.hub_env import hub_client_env
 from tests.servers.hub_server import HubServer
 from tests.servers.kinds.kind_pairwise import answer_quality
 from tests.servers.openai_server import start_server
@@ -372,12 +372,7 @@ def hub(tmp_path: Path) -> Iterator[HubServer]:
 
 def test_the_hub_card_publishes_a_preference_config(run: dict[str, Any], hub: HubServer,
                                                     tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("HF_", "HUGGINGFACE_")) and key != "PYTHONPATH"}
-    env.update(PYTHONPATH=str(ROOT), HF_ENDPOINT=hub.url, HF_TOKEN="hf_dummy",
-               HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf_home"),
-               HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1",
-               HF_DATASETS_DISABLE_PROGRESS_BARS="1", NO_PROXY="127.0.0.1")
+    env = hub_client_env(hub.url, "hf_dummy", tmp_path / "hf_home")
     done = subprocess.run([sys.executable, "-c", _HUB_CLIENT, str(run["version"]),
                            "selfinstruct-tests/pref"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
