@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 
 @dataclass
@@ -26,6 +28,48 @@ class Instance:
     messages: list[dict[str, str]] | None = None
 
 
+class Neighbours(Sequence[tuple[str, float]]):
+    """A task's nearest pooled instructions with their ROUGE-L F, nearest first.
+
+    Read like the list of (instruction, score) pairs it is made from, but stored as one tuple
+    of texts (the pool's own strings, not copies) and one array of float64 scores: ~300
+    bytes instead of ~940 for 10 neighbours, ~30 MB less for a 52K-instruction run, with
+    exactly the same floats.
+    """
+
+    __slots__ = ("_scores", "_texts")
+
+    def __init__(self, pairs: Iterable[tuple[str, float]] = ()) -> None:
+        pairs = list(pairs)
+        self._texts = tuple(text for text, _ in pairs)
+        self._scores = array("d", (score for _, score in pairs))
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, float]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, float]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[str, float] | list[tuple[str, float]]:
+        if isinstance(index, slice):
+            return list(zip(self._texts[index], self._scores[index], strict=True))
+        return self._texts[index], self._scores[index]
+
+    def __iter__(self) -> Iterator[tuple[str, float]]:
+        return zip(self._texts, self._scores, strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Neighbours({list(self)!r})"
+
+
 @dataclass
 class Task:
     """An accepted machine-generated instruction and what is learnt about it later."""
@@ -35,7 +79,7 @@ class Task:
     round: int
     prompt_hash: str
     request_id: str | None
-    most_similar: list[tuple[str, float]]  # (instruction, ROUGE-L F), nearest first
+    most_similar: Sequence[tuple[str, float]]  # (instruction, ROUGE-L F), nearest first
     avg_similarity: float | None
     is_classification: bool | None = None
     instances: list[Instance] = field(default_factory=list)
@@ -44,6 +88,11 @@ class Task:
     # Recipe and feature provenance of the instruction (persona_id; evol-instruct's
     # parent_id, mutation, generation): merged into each row's provenance.
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Stored compactly whatever sequence it was given (see `Neighbours`).
+        if not isinstance(self.most_similar, Neighbours):
+            self.most_similar = Neighbours(self.most_similar)
 
 
 ANSWERS = "answers"
