@@ -35,7 +35,7 @@ from selfinstruct.text_filters import Drop, text_length
 _COPIED = re.compile(
     r"#\s*(?:given|rewritten|created)\s+prompt\s*#|\b(?:given|rewritten|created)\s+prompt\b"
     r"|#\s*(?:元の|書き換えた|新しい)プロンプト\s*#|元のプロンプト|書き換えたプロンプト"
-    r"|書き換え後のプロンプト",
+    r"|書き換え後のプロンプト|与えられたプロンプト",
     re.IGNORECASE)
 # A label the model puts before its rewritten prompt, at the very start (after markup).
 _LEADING_LABEL = re.compile(

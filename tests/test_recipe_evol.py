@@ -382,6 +382,7 @@ def test_parse_evolved_takes_wrappers_off(answer: str, expected: str) -> None:
 def test_copied_prompt_words_in_both_languages() -> None:
     assert copied_prompt("Improve the given prompt by adding a constraint.") is not None
     assert copied_prompt("#元のプロンプト#の条件を増やしてください。") is not None
+    assert copied_prompt("与えられたプロンプトをもとに、詩を書いてください。") is not None
     assert copied_prompt("Give a prompt for a haiku about rain.") is None
 
 
