@@ -53,10 +53,10 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 def _generate_args(url: str, data_dir: Path, n: int, *extra: str,
                    lang: str = "en") -> list[str]:
-    return ["generate", "--recipe", "magpie", "--seeds", f"seeds/{lang}_general.jsonl",
+    """No --seeds (magpie needs none) and no --api (raw completions are its default)."""
+    return ["generate", "--recipe", "magpie", "--language", lang,
             "--num-instructions", str(n), "--dataset", "m", "--data-dir", str(data_dir),
-            "--base-url", url, "--model", "test-model", "--api", "completions", "--seed", "3",
-            "--no-progress", *extra]
+            "--base-url", url, "--model", "test-model", "--seed", "3", "--no-progress", *extra]
 
 
 def _generate(url: str, data_dir: Path, n: int, *extra: str,
@@ -288,8 +288,7 @@ def _refused(result: subprocess.CompletedProcess[str], data_dir: Path, needle: s
 
 
 def test_chat_api_is_refused(tmp_path: Path, openai_server: RunningServer) -> None:
-    args = _generate_args(openai_server.base_url, tmp_path / "data", 3)
-    args[args.index("completions")] = "chat"
+    args = _generate_args(openai_server.base_url, tmp_path / "data", 3, "--api", "chat")
     _refused(_cli(*args), tmp_path / "data", "needs raw completions (--api completions)")
     assert _completions(openai_server) == []
 
@@ -383,10 +382,11 @@ def test_resume_after_sigkill_gives_the_rows_of_an_uninterrupted_run(tmp_path: P
 
 
 def test_embedded_model_writes_magpie_rows(tmp_path: Path) -> None:
-    """SmolLM2-135M through llama.cpp on 127.0.0.1: its template from its GGUF, no flags."""
-    result = _cli("generate", "--recipe", "magpie", "--seeds", "seeds/en_general.jsonl",
-                  "--num-instructions", "3", "--dataset", "demo", "--data-dir",
-                  str(tmp_path), "--seed", "5", "--no-progress")
+    """SmolLM2-135M through llama.cpp on 127.0.0.1: its template from its GGUF; no seeds,
+    no endpoint, no template flag."""
+    result = _cli("generate", "--recipe", "magpie", "--num-instructions", "3",
+                  "--dataset", "demo", "--data-dir", str(tmp_path), "--seed", "5",
+                  "--no-progress")
     version = _version(result)
     rows = _rows(version)
     manifest = json.loads((version / "manifest.json").read_text("utf-8"))
