@@ -325,6 +325,39 @@ def test_chat_template_file_is_used_instead_of_props(tmp_path: Path,
     assert not any("You are a helpful assistant." in p for p in prompts)
 
 
+def test_personas_go_into_the_system_message_when_the_template_has_one(
+        tmp_path: Path, openai_server: RunningServer) -> None:
+    version = _version(_generate(openai_server.base_url, tmp_path / "data", 6,
+                                 "--personas", "en"))
+    personas = {json.loads(line)["id"]: json.loads(line)["description"] for line in
+                (ROOT / "seeds" / "personas" / "en.jsonl").read_text("utf-8").splitlines()}
+    rows = _rows(version)
+    assert all(r["provenance"]["persona_id"] in personas for r in rows)
+    prompts = [b["prompt"] for b in _completions(openai_server)]
+    for row in rows:
+        system = f"The user you are talking with: {personas[row['provenance']['persona_id']]}"
+        # The instruction was asked for, and answered, under its persona's system message.
+        assert any(p.endswith("<|im_start|>user\n") and system in p for p in prompts)
+        assert any(system in p and f"user\n{row['instruction']}<|im_end|>" in p
+                   for p in prompts)
+    assert "You are a helpful assistant." not in "".join(prompts)
+
+
+def test_a_template_without_system_role_gets_no_persona(tmp_path: Path,
+                                                        openai_server: RunningServer) -> None:
+    no_system = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+                 "supported') }}{% endif %}" + CHAT_TEMPLATE.replace(
+                     "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}",
+                     ""))
+    template = tmp_path / "no_system.jinja"
+    template.write_text(no_system, encoding="utf-8")
+    version = _version(_generate(openai_server.base_url, tmp_path / "data", 4,
+                                 "--personas", "en", "--chat-template", str(template)))
+    assert all("persona_id" not in r["provenance"] for r in _rows(version))
+    asks = {b["prompt"] for b in _completions(openai_server) if b["prompt"].endswith("user\n")}
+    assert asks == {"<|im_start|>user\n"}
+
+
 # -- resume after SIGKILL ----------------------------------------------------------------------
 
 
