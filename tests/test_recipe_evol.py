@@ -415,3 +415,12 @@ def test_rewrites_and_answers_cut_at_max_tokens_are_dropped(tmp_path: Path) -> N
     rejected = [json.loads(line) for line in (version / "rejected.jsonl").open(encoding="utf-8")]
     cut = {(row["stage"], row["reason"]) for row in rejected if "max_tokens" in row["detail"]}
     assert cut == {("parse", "truncated"), ("instance_filter", "truncated")}, cut
+
+
+def test_confidence_scores_the_answers(tmp_path: Path) -> None:
+    """The answer stage passes its completion to the gate, so --confidence sees its log-probs."""
+    with start_server() as server:
+        version = generate(tmp_path, server.base_url, "--num-instructions", "3", "--confidence")
+    assert version is not None
+    rows = [json.loads(line) for line in (version / "train.jsonl").open(encoding="utf-8")]
+    assert rows and all(0 < row["provenance"]["confidence"] <= 1 for row in rows)
