@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 import httpx2
 import openai
+from openai._constants import RAW_RESPONSE_HEADER
 
 from selfinstruct.ratelimit import MAX_WAIT, RateLimiter, parse_retry_after
 from selfinstruct.redact import redact, strip_url_credentials
@@ -230,6 +231,7 @@ class LLMClient:
         # The model answered a request for token log-probs with a 400 (OpenAI's reasoning
         # models do): from then on its answers are asked for without them (`_send_with_retries`).
         self._logprobs_refused = False
+        self._path = "/chat/completions" if api == "chat" else "/completions"
         self._api_key = api_key  # only for redacting error messages; never logged or stored
         self._client = asyncio.run_coroutine_threadsafe(
             self._make_client(api_key), self._loop
@@ -244,6 +246,8 @@ class LLMClient:
             api_key=api_key or "not-needed",
             timeout=self.timeout,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(
+                timeout=self.timeout, limits=pool_limits(self.concurrency)),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -352,21 +356,40 @@ class LLMClient:
 
     async def _post(self, request: Request) -> tuple[str | None, bytes]:
         """Send the request; return the x-request-id header and the body, read only up to
-        `MAX_BODY_BYTES` (streamed, so a flood is cut off instead of held in memory)."""
-        body = request_body(request, self.model, self.api)
-        endpoint = self._client.chat.completions if self.api == "chat" else \
-            self._client.completions
-        call = endpoint.with_streaming_response.create(**body)
-        async with call as response:
+        `MAX_BODY_BYTES` (streamed, so a flood is cut off instead of held in memory).
+
+        The SDK's generic `post` with its raw-stream header, not ``chat.completions.create``:
+        the body is already built (`request_body`) and parsed by us (`wire`), and ``create``
+        would validate and transform every parameter through its typed schema first, a
+        sizeable part of the SDK's CPU per request. Status errors, the key and the base URL
+        are still the SDK's (``openai.APIStatusError`` and friends, as before).
+        """
+        response = await self._client.post(
+            self._path, cast_to=httpx2.Response,
+            body=request_body(request, self.model, self.api),
+            options={"headers": {RAW_RESPONSE_HEADER: "stream"}})
+        try:
             self.limiter.learn(response.headers)
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.iter_bytes():
+            async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
                     raise oversized(size)
                 chunks.append(chunk)
             return response.headers.get("x-request-id"), b"".join(chunks)
+        finally:
+            await response.aclose()  # back to the pool, or closed if the body was cut off
+
+
+def pool_limits(concurrency: int) -> httpx2.Limits:
+    """One kept-alive connection per request in flight, and no more.
+
+    The SDK's default keeps at most 100 idle connections: above that concurrency every
+    answer closed its connection and the next request opened a new one (a TCP handshake
+    and its CPU per request); no more than `concurrency` are ever used at once.
+    """
+    return httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
 
 def _refuses_logprobs(exc: openai.APIStatusError, request: Request) -> bool:
