@@ -27,7 +27,8 @@ import openai
 from selfinstruct.llm import LLMClient, Request
 
 PROMPT = "Reply with one short sentence about the sea."  # the server's cheap generic kind
-PARAMS = {"max_tokens": 32, "temperature": 0.7}
+MAX_TOKENS, TEMPERATURE = 32, 0.7
+PARAMS = {"max_tokens": MAX_TOKENS, "temperature": TEMPERATURE}
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def sdk_batch(base_url: str, n: int, concurrency: int, salt: str) -> Sample:
             async with semaphore:
                 reply = await client.chat.completions.create(
                     model="test-model", messages=[{"role": "user", "content": prompt}],
-                    max_tokens=PARAMS["max_tokens"], temperature=PARAMS["temperature"])
+                    max_tokens=MAX_TOKENS, temperature=TEMPERATURE)
                 return bool(reply.choices[0].message.content)
 
         try:

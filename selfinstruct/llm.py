@@ -34,6 +34,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import random
 import threading
@@ -246,8 +247,7 @@ class LLMClient:
             api_key=api_key or "not-needed",
             timeout=self.timeout,
             max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(
-                timeout=self.timeout, limits=pool_limits(self.concurrency)),
+            http_client=http_client(self.base_url, self.timeout, self.concurrency),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -346,7 +346,7 @@ class LLMClient:
             raise _Transient(error_kind(exc), _retry_after(exc)) from None
         except (openai.APIConnectionError, openai.APIResponseValidationError,
                 httpx2.HTTPError) as exc:
-            raise _Transient(error_kind(exc)) from None
+            raise _Transient(transport_error_kind(exc)) from None
         try:
             return completion_from_body(parse_body(data), self.api, request_id)
         except AnswerError as exc:
@@ -380,6 +380,37 @@ class LLMClient:
             return response.headers.get("x-request-id"), b"".join(chunks)
         finally:
             await response.aclose()  # back to the pool, or closed if the body was cut off
+
+
+def http_client(base_url: str, timeout: float, concurrency: int) -> httpx2.AsyncClient:
+    """The SDK's aiohttp transport when aiohttp is installed (``openai[aiohttp]``), else its
+    default httpx one; either with `pool_limits`. A base URL with credentials in it
+    (``http://user:pass@host/v1``) keeps httpx, which sends them as Basic auth: the aiohttp
+    transport refuses them beside the SDK's bearer header.
+
+    Measured with bench/client_only.py: httpx's connection pool (httpcore) walks every
+    connection and polls each idle socket on every request and every answer, the largest
+    part of the SDK's CPU per request at concurrency 64 and more; aiohttp's pool does not,
+    and costs a third as much per request. Both stream the body (the size cap holds) and
+    the SDK maps both transports' errors to the same ``openai`` exceptions.
+    """
+    limits = pool_limits(concurrency)
+    if importlib.util.find_spec("aiohttp") is None or httpx2.URL(base_url).userinfo:
+        return openai.DefaultAsyncHttpxClient(timeout=timeout, limits=limits)
+    return openai.DefaultAioHttpClient(timeout=timeout, limits=limits)
+
+
+def transport_error_kind(exc: Exception) -> str:
+    """`wire.error_kind`, but a connection that was refused or dropped is a connection error
+    under the aiohttp transport too: the SDK's adapter maps every aiohttp connection error
+    to httpx's ConnectTimeout, which would count it as a timeout and, in an endpoint pool,
+    keep retrying an endpoint that cannot be reached (`LLMClient.retry_unreachable`)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if type(cause).__module__.startswith("aiohttp"):
+            return "timeout" if isinstance(cause, TimeoutError) else "connection_error"
+        cause = cause.__cause__
+    return error_kind(exc)
 
 
 def pool_limits(concurrency: int) -> httpx2.Limits:

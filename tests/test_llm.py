@@ -228,3 +228,77 @@ def test_nonsense_limits_mean_no_limit_instead_of_a_crash():
         assert limiter.requests is None, limit
     limiter.learn({"x-ratelimit-limit-requests": "60"})
     assert limiter.requests is not None and limiter.requests.rate == 1.0
+
+
+class WaveHandler(http.server.BaseHTTPRequestHandler):
+    """Holds each request until a whole wave of them is in flight, then answers; records the
+    client address (one per TCP connection) of every request."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
+    barrier: threading.Barrier
+    addresses: list[tuple[str, int]]
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.addresses.append(self.client_address)
+        self.barrier.wait(timeout=30)
+        body = json.dumps({"id": "c", "choices": [{"index": 0, "finish_reason": "stop",
+                                                    "message": {"content": "ok"}}]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class WaveServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 256  # a whole wave connects at once: no SYN dropped and re-sent
+    daemon_threads = True
+
+
+def test_connections_are_kept_alive_for_every_request_in_flight():
+    # 120 in flight, above the SDK's default of 100 idle connections kept: with that default
+    # each later wave would open 20 new connections; sized to the concurrency it opens none.
+    wave = 120
+    WaveHandler.barrier = threading.Barrier(wave)
+    WaveHandler.addresses = []
+    server = WaveServer(("127.0.0.1", 0), WaveHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with LLMClient(base_url=f"http://127.0.0.1:{server.server_port}/v1", api_key="k",
+                       model="m", api="chat", concurrency=wave) as client:
+            answers = [client.run_batch(requests(wave)) for _ in range(3)]
+    finally:
+        server.shutdown()
+    assert all(a.text == "ok" for batch in answers for a in batch)
+    assert len(WaveHandler.addresses) == 3 * wave
+    assert len(set(WaveHandler.addresses)) == wave  # every connection reused by each wave
+
+
+def test_a_refused_or_dropped_connection_is_a_connection_error_on_either_transport():
+    # The SDK's aiohttp adapter turns both into httpx's ConnectTimeout; an endpoint pool
+    # relies on "connection_error" to move on from an endpoint that cannot be reached.
+    no_retry = RetryPolicy(max_retries=0)
+    with start_server(fault_rate=1.0, fault_kinds=["reset"]) as server, \
+            LLMClient(base_url=server.base_url, api_key="k", model="test-model", api="chat",
+                      retry=no_retry) as client:
+        (dropped,) = client.run_batch(requests(1))
+    with LLMClient(base_url="http://127.0.0.1:9/v1", api_key="k", model="m", api="chat",
+                   retry=no_retry) as client:
+        (refused,) = client.run_batch(requests(1))
+    assert dropped.error == refused.error == "connection_error: gave up after 1 attempts"
+
+
+def test_the_aiohttp_transport_is_used_when_installed_except_with_url_credentials():
+    pytest.importorskip("aiohttp")
+    import openai
+
+    from selfinstruct.llm import http_client
+
+    assert isinstance(http_client("http://127.0.0.1:8000/v1", 5.0, 4),
+                      openai.DefaultAioHttpClient)
+    assert not isinstance(http_client("http://u:p@127.0.0.1:8000/v1", 5.0, 4),
+                          openai.DefaultAioHttpClient)
