@@ -41,9 +41,7 @@ from selfinstruct.prompts import bundled_dir
 from selfinstruct.seeds import _check_fields, _jsonl_rows, _read_seed_file, _require_str
 
 if TYPE_CHECKING:
-    from selfinstruct.config import GenerateConfig
     from selfinstruct.engine.core import Engine
-    from selfinstruct.engine.stages import Stage
 
 PERSONA_FIELDS = ("id", "description", "language")
 # A persona is one or two sentences; it is sent with every generation request, so a long
@@ -65,22 +63,12 @@ def pick(personas: list[Persona], seed: int, nonce: str) -> Persona:
     return personas[int(digest[:12], 16) % len(personas)]
 
 
-# The persona sentence (prompts/<lang>/persona.j2), registered like a feature's templates
-# (selfinstruct.features) so it is loaded and checked only for runs with --personas: a user's
-# own --prompts-dir without it keeps working, and run.json of a run without personas does not
-# record it.
-TEMPLATES: dict[str, dict[str, Any]] = {
+# The persona sentence (prompts/<lang>/persona.j2) with sample render values: a recipe that
+# calls `conditioned` declares it among its own templates (`Recipe.templates`), so it is
+# loaded and checked before any request like the recipe's other templates.
+PERSONA_TEMPLATES: dict[str, dict[str, Any]] = {
     "persona": {"persona": {"id": "sample", "description": "A retired teacher who keeps bees."}},
 }
-
-
-def enabled(config: GenerateConfig) -> bool:
-    return config.personas is not None
-
-
-def stages(engine: Engine) -> list[Stage]:
-    """None: personas change the generation requests (`conditioned`), not later stages."""
-    return []
 
 
 def conditioned(engine: Engine, prompt: str, nonce: str) -> str:
