@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import json
 import os
-from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -72,6 +71,7 @@ from rapidfuzz.distance import LCSseq
 
 from selfinstruct import neighbours
 from selfinstruct.fileio import atomic_write
+from selfinstruct.prefixes import PrefixPostings
 from selfinstruct.rouge import AUTO, Language, f_measure_array, resolve, symbol_for
 
 _SLACK = 1e-9
@@ -80,17 +80,8 @@ _SAVE_VERSION = 1
 
 # Element (token, k-th occurrence) as one int: symbol code point + k * _OCCURRENCE.
 _OCCURRENCE = 0x110000
-# A posting packs (pooled text id, elements left from this one to the end) into an int64.
-_REST_BITS = 32
-_REST_MASK = (1 << _REST_BITS) - 1
 # Pool sizes below this are not worth a frequency rebuild.
 _FIRST_REBUILD = 128
-
-
-def _unique(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of a non-empty array; 5x faster than np.unique on ~100 values."""
-    ordered = np.sort(values)
-    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +130,7 @@ class NoveltyIndex:
         self._symbols: dict[str, str] = {}
         self._ranks: dict[int, int] = {}  # element -> position in the global order
         self._next_new_rank = -1  # elements first seen after a rebuild rank rarer than all
-        self._postings: dict[int, array[int]] = {}
+        self._prefixes = PrefixPostings(self._tau)
         self._rebuild_at = _FIRST_REBUILD
         self._element_postings = neighbours.ElementPostings()  # for most_similar and mean
         self._postings_upto = 0
@@ -283,8 +274,13 @@ class NoveltyIndex:
         self._lengths[item] = len(tokens)
         return item
 
-    def _index(self, item: int) -> None:
-        """List a pooled text under the elements of its prefix (bound 3)."""
+    def _prefix_length(self, length: int) -> int:
+        """How many of a text's first elements the 2-prefix holds: length − α + min(2, α)."""
+        alpha = _min_overlap(length, self._tau)
+        return length - alpha + min(2, alpha)
+
+    def _index(self, item: int, *, bulk: bool = False) -> None:
+        """List a pooled text under the elements of its 2-prefix (selfinstruct.prefixes)."""
         code = self._codes[item]
         n = len(code)
         if n == 0:
@@ -296,14 +292,7 @@ class NoveltyIndex:
                 ranks[element] = self._next_new_rank
                 self._next_new_rank -= 1
         elements.sort(key=ranks.__getitem__)
-        postings = self._postings
-        for j in range(n - _min_overlap(n, self._tau) + 1):
-            entry = (item << _REST_BITS) | (n - j)
-            posting = postings.get(elements[j])
-            if posting is None:
-                postings[elements[j]] = array("q", (entry,))
-            else:
-                posting.append(entry)
+        self._prefixes.add(item, n, elements[: self._prefix_length(n)], bulk=bulk)
 
     def _rebuild(self) -> None:
         """Re-rank elements by current frequency (rarest first) and re-index every text."""
@@ -312,9 +301,10 @@ class NoveltyIndex:
         ordered = sorted(counts, key=lambda e: (counts[e], e))
         self._ranks = {e: r for r, e in enumerate(ordered)}
         self._next_new_rank = -1
-        self._postings = {}
+        self._prefixes.clear()
         for item in range(size):
-            self._index(item)
+            self._index(item, bulk=True)
+        self._prefixes.merge()
         self._rebuild_at = max(_FIRST_REBUILD, 2 * size)
 
     def _add(self, text: str, tokens: list[str]) -> None:
@@ -333,26 +323,13 @@ class NoveltyIndex:
         known = [e for e in self._elements(code) if e in ranks]
         known.sort(key=ranks.__getitem__)
         # Unknown elements rank first (rarest); they match nothing, so only skip past them.
-        prefix = m - _min_overlap(m, self._tau) + 1
         first = m - len(known)
-        postings = self._postings
-        hits: list[array[int]] = []
-        rest_x: list[int] = []
-        for i in range(first, prefix):
-            posting = postings.get(known[i - first])
-            if posting is not None:
-                hits.append(posting)
-                rest_x.append(m - i)
-        if not hits:
+        probe = [(known[i - first], m - i) for i in range(first, self._prefix_length(m))]
+        survivors = self._prefixes.candidates(
+            m, probe, _min_overlap(m, self._tau) >= 2, self._lengths
+        )
+        if survivors.size == 0:
             return Verdict(True)
-        entries = np.concatenate(hits)
-        items = entries >> _REST_BITS
-        n = self._lengths[items]
-        bound = np.minimum(np.repeat(rest_x, [len(h) for h in hits]), entries & _REST_MASK)
-        passing = items[2 * bound > self._tau * (m + n)]  # bound 4
-        if passing.size == 0:
-            return Verdict(True)
-        survivors = _unique(passing)
         # Survivors share an element with the candidate, so L >= 1 and F is well defined.
         lcs = process.cdist(
             [code], self._codes[survivors], scorer=LCSseq.similarity, dtype=np.int32, workers=1
