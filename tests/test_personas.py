@@ -399,3 +399,17 @@ def test_resume_after_sigkill_gives_the_rows_of_an_uninterrupted_run(tmp_path, c
     rows = crash_rows(killed)
     assert rows == crash_rows(reference)
     assert len({r["provenance"]["persona_id"] for r in rows}) >= 2
+
+
+def test_datasets_gives_the_persona_id_back(tmp_path, capsys):
+    """The card's features carry provenance.persona_id, so `datasets.load_dataset` on a
+    version returns each row's persona."""
+    datasets = pytest.importorskip("datasets")
+    with start_server() as server:
+        version = generate(server, tmp_path / "data", capsys, "--recipe", "alpaca", "--seeds",
+                           "seeds/en_general.jsonl", "--num-instructions", "10", "--seed", "4",
+                           "--personas", "en")
+    loaded = datasets.load_dataset(str(version), split="train", cache_dir=str(tmp_path / "c"))
+    assert [r["provenance"]["persona_id"] for r in loaded.to_list()] == \
+        [r["provenance"]["persona_id"] for r in train_rows(version)]
+    assert all(r["provenance"]["persona_id"] for r in loaded.to_list())
