@@ -21,6 +21,7 @@ a prompt that changed with the calendar would miss the journal on resume.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -69,6 +70,12 @@ class ChatTemplate:
     origin: str
     eos_token: str = ""
     _compiled: jinja2.Template = field(init=False, repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        """What a run records of its template (run.json, manifest): a resume against an
+        endpoint that now serves another one is refused instead of paying again."""
+        return hashlib.sha256(f"{self.source}\x00{self.eos_token}".encode()).hexdigest()
 
     def __post_init__(self) -> None:
         # The environment Hugging Face's apply_chat_template renders with.

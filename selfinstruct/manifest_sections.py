@@ -91,6 +91,9 @@ def sections(engine: Engine, rows: Rows) -> dict[str, Any]:
         out["recipe_parameters"] = params
     if config.recipe == "evol-instruct":
         out["lineage"] = lineage_summary(rows())
+    if engine.chat_template is not None:  # magpie: which template the requests came from
+        template = engine.chat_template
+        out["chat_template"] = {"origin": template.origin, "sha256": template.sha256}
     if engine.personas:
         from selfinstruct.persona_stats import persona_spread
 

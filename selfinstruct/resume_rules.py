@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from selfinstruct._errors import InputError
 from selfinstruct.config import GenerateConfig, coerce_setting, flag_name
@@ -26,6 +26,9 @@ from selfinstruct.journal import RUNS_DIR, read_run_config
 from selfinstruct.prompts import PromptSet
 from selfinstruct.redact import redact, strip_url_credentials
 from selfinstruct.seeds import SeedSet
+
+if TYPE_CHECKING:
+    from selfinstruct.chat_template import ChatTemplate
 
 # Settings a resumed run may change: they affect speed or how far it goes (budgets included),
 # never which data the already-journaled answers produce. `lookahead` is deliberately absent:
@@ -125,16 +128,23 @@ def endpoint_url(stored: GenerateConfig, record: dict[str, Any], given: str | No
     return url
 
 
-def input_fingerprint(seeds: SeedSet, prompts: PromptSet) -> dict[str, Any]:
-    """sha256 of every input file that shapes the requests, for run.json."""
+def input_fingerprint(seeds: SeedSet, prompts: PromptSet,
+                      chat_template: ChatTemplate | None = None) -> dict[str, Any]:
+    """sha256 of every input that shapes the requests, for run.json: the seed file, the
+    templates, labels.json, and magpie's chat template (from a file, a GGUF or /props: a
+    server that now serves another template would orphan every journaled answer)."""
     labels = prompts.dir / "labels.json"
-    return {
+    found = {
         "seeds": {"path": str(seeds.path), "sha256": seeds.sha256},
         "prompts": {str(prompts.dir / f"{name}.j2"): digest
                     for name, digest in prompts.template_hashes.items()},
         "labels": {"path": str(labels), "sha256": hashlib.sha256(labels.read_bytes())
                    .hexdigest()},
     }
+    if chat_template is not None:
+        found["chat_template"] = {"path": f"the chat template of {chat_template.origin}",
+                                  "sha256": chat_template.sha256}
+    return found
 
 
 def check_inputs(stored: dict[str, Any], current: dict[str, Any], where: Path) -> None:
@@ -144,9 +154,10 @@ def check_inputs(stored: dict[str, Any], current: dict[str, Any], where: Path) -
     the rendered prompts, so every journaled answer would be orphaned and bought again.
     """
     changed: list[str] = []
-    for kind in ("seeds", "labels"):
-        old, new = stored.get(kind), current[kind]
-        if isinstance(old, dict) and old.get("sha256") != new["sha256"]:
+    for kind in ("seeds", "labels", "chat_template"):
+        old, new = stored.get(kind), current.get(kind)
+        if isinstance(old, dict) and isinstance(new, dict) \
+                and old.get("sha256") != new["sha256"]:
             changed.append(new["path"])
     old_templates = stored.get("prompts")
     if isinstance(old_templates, dict):

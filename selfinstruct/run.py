@@ -136,7 +136,7 @@ def open_run(
     prompts = _load_prompts(config)
     chat_template = _recipe_inputs(config, api_key)
     _check_key_variables(config)
-    inputs = input_fingerprint(seeds, prompts)
+    inputs = input_fingerprint(seeds, prompts, chat_template)
     record = load_run_record(run_dir) if (run_dir / "run.json").exists() else None
     if record is not None and "inputs" in record:
         check_inputs(record["inputs"], inputs, run_dir / "run.json")

@@ -411,6 +411,25 @@ def test_resume_after_sigkill_gives_the_rows_of_an_uninterrupted_run(tmp_path: P
     assert _comparable(rows) == _comparable(reference)
 
 
+def test_a_resume_refuses_a_chat_template_that_changed(tmp_path: Path) -> None:
+    """The template shapes every request: if the endpoint now serves another one, the
+    journaled answers would all be orphaned and bought again, so the resume stops first."""
+    with start_server() as server:
+        _killed_at("after:bootstrap-round:1", server.base_url, tmp_path / "data",
+                   tmp_path / "pause.fifo", 10)
+        changed = CHAT_TEMPLATE.replace("You are a helpful assistant.", "You are terse.")
+        _set_props(server, {"chat_template": changed, "bos_token": "<|endoftext|>",
+                            "eos_token": "<|im_end|>"})
+        before = len(_completions(server))
+        resumed = _cli("generate", "--dataset", "m", "--data-dir", str(tmp_path / "data"),
+                       "--resume", "--no-progress")
+        assert resumed.returncode == 2, resumed.stderr
+        (line,) = resumed.stderr.strip().splitlines()
+        assert line.startswith("selfinstruct: error: the chat template of ")
+        assert "changed since the run started" in line
+        assert len(_completions(server)) == before  # nothing was sent
+
+
 # -- the real embedded model -------------------------------------------------------------------
 
 
