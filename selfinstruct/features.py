@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from selfinstruct.engine.stages import Stage
 
 FEATURES: dict[str, str] = {
+    "personas": "selfinstruct.personas",  # a template only: recipes condition their requests
     "verify": "selfinstruct.verify",
     "preference": "selfinstruct.preference",
     "turns": "selfinstruct.turns",

@@ -38,10 +38,12 @@ from selfinstruct import languages
 from selfinstruct._errors import InputError, located
 from selfinstruct.input_files import require_regular_file
 from selfinstruct.prompts import bundled_dir
-from selfinstruct.seeds import _check_fields, _jsonl_rows, _read_seed_file, _require_str
+from selfinstruct.seeds import check_fields, jsonl_rows, read_seed_file, require_str
 
 if TYPE_CHECKING:
+    from selfinstruct.config import GenerateConfig
     from selfinstruct.engine.core import Engine
+    from selfinstruct.engine.stages import Stage
 
 PERSONA_FIELDS = ("id", "description", "language")
 # A persona is one or two sentences; it is sent with every generation request, so a long
@@ -63,12 +65,21 @@ def pick(personas: list[Persona], seed: int, nonce: str) -> Persona:
     return personas[int(digest[:12], 16) % len(personas)]
 
 
-# The persona sentence (prompts/<lang>/persona.j2) with sample render values: a recipe that
-# calls `conditioned` declares it among its own templates (`Recipe.templates`), so it is
-# loaded and checked before any request like the recipe's other templates.
-PERSONA_TEMPLATES: dict[str, dict[str, Any]] = {
+# --personas is a feature (selfinstruct.features) with no stage of its own: its template, the
+# persona sentence (prompts/<lang>/persona.j2), is loaded and checked before any request
+# only when the run has personas, so a --prompts-dir without persona.j2 still serves others.
+TEMPLATES: dict[str, dict[str, Any]] = {
     "persona": {"persona": {"id": "sample", "description": "A retired teacher who keeps bees."}},
 }
+
+
+def enabled(config: GenerateConfig) -> bool:
+    return config.personas is not None
+
+
+def stages(engine: Engine) -> list[Stage]:
+    """None: the recipes condition their own generation requests (`conditioned`)."""
+    return []
 
 
 def conditioned(engine: Engine, prompt: str, nonce: str) -> str:
@@ -131,7 +142,7 @@ def _read_bytes(path: Path) -> bytes:
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a persona file (.jsonl)")
     require_regular_file(path, "persona file (.jsonl)")
-    return _read_seed_file(path)
+    return read_seed_file(path)
 
 
 def persona_file_sha256(path: str | Path) -> str:
@@ -153,7 +164,7 @@ def load_personas(path: str | Path, language: str) -> list[Persona]:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise InputError(
             located(path, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})", line)) from None
-    rows = _jsonl_rows(path, text)
+    rows = jsonl_rows(path, text)
     if not rows:
         raise InputError(f"{path}: empty persona file (no personas)")
     personas: list[Persona] = []
@@ -183,9 +194,9 @@ def _persona(path: Path, line: int, row: Any) -> Persona:
     if not isinstance(row, dict):
         raise InputError(located(path, f"expected a JSON object, got {type(row).__name__}",
                                  line))
-    _check_fields(path, line, row, PERSONA_FIELDS)
-    persona_id = _require_str(path, line, row, "id").strip()
-    description = " ".join(_require_str(path, line, row, "description").split())
+    check_fields(path, line, row, PERSONA_FIELDS)
+    persona_id = require_str(path, line, row, "id").strip()
+    description = " ".join(require_str(path, line, row, "description").split())
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise InputError(located(path, f"{len(description)} characters; a persona is one or "
                                  f"two sentences (at most {MAX_DESCRIPTION_CHARS})", line,

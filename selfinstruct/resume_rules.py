@@ -23,6 +23,7 @@ from selfinstruct.config import GenerateConfig, coerce_setting, flag_name
 from selfinstruct.filters import FilterSettings
 from selfinstruct.input_files import require_regular_file
 from selfinstruct.journal import RUNS_DIR, read_run_config
+from selfinstruct.personas import persona_file_sha256, resolve_persona_path
 from selfinstruct.prompts import PromptSet
 from selfinstruct.redact import redact, strip_url_credentials
 from selfinstruct.seeds import SeedSet
@@ -129,10 +130,12 @@ def endpoint_url(stored: GenerateConfig, record: dict[str, Any], given: str | No
 
 
 def input_fingerprint(seeds: SeedSet, prompts: PromptSet,
-                      chat_template: ChatTemplate | None = None) -> dict[str, Any]:
+                      chat_template: ChatTemplate | None = None,
+                      personas: Path | None = None) -> dict[str, Any]:
     """sha256 of every input that shapes the requests, for run.json: the seed file, the
-    templates, labels.json, and magpie's chat template (from a file, a GGUF or /props: a
-    server that now serves another template would orphan every journaled answer)."""
+    templates, labels.json, the --personas file, and magpie's chat template (from a file, a
+    GGUF or /props: a server that now serves another template would orphan every journaled
+    answer)."""
     labels = prompts.dir / "labels.json"
     found = {
         "seeds": {"path": str(seeds.path), "sha256": seeds.sha256},
@@ -141,6 +144,9 @@ def input_fingerprint(seeds: SeedSet, prompts: PromptSet,
         "labels": {"path": str(labels), "sha256": hashlib.sha256(labels.read_bytes())
                    .hexdigest()},
     }
+    if personas is not None:
+        found["personas"] = {"path": str(resolve_persona_path(personas)),
+                             "sha256": persona_file_sha256(personas)}
     if chat_template is not None:
         found["chat_template"] = {"path": f"the chat template of {chat_template.origin}",
                                   "sha256": chat_template.sha256}
@@ -154,7 +160,7 @@ def check_inputs(stored: dict[str, Any], current: dict[str, Any], where: Path) -
     the rendered prompts, so every journaled answer would be orphaned and bought again.
     """
     changed: list[str] = []
-    for kind in ("seeds", "labels", "chat_template"):
+    for kind in ("seeds", "labels", "personas", "chat_template"):
         old, new = stored.get(kind), current.get(kind)
         if isinstance(old, dict) and isinstance(new, dict) \
                 and old.get("sha256") != new["sha256"]:

@@ -136,7 +136,8 @@ def open_run(
     prompts = _load_prompts(config)
     chat_template = _recipe_inputs(config, api_key)
     _check_key_variables(config)
-    inputs = input_fingerprint(seeds, prompts, chat_template)
+    personas = _load_personas(config)
+    inputs = input_fingerprint(seeds, prompts, chat_template, config.personas)
     record = load_run_record(run_dir) if (run_dir / "run.json").exists() else None
     if record is not None and "inputs" in record:
         check_inputs(record["inputs"], inputs, run_dir / "run.json")
@@ -204,7 +205,7 @@ def open_run(
         generator = Generator(config, seeds, prompts, client, journal, run_id=run_id,
                               endpoint_kind=endpoint_kind, judge_client=judge_client,
                               answer_client=answer_client, client_factory=make_client,
-                              personas=_load_personas(config), chat_template=chat_template)
+                              personas=personas, chat_template=chat_template)
         try:
             yield generator
         finally:

@@ -105,7 +105,7 @@ def resolve_seed_path(path: str | Path) -> Path:
 def load_seeds(path: str | Path) -> SeedSet:
     """Read and validate a seed file or bundled set; raise `InputError` on any fault."""
     path = resolve_seed_path(path)
-    raw = _read_seed_file(path)
+    raw = read_seed_file(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -117,7 +117,7 @@ def load_seeds(path: str | Path) -> SeedSet:
     if not text.strip():
         raise InputError(f"{path}: empty seed file (no tasks)")
     is_array = text.lstrip().startswith("[")
-    rows = _json_array_rows(path, text) if is_array else _jsonl_rows(path, text)
+    rows = _json_array_rows(path, text) if is_array else jsonl_rows(path, text)
     tasks: list[SeedTask] = []
     first_line_of_id: dict[str, int] = {}
     for line_no, row in rows:
@@ -138,7 +138,7 @@ _FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
                stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
-def _read_seed_file(path: Path) -> bytes:
+def read_seed_file(path: Path) -> bytes:
     """The bytes of a regular file of at most `MAX_FILE_BYTES`.
 
     Opened non-blocking and checked on the open descriptor (not by name first, which could
@@ -179,7 +179,7 @@ def _read_seed_file(path: Path) -> bytes:
     return b"".join(chunks)
 
 
-def _jsonl_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+def jsonl_rows(path: Path, text: str) -> list[tuple[int, Any]]:
     """Rows of a JSON Lines file, split on line feeds only.
 
     `str.splitlines` would also split at U+0085, U+2028 and U+2029, which JSON allows raw
@@ -248,7 +248,7 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _check_fields(path: Path, line: int, row: dict, known: tuple[str, ...],
+def check_fields(path: Path, line: int, row: dict, known: tuple[str, ...],
                   where: str = "", ignored: tuple[str, ...] = ()) -> None:
     """Refuse a field outside `known` (+ `ignored`), suggesting the closest known name."""
     for key in row:
@@ -273,7 +273,7 @@ def _check_text(path: Path, line: int, value: str, label: str) -> str:
     return value
 
 
-def _require_str(path: Path, line: int, row: dict, name: str, label: str | None = None) -> str:
+def require_str(path: Path, line: int, row: dict, name: str, label: str | None = None) -> str:
     """Return a non-empty string field or fail naming it (`label` is its full dotted path)."""
     label = label or name
     value = row.get(name)
@@ -311,21 +311,21 @@ def _task_from_row(path: Path, line: int, row: Any) -> SeedTask:
     if not isinstance(row, dict):
         raise InputError(located(path, f"expected a JSON object, got {type(row).__name__}", line))
     if "instances" in row:
-        _check_fields(path, line, row, SELF_INSTRUCT_FIELDS)
+        check_fields(path, line, row, SELF_INSTRUCT_FIELDS)
         return _self_instruct_task(path, line, row)
     if "output" in row:
-        _check_fields(path, line, row, ALPACA_FIELDS, ignored=IGNORED_ALPACA_FIELDS)
+        check_fields(path, line, row, ALPACA_FIELDS, ignored=IGNORED_ALPACA_FIELDS)
         return _alpaca_task(path, line, row)
     # Neither shape: a misspelt key is the likeliest cause, so name it before what is missing.
-    _check_fields(path, line, row, tuple(dict.fromkeys(SELF_INSTRUCT_FIELDS + ALPACA_FIELDS)),
+    check_fields(path, line, row, tuple(dict.fromkeys(SELF_INSTRUCT_FIELDS + ALPACA_FIELDS)),
                   ignored=IGNORED_ALPACA_FIELDS)
-    _require_str(path, line, row, "instruction")
+    require_str(path, line, row, "instruction")
     raise InputError(located(path, "missing (a task needs 'instances' or 'output')", line,
                              "instances"))
 
 
 def _self_instruct_task(path: Path, line: int, row: dict) -> SeedTask:
-    instruction = _require_str(path, line, row, "instruction").strip()
+    instruction = require_str(path, line, row, "instruction").strip()
     task_id = _task_id(path, line, row)
     name = _optional_str(path, line, row.get("name", ""), "name")
     is_clf = _optional_flag(path, line, row)
@@ -338,18 +338,18 @@ def _self_instruct_task(path: Path, line: int, row: dict) -> SeedTask:
         where = f"instances[{i}]"
         if not isinstance(inst, dict):
             raise InputError(located(path, "expected an object", line, where))
-        _check_fields(path, line, inst, INSTANCE_FIELDS, where=f"{where}.")
+        check_fields(path, line, inst, INSTANCE_FIELDS, where=f"{where}.")
         input_ = _optional_str(path, line, inst.get("input", ""), f"{where}.input")
-        output = _require_str(path, line, inst, "output", f"{where}.output")
+        output = require_str(path, line, inst, "output", f"{where}.output")
         instances.append(Instance(input=input_.strip(), output=output.strip()))
     return SeedTask(id=task_id, instruction=instruction, instances=tuple(instances),
                     is_classification=is_clf, name=name)
 
 
 def _alpaca_task(path: Path, line: int, row: dict) -> SeedTask:
-    instruction = _require_str(path, line, row, "instruction").strip()
+    instruction = require_str(path, line, row, "instruction").strip()
     input_ = _optional_str(path, line, row.get("input", ""), "input")
-    output = _require_str(path, line, row, "output")
+    output = require_str(path, line, row, "output")
     input_ = "" if input_.strip() == "<noinput>" else input_.strip()
     return SeedTask(id=_task_id(path, line, row), instruction=instruction,
                     instances=(Instance(input=input_, output=output.strip()),),

@@ -332,11 +332,33 @@ def test_a_bad_persona_file_stops_the_cli_before_any_request(tmp_path):
         f"selfinstruct: error: {bad}:2: field 'id': duplicate id 'a' (first on line 1)"]
 
 
-@pytest.mark.xfail(strict=True, reason="run.open_run loads the personas after run.json and "
-                                       "the journal are written; to be moved before them")
 def test_a_bad_persona_file_writes_nothing(tmp_path):
     bad_persona_run(tmp_path)
     assert not (tmp_path / "data").exists()
+
+
+def test_a_resume_refuses_a_persona_file_that_changed(tmp_path, capsys):
+    """The persona file shapes every generation prompt, like the seeds: an edit since the
+    run started would orphan the journaled answers, so the resume stops first."""
+    personas = write(tmp_path, jsonl(A, {"id": "b", "description": "A beekeeper in Kyoto."}))
+    args = ["generate", "--data-dir", str(tmp_path / "data"), "--model", "test-model",
+            "--api-key", "k", "--dataset", "p", "--no-progress", "--seeds",
+            "seeds/en_general.jsonl", "--num-instructions", "20"]
+    with start_server() as server:
+        code = main([*args, "--base-url", server.base_url, "--personas", str(personas),
+                     "--max-requests", "2"])
+        assert code == 3, capsys.readouterr().err  # stopped by the budget, resumable
+        personas.write_text(jsonl(A, {"id": "b", "description": "A fisherman in Kochi."}),
+                            encoding="utf-8")
+        sent = server.stats()["requests_total"]
+        capsys.readouterr()
+        code = main(["generate", "--data-dir", str(tmp_path / "data"), "--dataset", "p",
+                     "--resume", "--no-progress", "--max-requests", "50"])
+        assert server.stats()["requests_total"] == sent
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"selfinstruct: error: {personas.resolve()}: changed since the run "
+                           f"started")
 
 
 # -- resume after SIGKILL at deterministic points ------------------------------------------

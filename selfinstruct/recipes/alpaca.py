@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from selfinstruct.llm import Completion, Request
 from selfinstruct.parsing import ParsedInstance, parse_alpaca
-from selfinstruct.personas import PERSONA_TEMPLATES, conditioned
+from selfinstruct.personas import conditioned
 from selfinstruct.prompts import sha256_text
 from selfinstruct.recipes.base import NoLaterStages, prompt_instruction
 from selfinstruct.recipes.self_instruct import few_shot_examples
@@ -28,7 +28,6 @@ class Alpaca(NoLaterStages):
         "alpaca": {"num_tasks": 3, "tasks": [
             {"instruction": "Sort the numbers.", "input": "3, 1, 2", "output": "1, 2, 3"},
             {"instruction": "Name a fruit.", "input": "", "output": "Apple"}]},
-        **PERSONA_TEMPLATES,  # the persona sentence of --personas (personas.conditioned)
     }
     max_tokens: ClassVar[dict[str, tuple[int, int]]] = {"alpaca": (3072, 1024)}
 

@@ -21,7 +21,7 @@ from selfinstruct.parsing import (
     parse_numbered_list,
     parse_yes_no,
 )
-from selfinstruct.personas import PERSONA_TEMPLATES, conditioned
+from selfinstruct.personas import conditioned
 from selfinstruct.prompts import sha256_text
 from selfinstruct.recipes.base import prompt_instruction
 from selfinstruct.records import ANSWER_UNPARSEABLE, Task
@@ -61,9 +61,9 @@ def few_shot_examples(rng: random.Random, seeds: SeedSet, config: GenerateConfig
 class SelfInstruct:
     name: ClassVar[str] = "self-instruct"
     stages: ClassVar[tuple[str, ...]] = ("classify", "instances")
-    # Its templates and stages are the shared ones (selfinstruct.prompts, engine.dispatch),
-    # plus the persona sentence of --personas (selfinstruct.personas.conditioned).
-    templates: ClassVar[dict[str, dict[str, Any]]] = dict(PERSONA_TEMPLATES)
+    # Its templates and stages are the shared ones (selfinstruct.prompts, engine.dispatch);
+    # the persona sentence of --personas is the personas feature's (selfinstruct.features).
+    templates: ClassVar[dict[str, dict[str, Any]]] = {}
     max_tokens: ClassVar[dict[str, tuple[int, int]]] = {}
 
     def __init__(self, engine: Engine) -> None:
