@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from selfinstruct import languages
 from selfinstruct._errors import InputError
 from selfinstruct.config_values import (
     positive_int,
@@ -264,7 +265,7 @@ def build_config(
     if "seeds" not in values and values.get("recipe") == "magpie":
         # Magpie needs no seeds: the bundled general set of the language only starts the
         # novelty index, so sampled instructions must still differ from it.
-        values["seeds"] = f"{values.get('language') or 'en'}_general"
+        values["seeds"] = f"{values.get('language') or languages.DEFAULT}_general"
         sources["seeds"] = "the default seeds of --recipe magpie"
     for key in ("seeds", "dataset", "num_instructions"):
         if key not in values:
