@@ -28,6 +28,7 @@ from selfinstruct.llm import LLMClient, Request
 
 PROMPT = "Reply with one short sentence about the sea."  # the server's cheap generic kind
 MAX_TOKENS, TEMPERATURE = 32, 0.7
+TIMEOUT = 60.0  # seconds, both clients
 PARAMS = {"max_tokens": MAX_TOKENS, "temperature": TEMPERATURE}
 
 
@@ -58,7 +59,9 @@ def sdk_batch(base_url: str, n: int, concurrency: int, salt: str) -> Sample:
     """`n` chat requests through the bare SDK, at most `concurrency` in flight."""
 
     async def main() -> int:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+        # The same 60 s as ours: the SDK's 5 s connect timeout fails runs on a loaded machine.
+        client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0,
+                                    timeout=TIMEOUT)
         semaphore = asyncio.Semaphore(concurrency)
 
         async def one(prompt: str) -> bool:
@@ -85,7 +88,7 @@ def ours_batch(base_url: str, n: int, concurrency: int, salt: str) -> Sample:
     requests = [Request("bench", p, PARAMS, "n") for p in _prompts(n, salt)]
     cpu, wall = time.process_time(), time.perf_counter()
     with LLMClient(base_url=base_url, api_key="bench", model="test-model", api="chat",
-                   concurrency=concurrency, timeout=60.0) as client:
+                   concurrency=concurrency, timeout=TIMEOUT) as client:
         answers = client.run_batch(requests)
     errors = sum(1 for a in answers if a.error or not a.text)
     return Sample(n, time.perf_counter() - wall, time.process_time() - cpu, errors)
