@@ -22,6 +22,11 @@ Phases (each prints what it measured on this machine):
    nearest neighbours, but none is dropped as too similar — a memory measurement, not a
    dedup one.
 
+Client only (--client-only, nothing else runs): `LLMClient` against the bare `openai` SDK on
+the same server at concurrency 64, 128 and 256, medians of --repeats runs, as ratios to the
+bound and to each other (bench/client_only.py). Targets (issue 16): >= 95% of the bound at 64,
+>= 90% at 128 and 256, <= 1.0 ms CPU per request.
+
 Targets (issue): >= 90% of the bound at concurrency 32 and 64; <= 2 ms CPU per accepted
 instruction; peak RSS <= 500 MB for 52K instructions.
 """
@@ -43,9 +48,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.client_only import client_phase  # noqa: E402
 from selfinstruct.config import build_config  # noqa: E402
 from selfinstruct.pipeline import run  # noqa: E402
 from selfinstruct.run import open_run  # noqa: E402
+
+CLIENT_TARGETS = {64: 0.95, 128: 0.90, 256: 0.90}  # issue 16: share of the bound, client alone
+CLIENT_CPU_MS = 1.0  # issue 16: CPU per request
 
 
 @contextmanager
@@ -190,7 +199,16 @@ def main() -> int:
     parser.add_argument("--scale", type=int, default=52_000)
     parser.add_argument("--skip-prefect", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--client-only", action="store_true",
+                        help="run only the client-alone phase (LLMClient vs the bare SDK)")
+    parser.add_argument("--client-requests", type=int, default=1000,
+                        help="requests per client-only run (at least 10 x concurrency)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="client-only runs per concurrency; medians are shown")
     args = parser.parse_args()
+
+    if args.client_only:
+        return client_only(args.latency_ms, args.client_requests, args.repeats)
 
     results = concurrency_phase(args.instructions, args.latency_ms)
     recipe_phase(args.instructions)
@@ -210,6 +228,25 @@ def main() -> int:
     for label, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {label}")
     return 0 if all(ok for _, ok in checks) else 1
+
+
+def client_only(latency_ms: float, requests: int, repeats: int) -> int:
+    with server_process(latency_ms) as url:
+        results = client_phase(url, latency_ms, tuple(CLIENT_TARGETS), requests, repeats)
+    print("== targets (client alone) ==")
+    ok = True
+    for concurrency, share in CLIENT_TARGETS.items():
+        r = results[concurrency]
+        for label, achieved in (("ours", r["ours_rate"]), ("bare SDK", r["sdk_rate"])):
+            passed = achieved / r["bound"] >= share
+            ok = ok and (passed or label != "ours")
+            print(f"{'PASS' if passed else 'FAIL'}  {label}, concurrency {concurrency}: "
+                  f"{achieved / r['bound']:.1%} of the bound (target >= {share:.0%})")
+    cpu = max(r["ours_cpu_ms"] for r in results.values())
+    print(f"{'PASS' if cpu <= CLIENT_CPU_MS else 'FAIL'}  ours: <= {CLIENT_CPU_MS} ms CPU per "
+          f"request (worst {cpu:.2f} ms; bare SDK worst "
+          f"{max(r['sdk_cpu_ms'] for r in results.values()):.2f} ms)")
+    return 0 if ok and cpu <= CLIENT_CPU_MS else 1
 
 
 if __name__ == "__main__":
