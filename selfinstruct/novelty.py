@@ -279,7 +279,7 @@ class NoveltyIndex:
         alpha = _min_overlap(length, self._tau)
         return length - alpha + min(2, alpha)
 
-    def _index(self, item: int, *, bulk: bool = False) -> None:
+    def _index(self, item: int) -> None:
         """List a pooled text under the elements of its 2-prefix (selfinstruct.prefixes)."""
         code = self._codes[item]
         n = len(code)
@@ -292,7 +292,7 @@ class NoveltyIndex:
                 ranks[element] = self._next_new_rank
                 self._next_new_rank -= 1
         elements.sort(key=ranks.__getitem__)
-        self._prefixes.add(item, n, elements[: self._prefix_length(n)], bulk=bulk)
+        self._prefixes.add(item, n, elements[: self._prefix_length(n)])
 
     def _rebuild(self) -> None:
         """Re-rank elements by current frequency (rarest first) and re-index every text."""
@@ -303,8 +303,7 @@ class NoveltyIndex:
         self._next_new_rank = -1
         self._prefixes.clear()
         for item in range(size):
-            self._index(item, bulk=True)
-        self._prefixes.merge()
+            self._index(item)
         self._rebuild_at = max(_FIRST_REBUILD, 2 * size)
 
     def _add(self, text: str, tokens: list[str]) -> None:

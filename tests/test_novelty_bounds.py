@@ -9,9 +9,19 @@ import random
 
 import pytest
 
+from selfinstruct import prefixes
 from selfinstruct.novelty import NoveltyIndex
 from selfinstruct.prefixes import _N_CAP
 from selfinstruct.rouge import rouge_l
+
+# The sorted postings start at 2^19 entries (~50K texts); these pools are far smaller, so
+# most tests merge from 256 entries on, and the edge streams also run without any merge.
+EARLY = 256
+
+
+@pytest.fixture
+def early_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prefixes, "_FIRST_MERGE", EARLY)
 
 
 def brute_force(stream: list[str], threshold: float) -> list[tuple[bool, str | None, float | None]]:
@@ -75,9 +85,10 @@ def edge_stream(rng: random.Random, size: int) -> list[str]:
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 0.7, 0.85, 1.0])
-@pytest.mark.parametrize("seed", range(2))
-def test_index_equals_brute_force_on_edge_streams(threshold, seed):
-    stream = edge_stream(random.Random(seed * 100 + int(threshold * 10)), 500)
+@pytest.mark.parametrize("first_merge", [EARLY, prefixes._FIRST_MERGE])
+def test_index_equals_brute_force_on_edge_streams(threshold, first_merge, monkeypatch):
+    monkeypatch.setattr(prefixes, "_FIRST_MERGE", first_merge)
+    stream = edge_stream(random.Random(first_merge + int(threshold * 10)), 500)
     ours = indexed(stream, threshold)
     assert ours == brute_force(stream, threshold)
     kept = sum(novel for novel, _, _ in ours)
@@ -85,7 +96,7 @@ def test_index_equals_brute_force_on_edge_streams(threshold, seed):
         assert 0 < kept < len(stream)  # both kinds of decision occur
 
 
-def test_stream_crosses_merges_and_rebuilds():
+def test_stream_crosses_merges_and_rebuilds(early_merges):
     """Enough texts that the sorted postings are merged several times and ranks rebuilt."""
     rng = random.Random(5)
     stream = edge_stream(rng, 1600)
@@ -93,14 +104,16 @@ def test_stream_crosses_merges_and_rebuilds():
     for text in stream:
         index.add_if_novel(text)
     assert len(index) > 512  # rebuilt at 128, 256, 512
-    assert index._prefixes._keys.size > 2048  # merged past the first tail
+    assert index._prefixes._keys.size > 8 * EARLY  # merged several times
     assert indexed(stream, 0.7) == brute_force(stream, 0.7)
 
 
-def test_second_shared_element_at_the_end_of_both_prefixes():
+@pytest.mark.parametrize("first_merge", [EARLY, prefixes._FIRST_MERGE])
+def test_second_shared_element_at_the_end_of_both_prefixes(first_merge, monkeypatch):
     """m = n = 10 at t = 0.7: α = 6, 2-prefixes of 6 elements; pooled texts share exactly L
     tokens placed at the last prefix positions (common words rank last), for L around the
-    threshold, against a fresh index and one rebuilt with the texts."""
+    threshold, in the sorted postings and in the tail."""
+    monkeypatch.setattr(prefixes, "_FIRST_MERGE", first_merge)
     threshold = 0.7
     for lcs in range(5, 10):
         pool = []
@@ -114,7 +127,7 @@ def test_second_shared_element_at_the_end_of_both_prefixes():
         assert (verdict.novel, verdict.neighbour, verdict.score) == expected[-1], lcs
 
 
-def test_texts_longer_than_the_sorted_postings():
+def test_texts_longer_than_the_sorted_postings(early_merges):
     """A pooled text of more than _N_CAP tokens keeps the entry-by-entry form and is found."""
     words = [f"t{i % 5000}" for i in range(_N_CAP + 10)]
     long_text = " ".join(words)
