@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pause import start_paused
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -300,29 +302,11 @@ def test_ctrl_c_saves_answers_in_flight_and_says_how_to_resume(tmp_path):
 def _start_paused(tmp_path: Path, base_url: str, point: str, *extra: str) -> subprocess.Popen:
     """Start `generate`, which stops at `point` (e.g. before:write-version:1) and reports
     there through a FIFO; returns once it is there (the FIFO read blocks until then)."""
-    import os
-    import threading
-
-    fifo = tmp_path / "paused.fifo"
-    os.mkfifo(fifo)
-    process = subprocess.Popen(
+    return start_paused(
         [sys.executable, "-m", "selfinstruct", "generate", "--seeds", "seeds/en_general.jsonl",
          "--dataset", "x", "--data-dir", str(tmp_path / "data"), "--base-url", base_url,
          "--model", "test-model", "--seed", "1", "--no-progress", *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={"PATH": "", "OPENAI_API_KEY": "k", "SELFINSTRUCT_TEST_PAUSE": point,
-             "SELFINSTRUCT_TEST_PAUSE_FIFO": str(fifo)})
-
-    def unblock_if_it_ends_first() -> None:
-        process.wait()
-        # No reader any more (it was paused and has read its line): nothing to unblock.
-        with contextlib.suppress(OSError):
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-
-    threading.Thread(target=unblock_if_it_ends_first, daemon=True).start()
-    with open(fifo, encoding="utf-8") as reader:
-        assert reader.read() == f"paused {point}\n", process.communicate(timeout=60)
-    return process
+        point, tmp_path / "paused.fifo", {"PATH": "", "OPENAI_API_KEY": "k"})
 
 
 def test_ctrl_c_just_before_the_version_write_exits_130_without_a_version(tmp_path):

@@ -8,15 +8,12 @@ description.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -38,6 +35,7 @@ from selfinstruct.personas import (
 )
 from selfinstruct.prompts import bundled_dir, sha256_text
 from selfinstruct.similarity import NoveltyIndex
+from tests.pause import kill_paused
 from tests.servers.kinds.kind_persona import persona_description, persona_word
 from tests.servers.openai_server import RunningServer, start_server
 from tests.test_seeds import fake_install, run_installed
@@ -382,22 +380,7 @@ def crash_rows(data_dir: Path) -> list[dict[str, Any]]:
 def kill_at(point: str, command: list[str], fifo: Path) -> None:
     """Run `command` until it stops at `point` (selfinstruct.interrupts.pause_point), then
     SIGKILL it: a deterministic moment, not a timed one."""
-    os.mkfifo(fifo)
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "SELFINSTRUCT_TEST_PAUSE": point,
-                                    "SELFINSTRUCT_TEST_PAUSE_FIFO": str(fifo)})
-
-    def unblock_if_it_ends_first() -> None:
-        process.wait()
-        with contextlib.suppress(OSError):
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-
-    threading.Thread(target=unblock_if_it_ends_first, daemon=True).start()
-    with open(fifo, encoding="utf-8") as reader:
-        assert reader.read() == f"paused {point}\n", process.communicate(timeout=60)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
+    kill_paused(command, point, fifo, dict(os.environ))
 
 
 # Killed after some generation answers (their personas already picked and used), and before

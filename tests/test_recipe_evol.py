@@ -14,11 +14,9 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tarfile
-import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from selfinstruct.cli import main
 from selfinstruct.dataset import validate
 from selfinstruct.evol_text import answer_drop, copied_prompt, parse_equal, parse_evolved
 from selfinstruct.recipes.evol_instruct import MUTATIONS
+from tests.pause import kill_paused
 from tests.servers.openai_server import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -316,23 +315,8 @@ def _train(data_dir: Path) -> list[dict[str, Any]]:
 
 def _kill_at(point: str, data_dir: Path, base_url: str) -> None:
     """Start a run that stops at `point` (selfinstruct.interrupts.pause_point), SIGKILL it."""
-    fifo = data_dir.parent / f"{data_dir.name}.fifo"
-    os.mkfifo(fifo)
-    process = subprocess.Popen(_command(data_dir, base_url), cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=_env(SELFINSTRUCT_TEST_PAUSE=point,
-                                        SELFINSTRUCT_TEST_PAUSE_FIFO=str(fifo)))
-
-    def unblock_if_it_ends_first() -> None:
-        process.wait()
-        with contextlib.suppress(OSError):
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-
-    threading.Thread(target=unblock_if_it_ends_first, daemon=True).start()
-    with open(fifo, encoding="utf-8") as reader:
-        assert reader.read() == f"paused {point}\n", process.communicate(timeout=60)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
+    kill_paused(_command(data_dir, base_url), point,
+                data_dir.parent / f"{data_dir.name}.fifo", _env())
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,10 @@ template families real models ship.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from selfinstruct.chat_template import (
     template_from_props,
 )
 from selfinstruct.gguf_metadata import read_metadata
+from tests.pause import kill_paused
 from tests.servers.kinds.kind_magpie import CHAT_TEMPLATE, PROPS
 from tests.servers.openai_server import RunningServer, start_server
 
@@ -373,23 +371,8 @@ def _comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _killed_at(point: str, url: str, data_dir: Path, fifo: Path, n: int) -> None:
     """Start a run that stops at `point` (selfinstruct.interrupts.pause_point) and SIGKILL it
     there: no handler runs, like a crash."""
-    os.mkfifo(fifo)
-    process = subprocess.Popen(
-        [*COMMAND, *_generate_args(url, data_dir, n, "--concurrency", "4")], cwd=ROOT,
-        env=_env(SELFINSTRUCT_TEST_PAUSE=point, SELFINSTRUCT_TEST_PAUSE_FIFO=str(fifo)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def unblock_if_it_ends_first() -> None:
-        process.wait()
-        with contextlib.suppress(OSError):
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-
-    threading.Thread(target=unblock_if_it_ends_first, daemon=True).start()
-    with open(fifo, encoding="utf-8") as reader:
-        assert reader.read() == f"paused {point}\n", process.communicate(timeout=60)
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    kill_paused([*COMMAND, *_generate_args(url, data_dir, n, "--concurrency", "4")], point,
+                fifo, _env())
 
 
 @pytest.mark.parametrize("point", ["after:bootstrap-round:2", "after:answer-batch:1"])
