@@ -26,14 +26,14 @@ in floats, so rounding can only admit a pair to the exact check, never drop one.
 3. Prefix filter. Fix one total order of elements (rarest first) and sort each text's
    elements by it. Let e be the smallest common element. All O common elements are at or
    after e in both lists, so e is among the first m − O + 1 ≤ m − α(m) + 1 elements of X and
-   the first n − α(n) + 1 of Y. The index lists each pooled text under the elements of its
-   prefix; a candidate looks up only its own prefix. A pair that can exceed t always meets.
-4. Positional (count) bound. If e is at 1-based position i in X and j in Y, every common
-   element is at or after it: L ≤ O ≤ min(m − i + 1, n − j + 1) =: U(i, j). Keep a pooled
-   text only if 2U > τ(m+n). Looking up the prefix in order, e is the first element met,
-   and U only shrinks for later common elements, so "some lookup hit of y passes" is the
-   same as "the hit at e passes": each hit is tested on its own, vectorised. At i = j = 1
-   this is the length window (1), so (1) needs no separate pass.
+   the first n − α(n) + 1 of Y: a pair that can exceed t shares an element of the prefixes.
+   The index goes one step further (the 2-prefix, proved in selfinstruct.prefixes): every
+   text is listed under one more element, and a candidate with α(m) ≥ 2 must meet a pooled
+   text in TWO lookups, which drops the texts that share one popular word and nothing else.
+4. Positional bound. At the h-th common element, with r_x and r_y elements left in X and Y
+   from it on, O ≤ h − 1 + min(r_x, r_y); at h = 1 and 2 this gives 2(1 + min(r_x, r_y)) >
+   τ(m+n) for F > t, which also implies the length window (1). Only entries passing it are
+   read: the postings are sorted so that they form key ranges (selfinstruct.prefixes).
 Survivors get the exact L (one ``process.cdist`` call per candidate) and the exact F.
 
 The order only has to be the same for the index and the lookup. Ranks come from element
@@ -49,10 +49,14 @@ generated instruction-like English texts of 16 tokens on average): at a 20K pool
 job 7.8 to 10.7 CPU-s; that index peaks at 34 MB (tracemalloc). Character-level
 Japanese is harder for the filters (longer token strings, a few very common kana): on a
 deliberately overlapping synthetic Japanese stream, ~900 candidates/s at a 20K pool.
-Past 52K (bench/rouge_dedup.py --million, 2026-11-30, 2 cores, loaded): the cost per
-candidate grows about linearly with the pool (the texts that pass bounds 1-4 share a
-template and need the exact LCS): ~2,000 candidates/s at 200K; 700K accepted took 1,246 CPU-s
-and 1M extrapolates to ~40 min CPU, not the 10 min wanted. Provenance (most_similar, mean):
+Past 52K (bench/rouge_dedup.py --million, 2026-11-30, 2 cores, load average ~9): with one
+shared prefix element the cost per candidate grew about linearly with the pool (~750
+exact LCS per candidate at 200K, texts sharing one popular word): 700K accepted took 1,246
+CPU-s, 1M extrapolated to ~40 min. The 2-prefix cuts that to ~105 exact LCS and reads
+~2,000 sorted entries instead of ~11,000 list entries: at a 200K pool 2,400 against 1,430
+candidates/s (1.7x, same run, same 4,000 candidates, identical verdicts). Below 2^19
+entries (~50K texts) the lists are read entry by entry as before (20K pool: 4,800 against
+5,500 candidates/s in one run; the 2-prefix lists are longer). Provenance (most_similar, mean):
 selfinstruct.neighbours.
 """
 
