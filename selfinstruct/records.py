@@ -42,7 +42,7 @@ class Neighbours(Sequence[tuple[str, float]]):
     def __init__(self, pairs: Iterable[tuple[str, float]] = ()) -> None:
         pairs = list(pairs)
         self._texts = tuple(text for text, _ in pairs)
-        self._scores = array("d", (score for _, score in pairs))
+        self._scores = array("d", [score for _, score in pairs])  # exact size, unlike a generator
 
     def __len__(self) -> int:
         return len(self._texts)
