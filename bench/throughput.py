@@ -214,6 +214,7 @@ def main() -> int:
 
     if args.client_only:
         return client_only(args.latency_ms, args.client_requests, args.repeats)
+
     checks: list[tuple[str, bool]] = []
     if not args.only_scale:
         results = concurrency_phase(args.instructions, args.latency_ms)
