@@ -34,7 +34,7 @@ from selfinstruct.prompts import PromptSet
 from selfinstruct.quality import (
     Item,
     _first_line,
-    _same_label,
+    same_label,
     check_label_consistency,
     judge,
     parse_judgement,
@@ -534,7 +534,7 @@ def test_label_consistency(client: openai.OpenAI, prompt_sets: dict[str, PromptS
         if api == "completions":
             assert text.startswith(" ") and not text.startswith("  ")
         answer = _first_line(text, ps.labels.class_label)
-        assert any(_same_label(answer, label) for label in CLS_LABELS[lang]), text
+        assert any(same_label(answer, label) for label in CLS_LABELS[lang]), text
     # An input the server did not generate: the first label of the task's label set.
     unknown = "Great food!" if lang == "en" else "美味しかった！"
     prompt = ps.render("label", instruction=instruction, input=unknown, options=[])
@@ -543,7 +543,7 @@ def test_label_consistency(client: openai.OpenAI, prompt_sets: dict[str, PromptS
     if api == "completions":
         assert text == f" {first_label}"
     else:
-        assert _same_label(_first_line(text, ps.labels.class_label), first_label), text
+        assert same_label(_first_line(text, ps.labels.class_label), first_label), text
     no_input = ps.render("label", instruction=instruction, input="", options=[])
     assert judge_label.label_prompt(no_input, lang) == (instruction, [], "")
 
@@ -641,9 +641,9 @@ def test_judge_and_label_rates(prompt_sets: dict[str, PromptSet], lang: str) -> 
             prompt = ps.render("label", instruction=instruction, input=inp, options=[])
             answer = _first_line(generate_answer(prompt, chat=True, temperature=0.7, seed=n),
                                  ps.labels.class_label)
-            assert any(_same_label(answer, label) for label in labels), (answer, labels)
+            assert any(same_label(answer, label) for label in labels), (answer, labels)
             checked += 1
-            disagreed += not _same_label(answer, inp_label)
+            disagreed += not same_label(answer, inp_label)
     assert checked >= 500
     assert 0.05 <= disagreed / checked <= 0.11, (disagreed, checked)
 
