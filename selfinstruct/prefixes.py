@@ -30,7 +30,7 @@ prefix of their (element, n) run (r_y ≥ a floor that depends on m and n), and 
 pass for one lookup form one range (from r_x), so every lookup is a set of key ranges found
 by ``searchsorted``, and the test costs nothing per entry. New entries go to a tail (a dict
 of packed item << 32 | r_y per element, tested entry by entry) that is merged into the
-sorted arrays when it reaches 1/16 of them (np.insert: O(size), amortised O(16) per entry),
+sorted arrays when it reaches 1/64 of them (np.insert: O(size), amortised O(64) per entry),
 the first time at _FIRST_MERGE entries.
 Texts of more than 0xFFFF tokens keep the tail form for good. Every floor and ceiling
 here is rounded toward reading MORE entries, so float rounding (~1e-13 absolute against the
@@ -47,6 +47,9 @@ _N_CAP = 0xFFFF  # longest text the sorted postings hold (16 bits of the key eac
 # Tail entries before the first merge. Below ~50K texts reading whole lists entry by entry
 # is cheaper than the ~25 numpy calls of the sorted lookup (measured: 2.4x at a 20K pool).
 _FIRST_MERGE = 1 << 19
+# The tail is merged when it reaches 1/_TAIL_SHARE of the sorted entries: reading it costs
+# per entry, a merge costs one np.insert of the sorted arrays (~60 ms at 1M texts).
+_TAIL_SHARE = 64
 
 
 def _excl_cumsum(counts: np.ndarray) -> np.ndarray:
@@ -96,7 +99,7 @@ class PrefixPostings:
             eid = ids.setdefault(element, len(ids))
             keys.append((eid << 32) | (n << 16) | (_N_CAP - (n - j)))
             items.append(item)
-        if len(keys) >= max(_FIRST_MERGE, self._keys.size // 16):
+        if len(keys) >= (self._keys.size // _TAIL_SHARE if self._keys.size else _FIRST_MERGE):
             self.merge()
 
     @staticmethod
