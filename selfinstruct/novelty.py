@@ -53,10 +53,14 @@ Past 52K (bench/rouge_dedup.py --million, 2026-11-30, 2 cores, load average ~9):
 shared prefix element the cost per candidate grew about linearly with the pool (~750
 exact LCS per candidate at 200K, texts sharing one popular word): 700K accepted took 1,246
 CPU-s, 1M extrapolated to ~40 min. The 2-prefix cuts that to ~105 exact LCS and reads
-~2,000 sorted entries instead of ~11,000 list entries: at a 200K pool 2,400 against 1,430
-candidates/s (1.7x, same run, same 4,000 candidates, identical verdicts). Below 2^19
-entries (~50K texts) the lists are read entry by entry as before (20K pool: 4,800 against
-5,500 candidates/s in one run; the 2-prefix lists are longer). Provenance (most_similar, mean):
+~2,000 sorted entries instead of ~11,000 list entries: at a 200K pool 2,450 candidates/s
+(119x the exhaustive rule in the same run; 1.5x to 1.7x the one-element prefix on the same
+candidates, identical verdicts); the job reached 200K accepted in 112 CPU-s and 300K in 191
+(the one-element prefix: 200K in ~137). The whole 1M job was not run with this version;
+an earlier one (tail merged at 1/16) reached 600K in 576 CPU-s, at ~110 s per 100K and
+slowly rising, so 1M is ~15-19 min CPU on this machine: better than 40, not the 10 wanted.
+Below 2^19 entries (~50K texts) the lists are read entry by entry as before (20K pool:
+7,700 candidates/s in bench --quick). Provenance (most_similar, mean):
 selfinstruct.neighbours.
 """
 
