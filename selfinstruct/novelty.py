@@ -58,7 +58,8 @@ CPU-s, 1M extrapolated to ~40 min. The 2-prefix cuts that to ~105 exact LCS and 
 candidates, identical verdicts); the job reached 200K accepted in 112 CPU-s and 300K in 191
 (the one-element prefix: 200K in ~137). The whole 1M job was not run with this version;
 an earlier one (tail merged at 1/16) reached 600K in 576 CPU-s, at ~110 s per 100K and
-slowly rising, so 1M is ~15-19 min CPU on this machine: better than 40, not the 10 wanted.
+slowly rising: 1M projects to ~18 min CPU for it and ~14 for this version (1.26x faster
+at 300K) on this machine, peak RSS under 1 GB: better than 40 min, not the 10 wanted.
 Below 2^19 entries (~50K texts) the lists are read entry by entry as before (20K pool:
 7,700 candidates/s in bench --quick). Provenance (most_similar, mean):
 selfinstruct.neighbours.
