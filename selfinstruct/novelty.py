@@ -56,10 +56,11 @@ CPU-s, 1M extrapolated to ~40 min. The 2-prefix cuts that to ~105 exact LCS and 
 ~2,000 sorted entries instead of ~11,000 list entries: at a 200K pool 2,450 candidates/s
 (119x the exhaustive rule in the same run; 1.5x to 1.7x the one-element prefix on the same
 candidates, identical verdicts); the job reached 200K accepted in 112 CPU-s and 300K in 191
-(the one-element prefix: 200K in ~137). The whole 1M job was not run with this version;
-an earlier one (tail merged at 1/16) reached 600K in 576 CPU-s, at ~110 s per 100K and
-slowly rising: 1M projects to ~18 min CPU for it and ~14 for this version (1.26x faster
-at 300K) on this machine, peak RSS under 1 GB: better than 40 min, not the 10 wanted.
+(the one-element prefix: 200K in ~137). The whole 1M job ran with an earlier version
+(tail merged at 1/16, 1.26x slower at 300K): 1,629,558 candidates in 1,166 CPU-s (19.4
+min; ~150 s per 100K accepted at the end), peak RSS 940 MB, 327 sampled decisions
+identical to the exhaustive rule, check() 1,336 candidates/s at the 1M pool; this version
+projects to ~15 min: better than 40, not the 10 wanted.
 Below 2^19 entries (~50K texts) the lists are read entry by entry as before (20K pool:
 7,700 candidates/s in bench --quick). Provenance (most_similar, mean):
 selfinstruct.neighbours.
