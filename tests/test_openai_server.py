@@ -34,10 +34,10 @@ from selfinstruct.prompts import PromptSet
 from selfinstruct.quality import (
     Item,
     _first_line,
-    same_label,
     check_label_consistency,
     judge,
     parse_judgement,
+    same_label,
 )
 from tests.servers import instances, instructions, judge_label, vocab_en, vocab_ja
 from tests.servers import openai_server as srv

@@ -19,10 +19,10 @@ from selfinstruct.prompts import PromptSet, bundled_dir
 from selfinstruct.quality import (
     Item,
     Judgement,
-    same_label,
     check_label_consistency,
     judge,
     parse_judgement,
+    same_label,
 )
 from selfinstruct.run import open_run, resume_config
 
