@@ -296,7 +296,7 @@ def test_the_aiohttp_transport_is_used_when_installed_except_with_url_credential
     pytest.importorskip("aiohttp")
     import openai
 
-    from selfinstruct.llm import http_client
+    from selfinstruct.transport import http_client
 
     assert isinstance(http_client("http://127.0.0.1:8000/v1", 5.0, 4),
                       openai.DefaultAioHttpClient)
