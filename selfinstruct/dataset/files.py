@@ -11,11 +11,12 @@ import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from selfinstruct._errors import InputError, located
 from selfinstruct.dataset.layout import MANIFEST_FILE, TRAIN_FILE
 from selfinstruct.dataset.naming import resolve_version
-from selfinstruct.dataset.schema import json_kind
+from selfinstruct.dataset.schema import check, json_kind
 
 
 def _reject_constant(name: str) -> None:
@@ -49,6 +50,20 @@ def parse_line(raw: bytes) -> dict:
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object, got {json_kind(row)}")
     return row
+
+
+def checked_line(raw: bytes, schema: dict[str, Any], strict: bool
+                 ) -> tuple[dict | None, list[tuple[str, str]]]:
+    """One raw line of a version's data file, read and checked against its schema: the row
+    (None when it is no whole JSON line) and its problems as (field, message) pairs. What
+    `validate` reads every data file with, train.jsonl and preference.jsonl alike."""
+    if not raw.endswith(b"\n"):
+        return None, [("", "last line has no newline (file truncated?)")]
+    try:
+        row = parse_line(raw)
+    except ValueError as exc:
+        return None, [("", f"invalid JSON line ({exc})")]
+    return row, list(check(row, schema, "", strict))
 
 
 def iter_rows(path: str | Path) -> Iterator[dict]:

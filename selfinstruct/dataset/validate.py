@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selfinstruct._errors import InputError, located
-from selfinstruct.dataset.files import parse_line, read_manifest, sha256_file
+from selfinstruct.dataset.files import checked_line, read_manifest, sha256_file
 from selfinstruct.dataset.layout import (
     CARD_FILE,
     MANIFEST_FILE,
@@ -27,7 +27,7 @@ from selfinstruct.dataset.layout import (
     is_member_name,
 )
 from selfinstruct.dataset.naming import resolve_version, version_number
-from selfinstruct.dataset.schema import DATA_FILES, TRAIN_SCHEMA, check
+from selfinstruct.dataset.schema import DATA_FILES, TRAIN_SCHEMA
 from selfinstruct.dataset.signature import check_signature
 from selfinstruct.dataset.validate_preference import check_preference
 
@@ -235,14 +235,8 @@ def _check_sums(path: Path) -> list[str]:
 def _check_line(
     raw: bytes, schema: dict, strict: bool, seen_ids: set[str], task_ids: set[str]
 ) -> list[tuple[str, str]]:
-    if not raw.endswith(b"\n"):
-        return [("", "last line has no newline (file truncated?)")]
-    try:
-        row = parse_line(raw)
-    except ValueError as exc:
-        return [("", f"invalid JSON line ({exc})")]
-    found = list(check(row, schema, "", strict))
-    if schema is TRAIN_SCHEMA and not found:
+    row, found = checked_line(raw, schema, strict)
+    if row is not None and schema is TRAIN_SCHEMA and not found:
         if row["id"] in seen_ids:
             found.append(("id", f"duplicate id {row['id']!r}"))
         seen_ids.add(row["id"])

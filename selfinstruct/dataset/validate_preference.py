@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from selfinstruct._errors import located
-from selfinstruct.dataset.files import parse_line
+from selfinstruct.dataset.files import checked_line
 from selfinstruct.dataset.layout import MANIFEST_FILE
-from selfinstruct.dataset.schema import check
 from selfinstruct.preference_file import PREFERENCE_FILE, PREFERENCE_SCHEMA
 
 _MAX_PROBLEMS = 20
@@ -46,14 +45,8 @@ def check_preference(folder: Path, manifest: dict[str, Any]) -> list[str]:
 
 
 def _row_problems(raw: bytes, seen: set[str]) -> list[tuple[str, str]]:
-    if not raw.endswith(b"\n"):
-        return [("", "last line has no newline (file truncated?)")]
-    try:
-        row = parse_line(raw)
-    except ValueError as exc:
-        return [("", f"invalid JSON line ({exc})")]
-    found = list(check(row, PREFERENCE_SCHEMA, "", True))
-    if found:
+    row, found = checked_line(raw, PREFERENCE_SCHEMA, True)
+    if row is None or found:
         return found
     if row["id"] in seen:
         found.append(("id", f"duplicate id {row['id']!r}"))
