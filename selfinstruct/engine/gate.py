@@ -14,8 +14,9 @@ from selfinstruct import languages
 from selfinstruct.confidence import ConfidenceCheck
 from selfinstruct.engine.ledger import Ledger, Step, Where, run_steps
 from selfinstruct.filters import Drop, filter_instances, first_drop, instruction_filters, mask_pii
-from selfinstruct.llm import Completion
+from selfinstruct.llm import Completion, Request
 from selfinstruct.parsing import ParsedInstance
+from selfinstruct.prompts import sha256_text
 from selfinstruct.records import Instance, Task
 from selfinstruct.similarity import Language, NoveltyIndex
 
@@ -160,6 +161,17 @@ class Gate:
         self.ledger.record("instances", Drop("no_valid_instances",
                                              f"all {len(dropped)} examples were dropped "
                                              f"({', '.join(reasons)})"), where)
+
+    def answer_arrived(self, task: Task, request: Request, completion: Completion,
+                       what: str) -> bool:
+        """Note which request made the task's instances (their rows name it); False, with the
+        task's `instances` row written, when that request failed (`what` names it)."""
+        task.instance_prompt_hash = sha256_text(request.prompt)
+        task.instance_request_id = completion.request_id
+        if self.ledger.request_failed(request, completion, task.instruction):
+            self.no_instances(task, f"its {what} request failed")
+            return False
+        return True
 
     def no_instances(self, task: Task, why: str) -> None:
         """A task whose instance answer gave nothing to filter (failed or unreadable)."""

@@ -238,11 +238,8 @@ class EvolInstruct:
 
     def _read_answer(self, task: Task, request: Request, completion: Completion) -> None:
         engine = self.engine
-        task.instance_prompt_hash = sha256_text(request.prompt)
-        task.instance_request_id = completion.request_id
-        if engine.ledger.request_failed(request, completion, task.instruction):
+        if not engine.gate.answer_arrived(task, request, completion, "answer"):
             self.eliminated.add(task.id)
-            engine.gate.no_instances(task, "its answer request failed")
             return
         answer = (completion.text or "").strip()
         if not answer:

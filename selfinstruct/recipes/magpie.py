@@ -113,10 +113,7 @@ class Magpie:
     def read_stage(self, stage: str, task: Task, request: Request,
                    completion: Completion) -> None:
         engine = self.engine
-        task.instance_prompt_hash = sha256_text(request.prompt)
-        task.instance_request_id = completion.request_id
-        if engine.ledger.request_failed(request, completion, task.instruction):
-            engine.gate.no_instances(task, "its answer request failed")
+        if not engine.gate.answer_arrived(task, request, completion, "answer"):
             return
         answer, ended = self.template.cut(completion.text or "")
         answer = answer.strip()

@@ -170,10 +170,7 @@ class SelfInstruct:
 
     def read_instances(self, task: Task, request: Request, completion: Completion) -> None:
         engine = self.engine
-        task.instance_prompt_hash = sha256_text(request.prompt)
-        task.instance_request_id = completion.request_id
-        if engine.ledger.request_failed(request, completion, task.instruction):
-            engine.gate.no_instances(task, "its instance request failed")
+        if not engine.gate.answer_arrived(task, request, completion, "instance"):
             return
         if engine.answer_client is not None:
             answer = (completion.text or "").strip()
